@@ -1,0 +1,7 @@
+//! helios-infra: distributed rendering for programmatic video.
+//!
+//! The data flows one way: [`spec`] (pure) → [`orchestrator`] → [`adapters`] → [`worker`] →
+//! [`render`] / [`storage`] → [`stitch`]. The `helios-infra` binary is a thin front end over
+//! [`cli`].
+
+pub mod spec;

@@ -1,0 +1,271 @@
+use serde::{Deserialize, Serialize};
+
+use super::Fps;
+
+/// Version of the job spec format this build reads and writes.
+pub const SPEC_VERSION: u32 = 1;
+
+/// A complete, self-contained description of one render job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Format version; must be [`SPEC_VERSION`].
+    pub version: u32,
+    /// Job id, assigned at submission (a ULID); absent in a plan that was never submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What renders the frames.
+    pub composition: Composition,
+    /// Output picture and encoding settings.
+    pub video: VideoSpec,
+    /// The frame ranges workers render, tiling `video.frames` exactly.
+    pub chunks: Vec<Chunk>,
+    /// Retry and timeout policy for chunks.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// How many chunks may render at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+}
+
+fn default_concurrency() -> u32 {
+    2
+}
+
+impl JobSpec {
+    /// Total number of frames in the job.
+    pub fn frame_count(&self) -> u64 {
+        self.video.frames.len()
+    }
+
+    /// The chunk with this index, if any.
+    pub fn chunk(&self, index: u32) -> Option<&Chunk> {
+        self.chunks.iter().find(|c| c.index == index)
+    }
+}
+
+/// The renderer of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Composition {
+    /// An HTML composition rendered in Chromium.
+    Browser(BrowserComposition),
+    /// An external program that renders a frame range to a file.
+    Command(CommandComposition),
+}
+
+impl Composition {
+    /// Storage key of the composition bundle, if the job has one.
+    pub fn bundle(&self) -> Option<&str> {
+        match self {
+            Composition::Browser(b) => Some(&b.bundle),
+            Composition::Command(c) => c.bundle.as_deref(),
+        }
+    }
+}
+
+/// An HTML page inside a bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserComposition {
+    /// Page to open, relative to the bundle root.
+    pub entry: String,
+    /// Storage key of the bundle (`bundles/<sha256>.tar.zst`).
+    pub bundle: String,
+}
+
+/// A program run once per chunk with placeholders substituted in its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandComposition {
+    /// Argument vector; `argv[0]` is the program. Never passed through a shell.
+    pub argv: Vec<String>,
+    /// Optional bundle unpacked for the program; its path is `{bundle}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+}
+
+/// A half-open frame range `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameRange {
+    /// First frame, inclusive.
+    pub start: u64,
+    /// Last frame, exclusive.
+    pub end: u64,
+}
+
+impl FrameRange {
+    /// Creates `[start, end)`.
+    pub const fn new(start: u64, end: u64) -> Self {
+        Self { start, end }
+    }
+
+    /// Number of frames (zero when `end <= start`).
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// True when the range holds no frame.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Video codecs a job can encode to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// H.264 (libx264).
+    #[default]
+    H264,
+    /// H.265 (libx265).
+    H265,
+    /// VP9 (libvpx-vp9).
+    Vp9,
+    /// Apple ProRes 422 HQ (prores_ks); never lossless.
+    Prores,
+    /// FFV1, always lossless.
+    Ffv1,
+}
+
+impl Codec {
+    /// Every codec, for help texts and errors.
+    pub const ALL: [Codec; 5] = [
+        Codec::H264,
+        Codec::H265,
+        Codec::Vp9,
+        Codec::Prores,
+        Codec::Ffv1,
+    ];
+
+    /// The lowercase name used in specs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::H264 => "h264",
+            Codec::H265 => "h265",
+            Codec::Vp9 => "vp9",
+            Codec::Prores => "prores",
+            Codec::Ffv1 => "ffv1",
+        }
+    }
+
+    /// Pixel format used when the spec names none.
+    pub fn default_pixel_format(self) -> &'static str {
+        match self {
+            Codec::Prores => "yuv422p10le",
+            _ => "yuv420p",
+        }
+    }
+
+    /// Output container extensions that can hold this codec (first = default).
+    pub fn containers(self) -> &'static [&'static str] {
+        match self {
+            Codec::H264 | Codec::H265 => &["mp4", "mov", "mkv"],
+            Codec::Vp9 => &["webm", "mkv", "mp4"],
+            Codec::Prores => &["mov", "mkv"],
+            Codec::Ffv1 => &["mkv", "mov"],
+        }
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.to_ascii_lowercase();
+        Codec::ALL
+            .into_iter()
+            .find(|c| c.name() == s || (s == "hevc" && *c == Codec::H265))
+            .ok_or_else(|| {
+                let names: Vec<_> = Codec::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown codec {s:?}; use one of {}", names.join(", "))
+            })
+    }
+}
+
+/// Picture and encoding settings shared by every segment of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoSpec {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Frame rate.
+    pub fps: Fps,
+    /// Frames of the composition to render.
+    pub frames: FrameRange,
+    /// Codec of the segments and the output.
+    #[serde(default)]
+    pub codec: Codec,
+    /// Constant rate factor (quality) for lossy codecs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crf: Option<u32>,
+    /// Encoder speed preset (x264/x265 names such as `medium`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// FFmpeg pixel format; defaults per codec (`yuv420p` for most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_format: Option<String>,
+    /// Bit-exact mode: segments decode to exactly the rendered pixels.
+    #[serde(default)]
+    pub lossless: bool,
+}
+
+impl VideoSpec {
+    /// The pixel format in effect.
+    pub fn pixel_format(&self) -> &str {
+        self.pixel_format
+            .as_deref()
+            .unwrap_or(self.codec.default_pixel_format())
+    }
+}
+
+/// One contiguous frame range rendered by one worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chunk {
+    /// Position of the chunk in the job, from 0.
+    pub index: u32,
+    /// First frame, inclusive.
+    pub start: u64,
+    /// Last frame, exclusive.
+    pub end: u64,
+}
+
+impl Chunk {
+    /// Number of frames in the chunk.
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// True when the chunk holds no frame (never true for a valid spec).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How failed chunks are retried and how long an attempt may take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts per chunk, first one included.
+    pub max_attempts: u32,
+    /// First backoff delay, in milliseconds (doubles per attempt, with full jitter).
+    pub base_backoff_ms: u64,
+    /// Upper bound of a backoff delay, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Wall-clock limit of one attempt, in seconds.
+    pub timeout_s: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            base_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            timeout_s: 600.0,
+        }
+    }
+}

@@ -1,0 +1,386 @@
+use std::fmt;
+
+use super::{Codec, Composition, JobSpec, PLACEHOLDERS, SPEC_VERSION};
+
+/// One problem in a job spec, naming the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `video.width` or `chunks[3]`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Why a job spec was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// Not valid JSON for a job spec (syntax, types or unknown fields).
+    #[error("job spec is not valid: {0}")]
+    Json(#[source] serde_json::Error),
+    /// Well-formed but semantically invalid.
+    #[error("job spec is invalid:\n{}", list(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+fn list(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Upper bound on each picture dimension (FFmpeg's encoders top out around here).
+const MAX_DIMENSION: u32 = 16_384;
+
+/// Checks a spec; returns every problem found, each naming its field.
+pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
+    let mut errs = Vec::new();
+    let mut err = |field: &str, message: String| {
+        errs.push(FieldError {
+            field: field.to_string(),
+            message,
+        })
+    };
+
+    if spec.version != SPEC_VERSION {
+        err(
+            "version",
+            format!(
+                "unsupported version {} (this build reads version {SPEC_VERSION})",
+                spec.version
+            ),
+        );
+    }
+    if let Some(id) = &spec.id {
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            err(
+                "id",
+                format!("{id:?} is not a valid job id (1-64 characters from A-Z a-z 0-9 - _)"),
+            );
+        }
+    }
+
+    // Picture.
+    let v = &spec.video;
+    for (field, value) in [("video.width", v.width), ("video.height", v.height)] {
+        if value == 0 {
+            err(field, "must be greater than zero".into());
+        } else if value > MAX_DIMENSION {
+            err(field, format!("{value} exceeds the maximum of {MAX_DIMENSION}"));
+        }
+    }
+    let pix = v.pixel_format();
+    if !pix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || pix.is_empty()
+    {
+        err("video.pixel_format", format!("{pix:?} is not a pixel format name"));
+    }
+    let (sub_w, sub_h) = chroma_subsampling(pix);
+    if sub_w && v.width % 2 == 1 {
+        err(
+            "video.width",
+            format!("{} is odd, but pixel format {pix} needs an even width (use {} or {})", v.width, v.width - 1, v.width + 1),
+        );
+    }
+    if sub_h && v.height % 2 == 1 {
+        err(
+            "video.height",
+            format!("{} is odd, but pixel format {pix} needs an even height (use {} or {})", v.height, v.height - 1, v.height + 1),
+        );
+    }
+    if v.fps.num == 0 || v.fps.den == 0 {
+        err("video.fps", format!("{}/{} is not a positive frame rate", v.fps.num, v.fps.den));
+    } else if v.fps.as_f64() > 1000.0 {
+        err("video.fps", format!("{} frames per second is more than the supported 1000", v.fps));
+    }
+    if v.frames.is_empty() {
+        err(
+            "video.frames",
+            format!("[{}, {}) holds zero frames; end must be greater than start", v.frames.start, v.frames.end),
+        );
+    }
+    if let Some(crf) = v.crf {
+        let max = match v.codec {
+            Codec::Vp9 => 63,
+            _ => 51,
+        };
+        if matches!(v.codec, Codec::Prores | Codec::Ffv1) {
+            err("video.crf", format!("{} does not take a crf", v.codec.name()));
+        } else if crf > max {
+            err("video.crf", format!("{crf} is out of range for {} (0-{max})", v.codec.name()));
+        }
+    }
+    if let Some(preset) = &v.preset {
+        if preset.is_empty() || !preset.chars().all(|c| c.is_ascii_lowercase()) {
+            err("video.preset", format!("{preset:?} is not a preset name such as \"medium\""));
+        }
+    }
+    if v.lossless && v.codec == Codec::Prores {
+        err("video.lossless", "prores is never lossless; use ffv1, h264 or h265 for lossless output".into());
+    }
+
+    // Chunks: contiguous, non-overlapping, exact cover.
+    if spec.chunks.is_empty() {
+        err("chunks", "no chunks: plan at least one chunk".into());
+    }
+    let mut expected_start = v.frames.start;
+    for (i, c) in spec.chunks.iter().enumerate() {
+        let field = format!("chunks[{i}]");
+        if c.index as usize != i {
+            err(&field, format!("index is {} but must be {i} (chunks are numbered in order from 0)", c.index));
+        }
+        if c.end <= c.start {
+            err(&field, format!("[{}, {}) holds zero frames", c.start, c.end));
+        }
+        if c.start > expected_start {
+            err(&field, format!("gap: frames {expected_start}..{} are in no chunk", c.start));
+        } else if c.start < expected_start {
+            err(&field, format!("overlap: frames {}..{expected_start} are already in an earlier chunk", c.start));
+        }
+        expected_start = expected_start.max(c.end);
+    }
+    if let Some(last) = spec.chunks.last() {
+        if last.end < v.frames.end {
+            err("chunks", format!("gap: frames {}..{} at the end are in no chunk", last.end, v.frames.end));
+        } else if last.end > v.frames.end {
+            err("chunks", format!("chunks run to frame {} past the end of video.frames ({})", last.end, v.frames.end));
+        }
+    }
+
+    // Composition.
+    match &spec.composition {
+        Composition::Command(c) => {
+            if c.argv.is_empty() || c.argv[0].is_empty() {
+                err("composition.argv", "empty: give the program and its arguments".into());
+            }
+            let mut has_output = false;
+            for (i, arg) in c.argv.iter().enumerate() {
+                match placeholders(arg) {
+                    Ok(names) => {
+                        for name in names {
+                            if !PLACEHOLDERS.contains(&name) {
+                                err(
+                                    &format!("composition.argv[{i}]"),
+                                    format!("unknown placeholder {{{name}}} in {arg:?}; known: {}", known()),
+                                );
+                            }
+                            has_output |= name == "output";
+                            if name == "bundle" && c.bundle.is_none() {
+                                err(&format!("composition.argv[{i}]"), "uses {bundle} but the job has no bundle".into());
+                            }
+                        }
+                    }
+                    Err(msg) => err(&format!("composition.argv[{i}]"), msg),
+                }
+            }
+            if !c.argv.is_empty() && !has_output {
+                err("composition.argv", "no {output} placeholder: the program must be told where to write its frames".into());
+            }
+            if let Some(b) = &c.bundle {
+                check_bundle_key(b, "composition.bundle", &mut err);
+            }
+        }
+        Composition::Browser(b) => {
+            check_bundle_key(&b.bundle, "composition.bundle", &mut err);
+            if !is_safe_relative_path(&b.entry) {
+                err("composition.entry", format!("{:?} must be a relative path inside the bundle (no '..', no leading '/')", b.entry));
+            }
+        }
+    }
+
+    // Policy.
+    if spec.retry.max_attempts == 0 {
+        err("retry.max_attempts", "must be at least 1".into());
+    }
+    if !(spec.retry.timeout_s.is_finite() && spec.retry.timeout_s > 0.0) {
+        err("retry.timeout_s", format!("{} is not a positive number of seconds", spec.retry.timeout_s));
+    }
+    if spec.retry.base_backoff_ms > spec.retry.max_backoff_ms {
+        err("retry.base_backoff_ms", "is greater than retry.max_backoff_ms".into());
+    }
+    if spec.concurrency == 0 {
+        err("concurrency", "must be at least 1".into());
+    }
+
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(SpecError::Invalid(errs))
+    }
+}
+
+fn known() -> String {
+    PLACEHOLDERS
+        .iter()
+        .map(|p| format!("{{{p}}}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether a pixel format subsamples chroma horizontally / vertically.
+fn chroma_subsampling(pix: &str) -> (bool, bool) {
+    let p = pix.to_ascii_lowercase();
+    if p.starts_with("yuv420") || p.starts_with("yuvj420") || p.starts_with("yuva420") || p.starts_with("nv12") || p.starts_with("nv21") || p.starts_with("p010") {
+        (true, true)
+    } else if p.starts_with("yuv422") || p.starts_with("yuvj422") || p.starts_with("yuva422") || p.starts_with("nv16") || p.starts_with("yuyv") || p.starts_with("uyvy") {
+        (true, false)
+    } else {
+        (false, false)
+    }
+}
+
+fn check_bundle_key(key: &str, field: &str, err: &mut impl FnMut(&str, String)) {
+    let ok = key
+        .strip_prefix("bundles/")
+        .and_then(|rest| rest.strip_suffix(".tar.zst"))
+        .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+    if !ok {
+        err(field, format!("{key:?} is not a bundle key (bundles/<sha256>.tar.zst)"));
+    }
+}
+
+/// A path that stays inside the directory it is relative to.
+pub(crate) fn is_safe_relative_path(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && !p.contains('\\')
+        && !p.contains('\0')
+        && p.split('/').all(|seg| seg != "..")
+}
+
+/// Placeholder names used in `arg`; `{{` and `}}` are literal braces.
+pub(crate) fn placeholders(arg: &str) -> Result<Vec<&str>, String> {
+    let mut names = Vec::new();
+    let bytes = arg.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' if bytes.get(i + 1) == Some(&b'{') => i += 2,
+            b'}' if bytes.get(i + 1) == Some(&b'}') => i += 2,
+            b'{' => {
+                let Some(len) = arg[i + 1..].find('}') else {
+                    return Err(format!("unclosed '{{' in {arg:?} (write '{{{{' for a literal brace)"));
+                };
+                names.push(&arg[i + 1..i + 1 + len]);
+                i += len + 2;
+            }
+            b'}' => return Err(format!("stray '}}' in {arg:?} (write '}}}}' for a literal brace)")),
+            _ => i += 1,
+        }
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::*;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            version: 1,
+            id: None,
+            composition: Composition::Command(CommandComposition {
+                argv: vec!["render".into(), "{start}".into(), "{output}".into()],
+                bundle: None,
+            }),
+            video: VideoSpec {
+                width: 320,
+                height: 240,
+                fps: Fps::new(30, 1),
+                frames: FrameRange::new(0, 100),
+                codec: Codec::H264,
+                crf: None,
+                preset: None,
+                pixel_format: None,
+                lossless: false,
+            },
+            chunks: plan_chunks(FrameRange::new(0, 100), ChunkPlan::Count(4)),
+            retry: RetryPolicy::default(),
+            concurrency: 2,
+        }
+    }
+
+    fn fields(s: &JobSpec) -> Vec<String> {
+        match validate(s) {
+            Ok(()) => vec![],
+            Err(SpecError::Invalid(e)) => e.into_iter().map(|e| e.field).collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn valid_spec_passes() {
+        assert!(validate(&spec()).is_ok());
+    }
+
+    #[test]
+    fn gaps_and_overlaps_name_the_chunk() {
+        let mut s = spec();
+        s.chunks[1].start += 1;
+        assert_eq!(fields(&s), vec!["chunks[1]"]);
+        let mut s = spec();
+        s.chunks[2].start -= 1;
+        let e = validate(&s).unwrap_err().to_string();
+        assert!(e.contains("chunks[2]") && e.contains("overlap"), "{e}");
+    }
+
+    #[test]
+    fn odd_size_with_yuv420p_is_rejected() {
+        let mut s = spec();
+        s.video.width = 321;
+        let e = validate(&s).unwrap_err().to_string();
+        assert!(e.contains("video.width") && e.contains("yuv420p"), "{e}");
+        s.video.pixel_format = Some("yuv444p".into());
+        assert!(validate(&s).is_ok());
+    }
+
+    #[test]
+    fn unknown_placeholder_is_rejected() {
+        let mut s = spec();
+        if let Composition::Command(c) = &mut s.composition {
+            c.argv.push("{frame}".into());
+        }
+        let e = validate(&s).unwrap_err().to_string();
+        assert!(e.contains("composition.argv[3]") && e.contains("{frame}"), "{e}");
+    }
+
+    #[test]
+    fn zero_frames_rejected() {
+        let mut s = spec();
+        s.video.frames = FrameRange::new(5, 5);
+        assert!(fields(&s).contains(&"video.frames".to_string()));
+    }
+
+    #[test]
+    fn placeholder_parser_handles_escapes() {
+        assert_eq!(placeholders("a{start}-{{x}}").unwrap(), vec!["start"]);
+        assert!(placeholders("{open").is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let mut v = serde_json::to_value(spec()).unwrap();
+        v["video"]["colour"] = serde_json::json!("red");
+        let e = crate::spec::parse(&v.to_string()).unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+        let mut v = serde_json::to_value(spec()).unwrap();
+        v["composition"]["shell"] = serde_json::json!(true);
+        let e = crate::spec::parse(&v.to_string()).unwrap_err().to_string();
+        assert!(e.contains("shell"), "{e}");
+    }
+}
