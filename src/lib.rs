@@ -5,3 +5,4 @@
 //! [`cli`].
 
 pub mod spec;
+pub mod storage;

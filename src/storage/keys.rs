@@ -1,0 +1,31 @@
+//! The storage layout, identical on every backend (see ARCHITECTURE.md).
+
+/// `jobs/<id>/job.json`
+pub fn job_spec(job: &str) -> String {
+    format!("jobs/{job}/job.json")
+}
+
+/// `jobs/<id>/attempts/<index>/<attempt>.<ext>`: the segment written by one attempt.
+pub fn attempt_segment(job: &str, chunk: u32, attempt: u32, ext: &str) -> String {
+    format!("jobs/{job}/attempts/{chunk}/{attempt}.{ext}")
+}
+
+/// `jobs/<id>/attempts/<index>/<attempt>.json`: that attempt's report.
+pub fn attempt_report(job: &str, chunk: u32, attempt: u32) -> String {
+    format!("jobs/{job}/attempts/{chunk}/{attempt}.json")
+}
+
+/// `jobs/<id>/attempts/<index>/`: every attempt of a chunk.
+pub fn chunk_attempts(job: &str, chunk: u32) -> String {
+    format!("jobs/{job}/attempts/{chunk}")
+}
+
+/// `jobs/<id>/output.<ext>`: the stitched output.
+pub fn output(job: &str, ext: &str) -> String {
+    format!("jobs/{job}/output.{ext}")
+}
+
+/// `bundles/<sha256>.tar.zst`: a content-addressed composition bundle.
+pub fn bundle(sha256: &str) -> String {
+    format!("bundles/{sha256}.tar.zst")
+}

@@ -1,0 +1,324 @@
+//! Object storage for specs, bundles, segments and outputs.
+//!
+//! A thin wrapper over the `object_store` crate: one [`Storage`] per storage root URL, keys
+//! relative to that root, the same layout on every backend (see [`keys`]).
+
+mod bundle;
+pub mod keys;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+pub use bundle::{pack_dir, unpack, BundleError, PackedBundle};
+
+/// Storage failures, with the key or URL involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The storage URL cannot be used.
+    #[error("storage URL {url:?} is not usable: {reason}")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The object does not exist.
+    #[error("object {key:?} not found in {root}")]
+    NotFound {
+        /// Key relative to the root.
+        key: String,
+        /// Storage root URL.
+        root: String,
+    },
+    /// Any other backend failure.
+    #[error("storage operation on {key:?} in {root} failed: {source}")]
+    Backend {
+        /// Key relative to the root.
+        key: String,
+        /// Storage root URL.
+        root: String,
+        /// Underlying error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// Local file I/O around a transfer.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    /// Whether retrying the same operation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StorageError::Backend { .. } | StorageError::Io { .. })
+    }
+}
+
+/// A storage root: `file:///abs/dir`, a plain directory path, or `memory://name`.
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    url: String,
+    local_root: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("url", &self.url).finish()
+    }
+}
+
+/// Named in-memory stores shared within one process, so `memory://x` opened twice is one store.
+fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    STORES.get_or_init(Default::default)
+}
+
+impl Storage {
+    /// Opens a storage root. Local directories are created if missing.
+    pub fn open(url: &str) -> Result<Self, StorageError> {
+        let bad = |reason: &str| StorageError::BadUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(name) = url.strip_prefix("memory://") {
+            let store = memory_stores()
+                .lock()
+                .map_err(|_| bad("memory store registry poisoned"))?
+                .entry(name.to_string())
+                .or_default()
+                .clone();
+            return Ok(Self {
+                store,
+                url: url.trim_end_matches('/').to_string(),
+                local_root: None,
+            });
+        }
+        let dir = if url.starts_with("file:") {
+            url::Url::parse(url)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .ok_or_else(|| bad("expected file:///absolute/path"))?
+        } else if url.contains("://") {
+            let scheme = url.split("://").next().unwrap_or_default();
+            return Err(bad(&format!(
+                "scheme {scheme}:// is not supported by this build (use file:// or a directory path, or memory://)"
+            )));
+        } else {
+            PathBuf::from(url)
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| StorageError::Io {
+            context: format!("cannot create storage directory {}", dir.display()),
+            source: e,
+        })?;
+        let dir = dir.canonicalize().map_err(|e| StorageError::Io {
+            context: format!("cannot resolve storage directory {}", dir.display()),
+            source: e,
+        })?;
+        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(&e.to_string()))?;
+        let url = url::Url::from_directory_path(&dir)
+            .map_err(|_| bad("not an absolute directory"))?
+            .to_string()
+            .trim_end_matches('/')
+            .to_string();
+        Ok(Self {
+            store: Arc::new(store),
+            url,
+            local_root: Some(dir),
+        })
+    }
+
+    /// Opens the storage that holds an object URL such as `file:///x/jobs/ID/job.json`,
+    /// returning the storage root and the object's key. The root is everything before the
+    /// last `/jobs/` or `/bundles/` segment.
+    pub fn open_object_url(object_url: &str) -> Result<(Self, String), StorageError> {
+        let split = ["/jobs/", "/bundles/"]
+            .iter()
+            .filter_map(|m| object_url.rfind(m))
+            .max()
+            .ok_or_else(|| StorageError::BadUrl {
+                url: object_url.to_string(),
+                reason: "expected <storage root>/jobs/<id>/job.json".into(),
+            })?;
+        let (root, key) = object_url.split_at(split);
+        Ok((Self::open(root)?, key[1..].to_string()))
+    }
+
+    /// The root URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Full URL of a key.
+    pub fn url_for(&self, key: &str) -> String {
+        format!("{}/{}", self.url, key)
+    }
+
+    /// The file backing `key`, when the storage is a local directory.
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.local_root.as_ref().map(|r| r.join(key))
+    }
+
+    fn path(&self, key: &str) -> ObjPath {
+        ObjPath::from(key)
+    }
+
+    fn err(&self, key: &str, e: object_store::Error) -> StorageError {
+        match e {
+            object_store::Error::NotFound { .. } => StorageError::NotFound {
+                key: key.to_string(),
+                root: self.url.clone(),
+            },
+            source => StorageError::Backend {
+                key: key.to_string(),
+                root: self.url.clone(),
+                source,
+            },
+        }
+    }
+
+    /// Writes an object atomically: readers see the old object or the whole new one.
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        self.store
+            .put(&self.path(key), PutPayload::from(data))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(key, e))
+    }
+
+    /// Uploads a local file.
+    pub async fn put_file(&self, key: &str, file: &Path) -> Result<(), StorageError> {
+        let data = tokio::fs::read(file).await.map_err(|e| StorageError::Io {
+            context: format!("cannot read {}", file.display()),
+            source: e,
+        })?;
+        self.put(key, Bytes::from(data)).await
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        let r = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|e| self.err(key, e))?;
+        r.bytes().await.map_err(|e| self.err(key, e))
+    }
+
+    /// Makes an object available as a local file: the backing file itself for local
+    /// storage, otherwise a download into `dir`.
+    pub async fn fetch_to_dir(&self, key: &str, dir: &Path) -> Result<PathBuf, StorageError> {
+        if let Some(p) = self.local_path(key) {
+            if tokio::fs::metadata(&p).await.is_ok() {
+                return Ok(p);
+            }
+            return Err(StorageError::NotFound {
+                key: key.to_string(),
+                root: self.url.clone(),
+            });
+        }
+        let data = self.get(key).await?;
+        let name = key.replace('/', "_");
+        let dest = dir.join(name);
+        tokio::fs::write(&dest, &data)
+            .await
+            .map_err(|e| StorageError::Io {
+                context: format!("cannot write {}", dest.display()),
+                source: e,
+            })?;
+        Ok(dest)
+    }
+
+    /// Size of an object, or `None` if it does not exist.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match self.store.head(&self.path(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(key, e)),
+        }
+    }
+
+    /// Keys under a prefix (recursive), sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let p = self.path(prefix);
+        let mut keys: Vec<String> = self
+            .store
+            .list(Some(&p))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .map_err(|e| self.err(prefix, e))?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Deletes an object; a missing object is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(key, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn put_get_list(s: &Storage) {
+        s.put("jobs/a/job.json", Bytes::from_static(b"{}")).await.unwrap();
+        s.put("jobs/a/attempts/0/1.mp4", Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(&s.get("jobs/a/job.json").await.unwrap()[..], b"{}");
+        s.put("jobs/a/job.json", Bytes::from_static(b"{1}")).await.unwrap();
+        assert_eq!(&s.get("jobs/a/job.json").await.unwrap()[..], b"{1}");
+        assert_eq!(s.size("jobs/a/attempts/0/1.mp4").await.unwrap(), Some(1));
+        assert_eq!(s.size("nope").await.unwrap(), None);
+        assert_eq!(
+            s.list("jobs/a").await.unwrap(),
+            vec!["jobs/a/attempts/0/1.mp4", "jobs/a/job.json"]
+        );
+        assert!(matches!(
+            s.get("missing").await,
+            Err(StorageError::NotFound { .. })
+        ));
+        s.delete("jobs/a/job.json").await.unwrap();
+        s.delete("jobs/a/job.json").await.unwrap();
+        assert_eq!(s.size("jobs/a/job.json").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn file_storage_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path().to_str().unwrap()).unwrap();
+        assert!(s.url().starts_with("file:///"));
+        put_get_list(&s).await;
+        let (again, key) = Storage::open_object_url(&s.url_for("jobs/x/job.json")).unwrap();
+        assert_eq!(again.url(), s.url());
+        assert_eq!(key, "jobs/x/job.json");
+    }
+
+    #[tokio::test]
+    async fn memory_storage_conforms() {
+        let s = Storage::open("memory://conformance").unwrap();
+        put_get_list(&s).await;
+    }
+
+    #[test]
+    fn unknown_scheme_is_explained() {
+        let e = Storage::open("ftp://x/y").unwrap_err().to_string();
+        assert!(e.contains("ftp://"), "{e}");
+    }
+}
