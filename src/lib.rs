@@ -6,3 +6,6 @@
 
 pub mod spec;
 pub mod storage;
+pub mod media;
+pub mod process;
+pub mod render;

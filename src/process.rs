@@ -1,0 +1,109 @@
+//! Child processes: spawned with an argument vector (never a shell), killed with their
+//! parent, and with a bounded tail of their stderr kept for error messages.
+
+use std::collections::VecDeque;
+use std::process::{ExitStatus, Stdio};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+
+/// Lines of stderr kept for error messages.
+pub const TAIL_LINES: usize = 20;
+
+/// Makes a child die with this process: `kill_on_drop` for normal drops (timeouts,
+/// cancellation) and `PR_SET_PDEATHSIG` for when this process itself is killed.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    cmd.kill_on_drop(true);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd
+}
+
+/// The last lines a stream printed.
+#[derive(Debug, Default, Clone)]
+pub struct Tail(VecDeque<String>);
+
+impl Tail {
+    /// The kept lines joined by newlines.
+    pub fn text(&self) -> String {
+        self.0.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// Reads a stream to its end, keeping its last [`TAIL_LINES`] lines (each cut to 500 bytes).
+pub async fn read_tail(stream: impl AsyncRead + Unpin) -> Tail {
+    let mut lines = BufReader::new(stream).lines();
+    let mut tail = VecDeque::with_capacity(TAIL_LINES);
+    while let Ok(Some(mut line)) = lines.next_line().await {
+        if line.len() > 500 {
+            let mut cut = 500;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push('…');
+        }
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    Tail(tail)
+}
+
+/// Outcome of [`run`].
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Whole stdout (small outputs only: JSON from ffprobe or a worker).
+    pub stdout: Vec<u8>,
+    /// Tail of stderr.
+    pub stderr: Tail,
+}
+
+/// Runs a command to completion with stdin closed, capturing stdout and a stderr tail.
+pub async fn run(cmd: &mut Command) -> std::io::Result<Finished> {
+    die_with_parent(cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let out_task = async {
+        let mut buf = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut buf).await;
+        buf
+    };
+    let (stdout, stderr, status) = tokio::join!(out_task, read_tail(stderr), child.wait());
+    Ok(Finished {
+        status: status?,
+        stdout,
+        stderr,
+    })
+}
+
+/// Describes an exit status for people: `exit code 3` or `killed by signal 9 (SIGKILL)`.
+pub fn describe_status(status: &ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            return format!("killed by signal {sig} ({name})");
+        }
+    }
+    match status.code() {
+        Some(c) => format!("exit code {c}"),
+        None => "unknown exit status".into(),
+    }
+}

@@ -1,0 +1,164 @@
+//! The command renderer: an external program renders a frame range to a file.
+
+use std::path::Path;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use tokio::process::Command;
+
+use super::{encoder, RenderError, RenderRequest, RenderedSegment, Renderer};
+use crate::media;
+use crate::process;
+use crate::spec::{Chunk, CommandComposition, JobSpec};
+
+/// Runs `argv` once per chunk with placeholders substituted; never through a shell.
+#[derive(Debug, Clone)]
+pub struct CommandRenderer {
+    composition: CommandComposition,
+}
+
+impl CommandRenderer {
+    /// A renderer for this composition.
+    pub fn new(composition: CommandComposition) -> Self {
+        Self { composition }
+    }
+}
+
+/// Substitutes placeholders in one argument. Unknown names are left as they are
+/// (validation has rejected them already); `{{`/`}}` become literal braces.
+pub fn substitute(arg: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+        } else if let (true, Some(end)) = (tail.starts_with('{'), tail.find('}')) {
+            let name = &tail[1..end];
+            match lookup(name) {
+                Some(v) => out.push_str(&v),
+                None => out.push_str(&tail[..=end]),
+            }
+            rest = &tail[end + 1..];
+        } else {
+            out.push_str(&tail[..1]);
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The argument vector for one chunk.
+pub fn chunk_argv(
+    argv: &[String],
+    spec: &JobSpec,
+    chunk: Chunk,
+    output: &Path,
+    bundle: Option<&Path>,
+) -> Vec<String> {
+    let v = &spec.video;
+    let lookup = |name: &str| -> Option<String> {
+        Some(match name {
+            "start" => chunk.start.to_string(),
+            "end" => chunk.end.to_string(),
+            "count" => chunk.len().to_string(),
+            "output" => output.display().to_string(),
+            "width" => v.width.to_string(),
+            "height" => v.height.to_string(),
+            "fps" => v.fps.to_string(),
+            "bundle" => bundle?.display().to_string(),
+            _ => return None,
+        })
+    };
+    argv.iter().map(|a| substitute(a, lookup)).collect()
+}
+
+#[async_trait]
+impl Renderer for CommandRenderer {
+    async fn render(&self, req: &RenderRequest<'_>) -> Result<RenderedSegment, RenderError> {
+        let raw = req.workdir.join("render.mkv");
+        let argv = chunk_argv(&self.composition.argv, req.spec, req.chunk, &raw, req.bundle_dir);
+        let program = argv[0].clone();
+        tracing::debug!(?argv, chunk = req.chunk.index, "running renderer");
+
+        let started = Instant::now();
+        let mut cmd = Command::new(&program);
+        cmd.args(&argv[1..])
+            .current_dir(req.bundle_dir.unwrap_or(req.workdir));
+        let done = process::run(&mut cmd)
+            .await
+            .map_err(|source| RenderError::ProgramNotFound {
+                program: program.clone(),
+                source,
+            })?;
+        if !done.status.success() {
+            return Err(RenderError::ProgramFailed {
+                program,
+                status: process::describe_status(&done.status),
+                stderr: done.stderr.text(),
+            });
+        }
+        let render_time = started.elapsed();
+        if !raw.exists() {
+            return Err(RenderError::BadOutput(format!(
+                "renderer {program:?} exited successfully but wrote nothing to {{output}} ({})",
+                raw.display()
+            )));
+        }
+
+        let started = Instant::now();
+        let v = &req.spec.video;
+        let segment = req
+            .workdir
+            .join(format!("segment.{}", encoder::segment_extension(v.codec)));
+        encoder::normalize(&raw, &segment, v)
+            .await
+            .map_err(|e| match e {
+                media::MediaError::Failed { stderr, .. } => RenderError::BadOutput(format!(
+                    "FFmpeg cannot read what renderer {program:?} wrote to {{output}}:\n{stderr}"
+                )),
+                other => other.into(),
+            })?;
+        let info = media::probe(&segment).await?;
+        if (info.width, info.height) != (v.width, v.height) {
+            return Err(RenderError::BadOutput(format!(
+                "renderer {program:?} wrote {}x{} frames but the job is {}x{} (use {{width}} and {{height}})",
+                info.width, info.height, v.width, v.height
+            )));
+        }
+        if info.frames != req.chunk.len() {
+            return Err(RenderError::BadOutput(format!(
+                "renderer {program:?} wrote {} frames for chunk {} (frames {}..{}) but {} were expected; does it honour {{start}} and {{end}}?",
+                info.frames,
+                req.chunk.index,
+                req.chunk.start,
+                req.chunk.end,
+                req.chunk.len()
+            )));
+        }
+        let _ = tokio::fs::remove_file(&raw).await;
+        Ok(RenderedSegment {
+            path: segment,
+            frames: info.frames,
+            render_time,
+            encode_time: started.elapsed(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitutes_inside_arguments_without_a_shell() {
+        let l = |n: &str| (n == "start").then(|| "10".to_string());
+        assert_eq!(substitute("trim=start_frame={start}", l), "trim=start_frame=10");
+        assert_eq!(substitute("{{start}}", l), "{start}");
+        assert_eq!(substitute("$(rm -rf /) {start}", l), "$(rm -rf /) 10");
+        assert_eq!(substitute("{nope}", l), "{nope}");
+    }
+}

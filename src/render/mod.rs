@@ -1,0 +1,116 @@
+//! Renderers turn one chunk of a job into a segment file.
+//!
+//! [`Renderer`] is the seam: the [`command::CommandRenderer`] runs an external program;
+//! the browser renderer (Chromium over CDP) plugs in beside it. Both hand their frames to
+//! [`encoder`], so every segment of a job has identical encoder parameters.
+
+pub mod command;
+pub mod encoder;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::media::MediaError;
+use crate::spec::{Chunk, JobSpec};
+
+/// Everything a renderer needs for one chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderRequest<'a> {
+    /// The job.
+    pub spec: &'a JobSpec,
+    /// The chunk to render.
+    pub chunk: Chunk,
+    /// A private, empty directory the renderer may use; removed afterwards.
+    pub workdir: &'a Path,
+    /// The unpacked composition bundle, if the job has one.
+    pub bundle_dir: Option<&'a Path>,
+}
+
+/// A segment on local disk, ready to upload.
+#[derive(Debug, Clone)]
+pub struct RenderedSegment {
+    /// The segment file (in the job's segment container).
+    pub path: PathBuf,
+    /// Frames it holds (checked by probing).
+    pub frames: u64,
+    /// Time spent producing frames.
+    pub render_time: Duration,
+    /// Time spent encoding and checking them.
+    pub encode_time: Duration,
+}
+
+/// Renders chunks.
+#[async_trait]
+pub trait Renderer: Send + Sync {
+    /// Renders `req.chunk` into a segment inside `req.workdir`.
+    async fn render(&self, req: &RenderRequest<'_>) -> Result<RenderedSegment, RenderError>;
+}
+
+/// Why a chunk could not be rendered. [`RenderError::is_retryable`] tells transient
+/// failures from ones that would fail again.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The renderer program does not exist or cannot be executed.
+    #[error("cannot start renderer {program:?}: {source}")]
+    ProgramNotFound {
+        /// `argv[0]`.
+        program: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The renderer program exited unsuccessfully.
+    #[error("renderer {program:?} failed with {status}; last lines of its stderr:\n{stderr}")]
+    ProgramFailed {
+        /// `argv[0]`.
+        program: String,
+        /// Exit status description.
+        status: String,
+        /// Tail of its stderr.
+        stderr: String,
+    },
+    /// The renderer succeeded but its output is unusable.
+    #[error("{0}")]
+    BadOutput(String),
+    /// The composition itself is broken (e.g. the page threw).
+    #[error("composition error: {0}")]
+    Composition(String),
+    /// FFmpeg could not encode or probe the frames.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// Local I/O in the work directory.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RenderError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RenderError::ProgramFailed { .. } | RenderError::Io { .. } => true,
+            RenderError::Media(MediaError::Spawn { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// Short machine-readable kind, used in worker error payloads.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RenderError::ProgramNotFound { .. } => "renderer_not_found",
+            RenderError::ProgramFailed { .. } => "renderer_failed",
+            RenderError::BadOutput(_) => "render_output",
+            RenderError::Composition(_) => "composition",
+            RenderError::Media(MediaError::Missing { .. }) => "missing_tool",
+            RenderError::Media(_) => "encode",
+            RenderError::Io { .. } => "io",
+        }
+    }
+}
