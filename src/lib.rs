@@ -9,3 +9,8 @@ pub mod storage;
 pub mod media;
 pub mod process;
 pub mod render;
+pub mod worker;
+pub mod adapters;
+pub mod stitch;
+pub mod orchestrator;
+pub mod cli;

@@ -1,0 +1,22 @@
+//! Where chunks run. [`WorkerAdapter`] is the seam between the orchestrator and the
+//! engines (local processes now; Lambda, Cloud Run, Kubernetes later): every adapter sends
+//! the same [`ChunkRequest`] and returns the worker's report or its classified failure.
+
+pub mod local;
+
+use async_trait::async_trait;
+
+pub use crate::worker::{ChunkReport, ChunkRequest, FailureKind, WorkerFailure};
+
+/// Runs chunk attempts on some engine.
+///
+/// Cancellation and timeouts are the caller's: dropping the returned future must stop the
+/// attempt (kill the process, abandon the request).
+#[async_trait]
+pub trait WorkerAdapter: Send + Sync {
+    /// A short name for logs and status (`local`, `lambda`…).
+    fn name(&self) -> &'static str;
+
+    /// Runs one attempt.
+    async fn run_chunk(&self, req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>;
+}

@@ -1,0 +1,204 @@
+//! Command-line definitions (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::spec::{Codec, Fps};
+
+/// Distributed rendering for programmatic video: render in frame-range chunks on many
+/// workers, get one file identical to a one-piece render.
+#[derive(Debug, Parser)]
+#[command(name = "helios-infra", version, about, propagate_version = true)]
+pub struct Cli {
+    /// State directory: the job store (jobs.db), locks, temporary files, and the default storage.
+    #[arg(long, global = true, env = "HELIOS_HOME", default_value = ".helios")]
+    pub home: PathBuf,
+    /// Storage root for specs, bundles and segments (file:///dir or a directory; default <home>/storage).
+    #[arg(long, global = true, env = "HELIOS_STORAGE")]
+    pub storage: Option<String>,
+    /// Print progress and results as JSON lines on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Plan, render and stitch a video in one go.
+    Render(RenderArgs),
+    /// Plan a job and write its spec without running it.
+    Plan(PlanArgs),
+    /// Run a job spec written by `plan --emit` (or by hand).
+    Run(RunArgs),
+    /// Show jobs, or one job's chunks.
+    Status(StatusArgs),
+    /// Continue a failed, cancelled or interrupted job: only unfinished chunks are rendered.
+    Resume(JobArg),
+    /// Cancel a running job; finished chunks are kept and `resume` continues it.
+    Cancel(JobArg),
+    /// Concatenate segments (same codec parameters) into one file without re-encoding.
+    Stitch(StitchArgs),
+    /// Worker entry points.
+    #[command(subcommand)]
+    Worker(WorkerCommand),
+}
+
+/// What to render and how (shared by `render` and `plan`).
+#[derive(Debug, Args)]
+pub struct PlanSettings {
+    /// An HTML composition (folder with index.html, or an .html file). Omit when a command follows `--`.
+    pub composition: Option<PathBuf>,
+    /// Frame rate: 30, 30000/1001 or 29.97.
+    #[arg(long, default_value = "30")]
+    pub fps: Fps,
+    /// Output size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
+    pub size: (u32, u32),
+    /// Frames to render, START..END (END exclusive) or a count.
+    #[arg(long, value_parser = parse_frames, conflicts_with = "duration")]
+    pub frames: Option<(u64, u64)>,
+    /// Seconds to render from frame 0 (instead of --frames).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Number of chunks (balanced).
+    #[arg(long, conflicts_with = "frames_per_chunk")]
+    pub chunks: Option<u32>,
+    /// Maximum frames per chunk.
+    #[arg(long)]
+    pub frames_per_chunk: Option<u64>,
+    /// Chunks rendering at once (default: the number of CPU cores).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Bit-exact segments (lossless encoding).
+    #[arg(long)]
+    pub lossless: bool,
+    /// Video codec.
+    #[arg(long, default_value = "h264")]
+    pub codec: Codec,
+    /// Quality for lossy codecs (lower is better).
+    #[arg(long)]
+    pub crf: Option<u32>,
+    /// Encoder preset (e.g. ultrafast … veryslow for h264/h265).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Pixel format (default yuv420p; yuv422p10le for prores).
+    #[arg(long)]
+    pub pix_fmt: Option<String>,
+    /// Retries per chunk after the first attempt, for retryable failures.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+    /// Seconds one attempt may take before it is killed and retried.
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout: f64,
+    /// A folder packed into the job's bundle; a command sees it as {bundle} (and runs in it).
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Renderer command, after `--`: an argument vector with placeholders {start} {end}
+    /// {count} {output} {width} {height} {fps} {bundle}; never run through a shell.
+    #[arg(last = true)]
+    pub argv: Vec<String>,
+}
+
+/// `render`
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Output file; its extension picks the container (mp4, mov, mkv, webm).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// What to render.
+    #[command(flatten)]
+    pub plan: PlanSettings,
+}
+
+/// `plan`
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Where to write the job spec (`-` for stdout).
+    #[arg(long)]
+    pub emit: PathBuf,
+    /// What to render.
+    #[command(flatten)]
+    pub plan: PlanSettings,
+}
+
+/// `run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job spec (JSON).
+    pub spec: PathBuf,
+    /// Output file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Override the spec's concurrency.
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+}
+
+/// `status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A job id; without it, every job is listed.
+    pub id: Option<String>,
+}
+
+/// A job id argument.
+#[derive(Debug, Args)]
+pub struct JobArg {
+    /// Job id (see `helios-infra status`).
+    pub id: String,
+}
+
+/// `stitch`
+#[derive(Debug, Args)]
+pub struct StitchArgs {
+    /// Output file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Segments, in order.
+    #[arg(required = true)]
+    pub segments: Vec<PathBuf>,
+}
+
+/// `worker …`
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Render one chunk attempt and print its report (or error) as JSON.
+    Run {
+        /// Storage URL of the job's job.json.
+        #[arg(long)]
+        job: String,
+        /// Chunk index.
+        #[arg(long)]
+        chunk: u32,
+        /// Attempt number (names the attempt's storage keys).
+        #[arg(long, default_value_t = 1)]
+        attempt: u32,
+    },
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT (e.g. 1280x720)"))?;
+    let p = |v: &str| v.trim().parse::<u32>().map_err(|_| format!("{s:?} is not WIDTHxHEIGHT (e.g. 1280x720)"));
+    Ok((p(w)?, p(h)?))
+}
+
+fn parse_frames(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("{s:?} is not a frame range: use START..END (END exclusive, e.g. 0..240) or a frame count");
+    match s.split_once("..") {
+        Some((a, b)) => {
+            let a = a.trim().parse().map_err(|_| bad())?;
+            let b = b.trim().parse().map_err(|_| bad())?;
+            Ok((a, b))
+        }
+        None => Ok((0, s.trim().parse().map_err(|_| bad())?)),
+    }
+}

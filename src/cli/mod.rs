@@ -1,0 +1,294 @@
+//! The `helios-infra` command line: the binary edge, where errors become messages and
+//! exit codes.
+
+pub mod args;
+mod plan;
+pub mod progress;
+mod status;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+use crate::adapters::local::LocalAdapter;
+use crate::media;
+use crate::orchestrator::{Event, JobLock, JobState, JobStore, Orchestrator, OrchestratorError, SqliteStore};
+use crate::spec;
+use crate::stitch::{check_segments, ConcatStitcher, Segment, Stitcher};
+use crate::storage::Storage;
+use crate::worker::{self, protocol::WorkerResponse, ChunkRequest};
+
+use args::{Cli, Command, WorkerCommand};
+
+/// Exit code for a job that was cancelled (as after Ctrl-C).
+pub const EXIT_CANCELLED: i32 = 130;
+/// Worker exit code for a retryable failure (EX_TEMPFAIL).
+pub const EXIT_RETRYABLE: i32 = 75;
+/// Worker exit code for a fatal failure (EX_DATAERR).
+pub const EXIT_FATAL: i32 = 65;
+
+/// Parses the command line, runs it, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            match e.downcast_ref::<OrchestratorError>() {
+                Some(OrchestratorError::Cancelled { .. }) => EXIT_CANCELLED,
+                _ => 1,
+            }
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "error",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Worker(WorkerCommand::Run { job, chunk, attempt }) => {
+            let req = ChunkRequest { job: job.clone(), chunk: *chunk, attempt: *attempt };
+            let result = worker::run_chunk(&req).await;
+            let code = match &result {
+                Ok(_) => 0,
+                Err(f) if f.retryable => EXIT_RETRYABLE,
+                Err(_) => EXIT_FATAL,
+            };
+            if let Err(f) = &result {
+                eprintln!("error: {}", f.message);
+            }
+            println!("{}", serde_json::to_string(&WorkerResponse::from(result))?);
+            Ok(code)
+        }
+        Command::Render(a) => {
+            let ctx = State::open(&cli)?;
+            let spec = plan::build_spec(&a.plan, &ctx.storage).await?;
+            plan::check_output(&a.output, &spec)?;
+            preflight()?;
+            let (orch, rx) = ctx.orchestrator();
+            let job = orch.submit(spec, &ctx.storage, &a.output).await?;
+            run_job(&cli, orch, rx, &job.id).await
+        }
+        Command::Plan(a) => {
+            let ctx = State::open(&cli)?;
+            let spec = plan::build_spec(&a.plan, &ctx.storage).await?;
+            let json = serde_json::to_string_pretty(&spec)? + "\n";
+            if a.emit.as_os_str() == "-" {
+                print!("{json}");
+            } else {
+                std::fs::write(&a.emit, json).with_context(|| format!("cannot write {}", a.emit.display()))?;
+                eprintln!("wrote {} ({} frames in {} chunks)", a.emit.display(), spec.frame_count(), spec.chunks.len());
+            }
+            Ok(0)
+        }
+        Command::Run(a) => {
+            let text = std::fs::read_to_string(&a.spec)
+                .with_context(|| format!("cannot read job spec {}", a.spec.display()))?;
+            let mut spec: spec::JobSpec = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid job spec", a.spec.display()))?;
+            if let Some(c) = a.concurrency {
+                spec.concurrency = c;
+            }
+            spec::validate(&spec).with_context(|| format!("{} is not a valid job spec", a.spec.display()))?;
+            plan::check_output(&a.output, &spec)?;
+            preflight()?;
+            let ctx = State::open(&cli)?;
+            let (orch, rx) = ctx.orchestrator();
+            let job = orch.submit(spec, &ctx.storage, &a.output).await?;
+            run_job(&cli, orch, rx, &job.id).await
+        }
+        Command::Resume(a) => {
+            let ctx = State::open(&cli)?;
+            ctx.store.job(&a.id)?;
+            preflight()?;
+            let (orch, rx) = ctx.orchestrator();
+            run_job(&cli, orch, rx, &a.id).await
+        }
+        Command::Cancel(a) => {
+            let ctx = State::open(&cli)?;
+            let job = ctx.store.job(&a.id)?;
+            if !ctx.store.request_cancel(&a.id)? {
+                bail!("job {} has already ended ({})", a.id, job.state);
+            }
+            let locks = ctx.home.join("locks");
+            if JobLock::is_held(&locks, &a.id) {
+                eprintln!("cancelling job {}: its workers are being stopped; finished chunks are kept", a.id);
+            } else {
+                ctx.store.set_job_state(&a.id, JobState::Cancelled, Some("cancelled"))?;
+                eprintln!("job {} cancelled (it was not running); `helios-infra resume {}` continues it", a.id, a.id);
+            }
+            Ok(0)
+        }
+        Command::Status(a) => {
+            let ctx = State::open(&cli)?;
+            let locks = ctx.home.join("locks");
+            let jobs = match &a.id {
+                Some(id) => vec![ctx.store.job(id)?],
+                None => ctx.store.jobs()?,
+            };
+            let mut values = Vec::new();
+            for job in &jobs {
+                let chunks = ctx.store.chunks(&job.id)?;
+                if cli.json {
+                    values.push(status::job_json(job, &chunks, &locks, a.id.is_some()));
+                } else if a.id.is_some() {
+                    print!("{}", status::job_detail(job, &chunks, &locks));
+                } else {
+                    println!("{}", status::job_line(job, &chunks, &locks));
+                }
+            }
+            if cli.json {
+                let out = match (&a.id, values.pop()) {
+                    (Some(_), Some(v)) => v,
+                    (_, last) => serde_json::Value::Array(values.into_iter().chain(last).collect()),
+                };
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else if jobs.is_empty() {
+                eprintln!("no jobs in {}", ctx.home.join("jobs.db").display());
+            }
+            Ok(0)
+        }
+        Command::Stitch(a) => {
+            preflight()?;
+            stitch_files(&a.segments, &a.output).await?;
+            eprintln!("stitched {} segments into {}", a.segments.len(), a.output.display());
+            Ok(0)
+        }
+    }
+}
+
+/// Fails early, with the fix, when FFmpeg is missing.
+fn preflight() -> anyhow::Result<()> {
+    media::Tool::Ffmpeg.locate()?;
+    media::Tool::Ffprobe.locate()?;
+    Ok(())
+}
+
+/// Opened state: the job store and storage under `--home`.
+struct State {
+    home: PathBuf,
+    store: Arc<SqliteStore>,
+    storage: Storage,
+}
+
+impl State {
+    fn open(cli: &Cli) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&cli.home)
+            .with_context(|| format!("cannot create state directory {}", cli.home.display()))?;
+        let db = cli.home.join("jobs.db");
+        let store = SqliteStore::open(&db).with_context(|| format!("cannot open job store {}", db.display()))?;
+        let storage_url = match &cli.storage {
+            Some(u) => u.clone(),
+            None => cli.home.join("storage").display().to_string(),
+        };
+        Ok(Self { home: cli.home.clone(), store: Arc::new(store), storage: Storage::open(&storage_url)? })
+    }
+
+    /// An orchestrator with the local adapter, and the receiving end of its events.
+    fn orchestrator(&self) -> (Orchestrator, UnboundedReceiver<Event>) {
+        let worker_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("helios-infra"));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (
+            Orchestrator {
+                store: self.store.clone(),
+                adapter: Arc::new(LocalAdapter::new(worker_exe)),
+                stitcher: Arc::new(ConcatStitcher),
+                state_dir: self.home.clone(),
+                events: Some(tx),
+                cancel: CancellationToken::new(),
+            },
+            rx,
+        )
+    }
+}
+
+/// Runs a job with progress display and Ctrl-C handling.
+async fn run_job(
+    cli: &Cli,
+    orch: Orchestrator,
+    rx: UnboundedReceiver<Event>,
+    id: &str,
+) -> anyhow::Result<i32> {
+    let mode = progress::Mode::pick(cli.json);
+    let shower = tokio::spawn(progress::show(rx, mode));
+    let cancel = orch.cancel.clone();
+    let signals = tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+        cancel.cancel();
+    });
+    let started = std::time::Instant::now();
+    let result = orch.run(id).await;
+    signals.abort();
+    drop(orch);
+    let _ = shower.await;
+    let outcome = result?;
+    if !cli.json {
+        eprintln!(
+            "rendered {} frames to {} (job {}, {} chunk(s) rendered, {:.1}s)",
+            outcome.frames,
+            outcome.output.display(),
+            outcome.job,
+            outcome.chunks_rendered,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(0)
+}
+
+/// `stitch`: probe, check and concatenate arbitrary segment files.
+async fn stitch_files(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
+    let mut infos = Vec::new();
+    for p in paths {
+        let info = media::probe(p).await.with_context(|| format!("cannot read segment {}", p.display()))?;
+        let frames = info.frames;
+        infos.push((info, frames));
+    }
+    let problems = check_segments(&infos);
+    if !problems.is_empty() {
+        let list: Vec<String> = problems
+            .iter()
+            .map(|p| format!("  - {}: {}", paths[p.index].display(), p.reason))
+            .collect();
+        bail!("these segments cannot be concatenated without re-encoding:\n{}", list.join("\n"));
+    }
+    let fps: spec::Fps = infos[0]
+        .0
+        .frame_rate
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("{}: {e}", paths[0].display()))?;
+    let segments: Vec<Segment> = paths
+        .iter()
+        .zip(&infos)
+        .map(|(p, (i, _))| Segment { path: p.clone(), frames: i.frames })
+        .collect();
+    ConcatStitcher.stitch(&segments, fps, output).await?;
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Turning command-line settings into a job spec.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use super::args::PlanSettings;
+use crate::spec::{
+    plan_chunks, ChunkPlan, CommandComposition, Composition, FrameRange, JobSpec, RetryPolicy,
+    VideoSpec, SPEC_VERSION,
+};
+use crate::storage::{self, keys, Storage};
+
+/// Frames per chunk below which extra chunks cost more in start-up than they save.
+const MIN_DEFAULT_CHUNK_FRAMES: u64 = 30;
+
+/// Default concurrency: one worker per core.
+pub fn default_concurrency() -> u32 {
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2)
+}
+
+/// Builds (and validates) a spec; uploads the bundle, if any, to `storage`.
+pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<JobSpec> {
+    if p.argv.is_empty() {
+        match &p.composition {
+            Some(c) => bail!(
+                "{} looks like an HTML composition, but this build has no browser renderer yet; \
+                 render with an external command instead: helios-infra render -o out.mp4 --frames 0..300 -- PROGRAM ARGS… {{output}}",
+                c.display()
+            ),
+            None => bail!("nothing to render: give a renderer command after `--` (e.g. `-- ffmpeg … {{output}}`)"),
+        }
+    }
+    if let Some(c) = &p.composition {
+        bail!("give either a composition ({}) or a command after `--`, not both", c.display());
+    }
+    let (start, end) = match (p.frames, p.duration) {
+        (Some(r), _) => r,
+        (None, Some(secs)) => {
+            if !(secs.is_finite() && secs > 0.0) {
+                bail!("--duration {secs} is not a positive number of seconds");
+            }
+            (0, (secs * p.fps.num as f64 / p.fps.den.max(1) as f64).round() as u64)
+        }
+        (None, None) => bail!("say how much to render: --frames START..END or --duration SECONDS"),
+    };
+    let range = FrameRange::new(start, end);
+    let concurrency = p.concurrency.unwrap_or_else(default_concurrency);
+    let plan = match (p.chunks, p.frames_per_chunk) {
+        (Some(n), _) => ChunkPlan::Count(n),
+        (None, Some(f)) => ChunkPlan::FramesPerChunk(f),
+        (None, None) => {
+            let by_size = range.len().div_ceil(MIN_DEFAULT_CHUNK_FRAMES).max(1);
+            ChunkPlan::Count((concurrency as u64 * 2).min(by_size) as u32)
+        }
+    };
+    if matches!(plan, ChunkPlan::Count(0)) {
+        bail!("--chunks must be at least 1");
+    }
+    if matches!(plan, ChunkPlan::FramesPerChunk(0)) {
+        bail!("--frames-per-chunk must be at least 1");
+    }
+    let bundle = match &p.bundle {
+        Some(dir) => Some(upload_bundle(dir, storage).await?),
+        None => None,
+    };
+    let spec = JobSpec {
+        version: SPEC_VERSION,
+        id: None,
+        composition: Composition::Command(CommandComposition { argv: p.argv.clone(), bundle }),
+        video: VideoSpec {
+            width: p.size.0,
+            height: p.size.1,
+            fps: p.fps,
+            frames: range,
+            codec: p.codec,
+            crf: p.crf,
+            preset: p.preset.clone(),
+            pixel_format: p.pix_fmt.clone(),
+            lossless: p.lossless,
+        },
+        chunks: plan_chunks(range, plan),
+        retry: RetryPolicy {
+            max_attempts: p.retries.saturating_add(1),
+            timeout_s: p.timeout,
+            ..RetryPolicy::default()
+        },
+        concurrency,
+    };
+    crate::spec::validate(&spec)?;
+    Ok(spec)
+}
+
+/// Packs a folder and uploads it unless a bundle with the same content is already stored.
+async fn upload_bundle(dir: &Path, storage: &Storage) -> anyhow::Result<String> {
+    if !dir.is_dir() {
+        bail!("--bundle {} is not a directory", dir.display());
+    }
+    let d = dir.to_path_buf();
+    let packed = tokio::task::spawn_blocking(move || storage::pack_dir(&d)).await??;
+    let key = keys::bundle(&packed.sha256);
+    if storage.size(&key).await?.is_none() {
+        storage.put(&key, packed.bytes.into()).await.context("uploading the bundle")?;
+    }
+    Ok(key)
+}
+
+/// Checks that the output's container can hold the job's codec.
+pub fn check_output(output: &Path, spec: &JobSpec) -> anyhow::Result<()> {
+    let codec = spec.video.codec;
+    let ext = output
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let ok = codec.containers();
+    if !ok.contains(&ext.as_str()) && !(ext == "m4v" && ok.contains(&"mp4")) {
+        bail!(
+            "-o {}: a .{ext} file cannot hold {} video; use one of: {}",
+            output.display(),
+            codec.name(),
+            ok.iter().map(|e| format!(".{e}")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! The orchestrator: plans are submitted as jobs, chunks are dispatched to a
+//! [`WorkerAdapter`](crate::adapters::WorkerAdapter) with a concurrency limit, per-attempt
+//! timeouts and retries, verified results are committed to the [`JobStore`], and the
+//! committed segments are stitched.
+
+pub mod backoff;
+pub mod events;
+pub mod lock;
+mod run;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::adapters::WorkerAdapter;
+use crate::spec::SpecError;
+use crate::stitch::{StitchError, Stitcher};
+use crate::storage::StorageError;
+
+pub use events::{Event, EventSink};
+pub use lock::{JobLock, LockError};
+pub use store::{ChunkRecord, ChunkState, CommittedSegment, JobRecord, JobState, JobStore, SqliteStore, StoreError};
+
+/// Why a job did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    /// The job store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Object storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Another process runs the job.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The spec is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// A chunk failed for good; finished segments are kept.
+    #[error("job {job} failed: chunk {chunk} (frames {start}..{end}) failed after {attempts} attempt(s): {message}\nFinished chunks are kept; fix the cause and run `helios-infra resume {job}`.")]
+    ChunkFailed {
+        /// Job id.
+        job: String,
+        /// Chunk index.
+        chunk: u32,
+        /// First frame.
+        start: u64,
+        /// End frame (exclusive).
+        end: u64,
+        /// Attempts made in this run.
+        attempts: u32,
+        /// The last failure, with the renderer's stderr tail.
+        message: String,
+    },
+    /// Stitching failed.
+    #[error("job {job} failed while stitching: {source}")]
+    Stitch {
+        /// Job id.
+        job: String,
+        /// Underlying error.
+        #[source]
+        source: StitchError,
+    },
+    /// Segments kept failing verification.
+    #[error("job {job}: segments failed verification {rounds} times in a row: {reason}")]
+    Unstitchable {
+        /// Job id.
+        job: String,
+        /// How many render/verify rounds were tried.
+        rounds: u32,
+        /// Last problem.
+        reason: String,
+    },
+    /// Cancelled by the user; resumable.
+    #[error("job {job} was cancelled; finished chunks are kept (`helios-infra resume {job}` continues it)")]
+    Cancelled {
+        /// Job id.
+        job: String,
+    },
+    /// Local I/O.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Job id.
+    pub job: String,
+    /// The output file.
+    pub output: PathBuf,
+    /// Frames in it.
+    pub frames: u64,
+    /// Chunks rendered by this run (0 when everything was already done).
+    pub chunks_rendered: u32,
+}
+
+/// Runs jobs. Cheap to build; one per process.
+pub struct Orchestrator {
+    /// Durable job state.
+    pub store: Arc<dyn JobStore>,
+    /// Where chunks run.
+    pub adapter: Arc<dyn WorkerAdapter>,
+    /// Joins segments.
+    pub stitcher: Arc<dyn Stitcher>,
+    /// Directory for locks and temporary files (`.helios/`).
+    pub state_dir: PathBuf,
+    /// Progress events, if anyone listens.
+    pub events: Option<EventSink>,
+    /// Cancels the running job (Ctrl-C); the job stays resumable.
+    pub cancel: CancellationToken,
+}

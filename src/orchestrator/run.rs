@@ -1,0 +1,466 @@
+//! Running a job: recover → render pending chunks → verify → stitch.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    backoff, ChunkState, CommittedSegment, Event, JobLock, JobRecord, JobState, JobStore,
+    Orchestrator, OrchestratorError, Outcome,
+};
+use crate::adapters::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
+use crate::media;
+use crate::spec::{self, Chunk, JobSpec};
+use crate::stitch::{check_segments, Segment, SegmentProblem};
+use crate::storage::{keys, Storage};
+use crate::worker::hash_file;
+
+/// Render/verify rounds before a job whose segments keep failing verification gives up.
+const MAX_STITCH_ROUNDS: u32 = 3;
+
+impl Orchestrator {
+    fn emit(&self, e: Event) {
+        if let Some(sink) = &self.events {
+            let _ = sink.send(e);
+        }
+    }
+
+    /// Validates a spec, assigns its id, uploads it and records the job (all chunks pending).
+    pub async fn submit(
+        &self,
+        mut spec: JobSpec,
+        storage: &Storage,
+        output: &Path,
+    ) -> Result<JobRecord, OrchestratorError> {
+        let id = spec
+            .id
+            .get_or_insert_with(|| ulid::Ulid::new().to_string())
+            .clone();
+        spec::validate(&spec)?;
+        let output = std::path::absolute(output).map_err(|e| OrchestratorError::Io {
+            context: format!("cannot resolve output path {}", output.display()),
+            source: e,
+        })?;
+        let json = serde_json::to_vec_pretty(&spec).map_err(|e| OrchestratorError::Io {
+            context: "cannot serialize the job spec".into(),
+            source: e.into(),
+        })?;
+        storage.put(&keys::job_spec(&id), json.into()).await?;
+        let record = JobRecord {
+            id,
+            spec,
+            storage_url: storage.url().to_string(),
+            output: output.display().to_string(),
+            adapter: self.adapter.name().to_string(),
+            state: JobState::Queued,
+            error: None,
+            cancel_requested: false,
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        self.store.create_job(&record)?;
+        Ok(record)
+    }
+
+    /// Runs (or resumes) a job to the end: only chunks that are not done are rendered.
+    pub async fn run(&self, id: &str) -> Result<Outcome, OrchestratorError> {
+        let _lock = JobLock::acquire(&self.state_dir.join("locks"), id)?;
+        let job = self.store.job(id)?;
+        if job.state == JobState::Succeeded && Path::new(&job.output).exists() {
+            return Ok(Outcome {
+                job: job.id.clone(),
+                output: PathBuf::from(&job.output),
+                frames: job.spec.frame_count(),
+                chunks_rendered: 0,
+            });
+        }
+        self.store.clear_cancel(id)?;
+        let storage = Storage::open(&job.storage_url)?;
+
+        // Watch for `helios-infra cancel` from other processes.
+        let stop_poll = CancellationToken::new();
+        let poller = {
+            let (store, cancel, stop, id) = (self.store.clone(), self.cancel.clone(), stop_poll.clone(), id.to_string());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    }
+                    if store.job(&id).map(|j| j.cancel_requested).unwrap_or(false) {
+                        cancel.cancel();
+                        break;
+                    }
+                }
+            })
+        };
+        let result = self.run_locked(&job, &storage).await;
+        stop_poll.cancel();
+        let _ = poller.await;
+
+        match &result {
+            Ok(outcome) => {
+                self.store.set_job_state(id, JobState::Succeeded, None)?;
+                self.emit(Event::JobSucceeded {
+                    job: id.to_string(),
+                    output: outcome.output.display().to_string(),
+                    frames: outcome.frames,
+                });
+            }
+            Err(OrchestratorError::Cancelled { .. }) => {
+                self.store.set_job_state(id, JobState::Cancelled, Some("cancelled"))?;
+                self.emit(Event::JobCancelled { job: id.to_string() });
+            }
+            Err(OrchestratorError::Lock(_)) => {}
+            Err(e) => {
+                let msg = e.to_string();
+                let _ = self.store.set_job_state(id, JobState::Failed, Some(&msg));
+                self.emit(Event::JobFailed { job: id.to_string(), error: msg });
+            }
+        }
+        result
+    }
+
+    async fn run_locked(&self, job: &JobRecord, storage: &Storage) -> Result<Outcome, OrchestratorError> {
+        self.recover(job, storage).await?;
+        self.store.set_job_state(&job.id, JobState::Running, None)?;
+        let mut rendered = 0;
+        let mut last_problem = String::new();
+        for _round in 0..MAX_STITCH_ROUNDS {
+            rendered += self.render_pending(job, storage).await?;
+            self.store.set_job_state(&job.id, JobState::Stitching, None)?;
+            match self.stitch(job, storage).await? {
+                Ok(output) => {
+                    return Ok(Outcome {
+                        job: job.id.clone(),
+                        output,
+                        frames: job.spec.frame_count(),
+                        chunks_rendered: rendered,
+                    })
+                }
+                Err(problems) => {
+                    last_problem = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ");
+                    self.store.set_job_state(&job.id, JobState::Running, None)?;
+                }
+            }
+        }
+        Err(OrchestratorError::Unstitchable { job: job.id.clone(), rounds: MAX_STITCH_ROUNDS, reason: last_problem })
+    }
+
+    /// Crash recovery: a chunk left `running` (or `failed` by an earlier run) either has a
+    /// finished attempt in storage, which is verified and committed, or goes back to pending.
+    async fn recover(&self, job: &JobRecord, storage: &Storage) -> Result<(), OrchestratorError> {
+        for c in self.store.chunks(&job.id)? {
+            if !matches!(c.state, ChunkState::Running | ChunkState::Failed) {
+                continue;
+            }
+            let mut adopted = false;
+            if c.state == ChunkState::Running {
+                for attempt in (1..=c.attempts).rev() {
+                    let Ok(bytes) = storage.get(&keys::attempt_report(&job.id, c.chunk.index, attempt)).await else {
+                        continue;
+                    };
+                    let Ok(report) = serde_json::from_slice::<ChunkReport>(&bytes) else {
+                        continue;
+                    };
+                    if let Ok(seg) = verify_report(&report, &job.spec, c.chunk, attempt, storage).await {
+                        tracing::info!(job = %job.id, chunk = c.chunk.index, attempt, "adopting an attempt that finished while the orchestrator was down");
+                        self.store.commit_chunk(&job.id, c.chunk.index, &seg)?;
+                        adopted = true;
+                        break;
+                    }
+                }
+            }
+            if !adopted {
+                self.store.release_chunk(&job.id, c.chunk.index, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders every chunk that is not done; returns how many were rendered.
+    async fn render_pending(&self, job: &JobRecord, storage: &Storage) -> Result<u32, OrchestratorError> {
+        let records = self.store.chunks(&job.id)?;
+        let pending: Vec<Chunk> = records.iter().filter(|c| c.state != ChunkState::Done).map(|c| c.chunk).collect();
+        let frames_done: u64 = records.iter().filter(|c| c.state == ChunkState::Done).map(|c| c.chunk.len()).sum();
+        self.emit(Event::JobStarted {
+            job: job.id.clone(),
+            chunks: records.len() as u32,
+            frames: job.spec.frame_count(),
+            frames_done,
+            pending: pending.len() as u32,
+        });
+        let ctx = Arc::new(ChunkCtx {
+            store: self.store.clone(),
+            adapter: self.adapter.clone(),
+            storage: storage.clone(),
+            spec: job.spec.clone(),
+            job: job.id.clone(),
+            job_url: storage.url_for(&keys::job_spec(&job.id)),
+            cancel: self.cancel.clone(),
+            events: self.events.clone(),
+            failed: AtomicBool::new(false),
+        });
+        let sem = Arc::new(Semaphore::new(job.spec.concurrency.max(1) as usize));
+        let mut tasks = JoinSet::new();
+        for chunk in pending.iter().copied() {
+            let permit = tokio::select! {
+                p = sem.clone().acquire_owned() => p.expect("semaphore is never closed"),
+                _ = self.cancel.cancelled() => break,
+            };
+            // After a chunk failed for good, start nothing new; running chunks finish.
+            if ctx.failed.load(Ordering::SeqCst) {
+                break;
+            }
+            let ctx = ctx.clone();
+            tasks.spawn(async move {
+                let r = ctx.render_chunk(chunk).await;
+                drop(permit);
+                r
+            });
+        }
+        let mut first_error = None;
+        let mut rendered = 0;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => rendered += 1,
+                Ok(Err(e)) => {
+                    // A real failure outranks the cancellations it caused.
+                    let replace = match (&first_error, &e) {
+                        (None, _) => true,
+                        (Some(OrchestratorError::Cancelled { .. }), OrchestratorError::ChunkFailed { .. }) => true,
+                        _ => false,
+                    };
+                    if replace {
+                        first_error = Some(e);
+                    }
+                }
+                Err(join) => {
+                    first_error.get_or_insert(OrchestratorError::Io {
+                        context: "a chunk task panicked".into(),
+                        source: std::io::Error::other(join.to_string()),
+                    });
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if self.cancel.is_cancelled() {
+            return Err(OrchestratorError::Cancelled { job: job.id.clone() });
+        }
+        Ok(rendered)
+    }
+
+    /// Verifies the committed segments and concatenates them. Segments that fail
+    /// verification are released for re-rendering and returned as problems.
+    async fn stitch(
+        &self,
+        job: &JobRecord,
+        storage: &Storage,
+    ) -> Result<Result<PathBuf, Vec<SegmentProblem>>, OrchestratorError> {
+        let chunks = self.store.chunks(&job.id)?;
+        self.emit(Event::Stitching { segments: chunks.len() as u32 });
+        let tmp_root = self.state_dir.join("tmp");
+        std::fs::create_dir_all(&tmp_root).map_err(|e| OrchestratorError::Io {
+            context: format!("cannot create {}", tmp_root.display()),
+            source: e,
+        })?;
+        let tmp = tempfile::tempdir_in(&tmp_root).map_err(|e| OrchestratorError::Io {
+            context: format!("cannot create a directory in {}", tmp_root.display()),
+            source: e,
+        })?;
+
+        // Fetch, hash and probe every segment, a few at a time.
+        let checks = futures::stream::iter(chunks.iter().map(|c| {
+            let dir = tmp.path().to_path_buf();
+            async move {
+                let seg = c.segment.as_ref().ok_or_else(|| format!("chunk {} has no committed segment", c.chunk.index))?;
+                let path = storage.fetch_to_dir(&seg.key, &dir).await.map_err(|e| e.to_string())?;
+                let (sha, _) = hash_file(&path).await.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                if sha != seg.sha256 {
+                    return Err(format!("content hash {sha} does not match the committed {}", seg.sha256));
+                }
+                let info = media::probe(&path).await.map_err(|e| e.to_string())?;
+                Ok((path, info))
+            }
+        }))
+        .buffered(4)
+        .collect::<Vec<_>>()
+        .await;
+
+        let mut problems = Vec::new();
+        let mut probed = Vec::new();
+        let mut paths = Vec::new();
+        for (c, check) in chunks.iter().zip(checks) {
+            match check {
+                Ok((path, info)) => {
+                    probed.push((c.chunk.index as usize, info, c.chunk.len()));
+                    paths.push(Segment { path, frames: c.chunk.len() });
+                }
+                Err(reason) => problems.push(SegmentProblem { index: c.chunk.index as usize, reason }),
+            }
+        }
+        let infos: Vec<_> = probed.iter().map(|(_, i, n)| (i.clone(), *n)).collect();
+        for p in check_segments(&infos) {
+            problems.push(SegmentProblem { index: probed[p.index].0, reason: p.reason });
+        }
+        if !problems.is_empty() {
+            for p in &problems {
+                tracing::warn!(job = %job.id, chunk = p.index, reason = %p.reason, "segment rejected; rendering it again");
+                self.store.release_chunk(&job.id, p.index as u32, Some(&format!("segment rejected: {}", p.reason)))?;
+                self.emit(Event::SegmentRejected { chunk: p.index as u32, reason: p.reason.clone() });
+            }
+            return Ok(Err(problems));
+        }
+
+        let output = PathBuf::from(&job.output);
+        self.stitcher
+            .stitch(&paths, job.spec.video.fps, &output)
+            .await
+            .map_err(|e| OrchestratorError::Stitch { job: job.id.clone(), source: e })?;
+        let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("mp4");
+        storage.put_file(&keys::output(&job.id, ext), &output).await?;
+        Ok(Ok(output))
+    }
+}
+
+/// What a chunk task needs, shared by all of a job's chunk tasks.
+struct ChunkCtx {
+    store: Arc<dyn JobStore>,
+    adapter: Arc<dyn WorkerAdapter>,
+    storage: Storage,
+    spec: JobSpec,
+    job: String,
+    job_url: String,
+    cancel: CancellationToken,
+    events: Option<super::EventSink>,
+    failed: AtomicBool,
+}
+
+impl ChunkCtx {
+    fn emit(&self, e: Event) {
+        if let Some(sink) = &self.events {
+            let _ = sink.send(e);
+        }
+    }
+
+    fn cancelled(&self, index: u32) -> OrchestratorError {
+        let _ = self.store.release_chunk(&self.job, index, None);
+        OrchestratorError::Cancelled { job: self.job.clone() }
+    }
+
+    /// Attempts a chunk until it is committed, fails fatally or runs out of attempts.
+    async fn render_chunk(&self, chunk: Chunk) -> Result<(), OrchestratorError> {
+        let policy = &self.spec.retry;
+        let timeout = Duration::from_secs_f64(policy.timeout_s);
+        for n in 1..=policy.max_attempts {
+            if self.cancel.is_cancelled() {
+                return Err(self.cancelled(chunk.index));
+            }
+            let attempt = self.store.begin_attempt(&self.job, chunk.index)?;
+            self.emit(Event::ChunkStarted { chunk: chunk.index, attempt });
+            let req = ChunkRequest { job: self.job_url.clone(), chunk: chunk.index, attempt };
+            let outcome = tokio::select! {
+                _ = self.cancel.cancelled() => return Err(self.cancelled(chunk.index)),
+                r = tokio::time::timeout(timeout, self.adapter.run_chunk(&req)) => r,
+            };
+            let failure = match outcome {
+                Ok(Ok(report)) => match verify_report(&report, &self.spec, chunk, attempt, &self.storage).await {
+                    Ok(seg) => {
+                        self.store.commit_chunk(&self.job, chunk.index, &seg)?;
+                        self.emit(Event::ChunkDone { chunk: chunk.index, attempt, frames: seg.frames, worker_ms: seg.worker_ms });
+                        return Ok(());
+                    }
+                    Err(reason) => WorkerFailure::retryable(FailureKind::RenderOutput, reason),
+                },
+                Ok(Err(failure)) => failure,
+                Err(_) => WorkerFailure::retryable(
+                    FailureKind::Timeout,
+                    format!("attempt {attempt} timed out after {}s and was killed", policy.timeout_s),
+                ),
+            };
+            if !failure.retryable || n == policy.max_attempts {
+                let attempts_note = if failure.retryable { "" } else { " (not retryable)" };
+                self.store.fail_chunk(&self.job, chunk.index, &failure.message)?;
+                self.emit(Event::ChunkFailed { chunk: chunk.index, attempts: n, error: failure.message.clone() });
+                self.failed.store(true, Ordering::SeqCst);
+                return Err(OrchestratorError::ChunkFailed {
+                    job: self.job.clone(),
+                    chunk: chunk.index,
+                    start: chunk.start,
+                    end: chunk.end,
+                    attempts: n,
+                    message: format!("{}{attempts_note}", failure.message),
+                });
+            }
+            let delay = backoff::delay(policy, n);
+            tracing::warn!(
+                job = %self.job, chunk = chunk.index, attempt, kind = ?failure.kind,
+                backoff_ms = delay.as_millis() as u64, error = %failure.message,
+                "attempt failed; retrying after backoff"
+            );
+            self.store.release_chunk(&self.job, chunk.index, Some(&failure.message))?;
+            self.emit(Event::ChunkRetry {
+                chunk: chunk.index,
+                attempt,
+                backoff_ms: delay.as_millis() as u64,
+                error: failure.message,
+            });
+            tokio::select! {
+                _ = self.cancel.cancelled() => return Err(self.cancelled(chunk.index)),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+}
+
+/// Checks that a report is the one asked for and that its segment exists with the
+/// reported size; returns what to commit.
+async fn verify_report(
+    report: &ChunkReport,
+    spec: &JobSpec,
+    chunk: Chunk,
+    attempt: u32,
+    storage: &Storage,
+) -> Result<CommittedSegment, String> {
+    let job = spec.id.as_deref().unwrap_or_default();
+    let ext = crate::render::encoder::segment_extension(spec.video.codec);
+    let expected_key = keys::attempt_segment(job, chunk.index, attempt, ext);
+    if report.job != job || report.chunk != chunk.index || report.attempt != attempt {
+        return Err(format!(
+            "worker answered for job {} chunk {} attempt {}, not job {job} chunk {} attempt {attempt}",
+            report.job, report.chunk, report.attempt, chunk.index
+        ));
+    }
+    if report.frames != chunk.len() || report.start != chunk.start || report.end != chunk.end {
+        return Err(format!(
+            "worker reported {} frames ({}..{}) for chunk {} ({}..{})",
+            report.frames, report.start, report.end, chunk.index, chunk.start, chunk.end
+        ));
+    }
+    if report.segment != expected_key {
+        return Err(format!("worker wrote {} instead of {expected_key}", report.segment));
+    }
+    match storage.size(&report.segment).await {
+        Ok(Some(size)) if size == report.bytes => {}
+        Ok(Some(size)) => return Err(format!("segment {} has {size} bytes, report says {}", report.segment, report.bytes)),
+        Ok(None) => return Err(format!("segment {} is missing from storage", report.segment)),
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok(CommittedSegment {
+        attempt,
+        key: report.segment.clone(),
+        sha256: report.sha256.clone(),
+        bytes: report.bytes,
+        frames: report.frames,
+        worker_ms: report.timings.total_ms,
+    })
+}

@@ -1,0 +1,160 @@
+//! The stateless chunk runtime: fetch the spec (and bundle) → render → upload → report.
+//!
+//! A worker holds no state between chunks and writes only its own attempt's keys; the
+//! orchestrator decides what becomes the chunk's segment. Entry points: the CLI
+//! (`worker run`), and — with the cloud adapters — an HTTP server and a Lambda runtime.
+
+pub mod protocol;
+
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::render::command::CommandRenderer;
+use crate::render::{encoder, RenderRequest, Renderer};
+use crate::spec::{self, Composition, JobSpec};
+use crate::storage::{self, keys, Storage, StorageError};
+
+pub use protocol::{ChunkReport, ChunkRequest, FailureKind, Timings, WorkerFailure};
+
+/// Runs one chunk attempt end to end and returns its report.
+pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> {
+    let total = Instant::now();
+    let (storage, spec_key) = Storage::open_object_url(&req.job).map_err(|e| {
+        WorkerFailure::fatal(FailureKind::InvalidRequest, e.to_string())
+    })?;
+    let fetch_started = Instant::now();
+    let spec = load_spec(&storage, &spec_key).await?;
+    let job_id = spec
+        .id
+        .clone()
+        .ok_or_else(|| WorkerFailure::fatal(FailureKind::InvalidSpec, "job spec has no id"))?;
+    let chunk = spec.chunk(req.chunk).ok_or_else(|| {
+        WorkerFailure::fatal(
+            FailureKind::InvalidRequest,
+            format!("job {job_id} has no chunk {} (it has {})", req.chunk, spec.chunks.len()),
+        )
+    })?;
+
+    let workdir = tempfile::Builder::new()
+        .prefix("helios-chunk-")
+        .tempdir()
+        .map_err(|e| WorkerFailure::retryable(FailureKind::Io, format!("cannot create a work directory: {e}")))?;
+    let bundle_dir = match spec.composition.bundle() {
+        Some(key) => {
+            let dir = workdir.path().join("bundle");
+            let bytes = storage.get(key).await.map_err(|e| match e {
+                StorageError::NotFound { .. } => WorkerFailure::fatal(
+                    FailureKind::MissingBundle,
+                    format!("bundle {key} is missing from {}", storage.url()),
+                ),
+                other => storage_failure(other),
+            })?;
+            let d = dir.clone();
+            tokio::task::spawn_blocking(move || storage::unpack(&bytes, &d))
+                .await
+                .map_err(|e| WorkerFailure::retryable(FailureKind::Internal, e.to_string()))?
+                .map_err(|e| WorkerFailure::fatal(FailureKind::MissingBundle, e.to_string()))?;
+            Some(dir)
+        }
+        None => None,
+    };
+    let fetch_time = fetch_started.elapsed();
+
+    let renderer: Box<dyn Renderer> = match &spec.composition {
+        Composition::Command(c) => Box::new(CommandRenderer::new(c.clone())),
+        Composition::Browser(_) => {
+            return Err(WorkerFailure::fatal(
+                FailureKind::InvalidSpec,
+                "this build has no browser renderer; render HTML compositions with a build that has it",
+            ))
+        }
+    };
+    let render_req = RenderRequest {
+        spec: &spec,
+        chunk: *chunk,
+        workdir: workdir.path(),
+        bundle_dir: bundle_dir.as_deref(),
+    };
+    let segment = renderer.render(&render_req).await.map_err(|e| WorkerFailure {
+        retryable: e.is_retryable(),
+        kind: FailureKind::from_render(&e),
+        message: format!("chunk {} (frames {}..{}): {e}", chunk.index, chunk.start, chunk.end),
+    })?;
+
+    let upload_started = Instant::now();
+    let (sha256, bytes) = hash_file(&segment.path)
+        .await
+        .map_err(|e| WorkerFailure::retryable(FailureKind::Io, format!("cannot read the segment: {e}")))?;
+    let ext = encoder::segment_extension(spec.video.codec);
+    let segment_key = keys::attempt_segment(&job_id, chunk.index, req.attempt, ext);
+    storage
+        .put_file(&segment_key, &segment.path)
+        .await
+        .map_err(storage_failure)?;
+    let mut report = ChunkReport {
+        job: job_id.clone(),
+        chunk: chunk.index,
+        attempt: req.attempt,
+        start: chunk.start,
+        end: chunk.end,
+        frames: segment.frames,
+        segment: segment_key,
+        bytes,
+        sha256,
+        timings: Timings::default(),
+    };
+    report.timings = Timings {
+        fetch_ms: fetch_time.as_millis() as u64,
+        render_ms: segment.render_time.as_millis() as u64,
+        encode_ms: segment.encode_time.as_millis() as u64,
+        upload_ms: upload_started.elapsed().as_millis() as u64,
+        total_ms: total.elapsed().as_millis() as u64,
+    };
+    let json = serde_json::to_vec(&report)
+        .map_err(|e| WorkerFailure::retryable(FailureKind::Internal, e.to_string()))?;
+    storage
+        .put(&keys::attempt_report(&job_id, chunk.index, req.attempt), json.into())
+        .await
+        .map_err(storage_failure)?;
+    Ok(report)
+}
+
+async fn load_spec(storage: &Storage, key: &str) -> Result<JobSpec, WorkerFailure> {
+    let bytes = storage.get(key).await.map_err(|e| match e {
+        StorageError::NotFound { .. } => WorkerFailure::fatal(
+            FailureKind::InvalidRequest,
+            format!("no job spec at {}", storage.url_for(key)),
+        ),
+        other => storage_failure(other),
+    })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| WorkerFailure::fatal(FailureKind::InvalidSpec, "job spec is not UTF-8"))?;
+    spec::parse(text).map_err(|e| WorkerFailure::fatal(FailureKind::InvalidSpec, e.to_string()))
+}
+
+fn storage_failure(e: StorageError) -> WorkerFailure {
+    WorkerFailure {
+        retryable: e.is_retryable(),
+        kind: FailureKind::Storage,
+        message: e.to_string(),
+    }
+}
+
+/// SHA-256 (hex) and size of a file, streamed.
+pub async fn hash_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), total))
+}

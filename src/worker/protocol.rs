@@ -1,0 +1,168 @@
+//! The worker invocation contract, identical for every adapter (see ARCHITECTURE.md).
+
+use serde::{Deserialize, Serialize};
+
+use crate::render::RenderError;
+
+/// What a worker is asked to do: one attempt at one chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkRequest {
+    /// Storage URL of the job's `job.json`.
+    pub job: String,
+    /// Chunk index.
+    pub chunk: u32,
+    /// Attempt number (from 1); names the attempt's storage keys.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// What a successful attempt produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkReport {
+    /// Job id.
+    pub job: String,
+    /// Chunk index.
+    pub chunk: u32,
+    /// Attempt number.
+    pub attempt: u32,
+    /// First frame, inclusive.
+    pub start: u64,
+    /// Last frame, exclusive.
+    pub end: u64,
+    /// Frames in the segment.
+    pub frames: u64,
+    /// Storage key of the segment.
+    pub segment: String,
+    /// Segment size in bytes.
+    pub bytes: u64,
+    /// Hex SHA-256 of the segment.
+    pub sha256: String,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// Durations of a worker's phases, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Reading the spec and the bundle.
+    pub fetch_ms: u64,
+    /// Producing frames.
+    pub render_ms: u64,
+    /// Encoding and checking the segment.
+    pub encode_ms: u64,
+    /// Uploading segment and report.
+    pub upload_ms: u64,
+    /// Whole attempt.
+    pub total_ms: u64,
+}
+
+/// Classes of failure; each is retryable or not by nature, and the worker says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The request names no valid job or chunk.
+    InvalidRequest,
+    /// The job spec is invalid.
+    InvalidSpec,
+    /// The bundle is missing or unsafe.
+    MissingBundle,
+    /// The composition itself fails (page exception, bad output).
+    Composition,
+    /// The renderer program cannot be started.
+    RendererNotFound,
+    /// The renderer program failed.
+    RendererFailed,
+    /// The renderer's output is unusable (wrong size, frame count, unreadable).
+    RenderOutput,
+    /// FFmpeg failed.
+    Encode,
+    /// A required tool (FFmpeg) is missing on the worker.
+    MissingTool,
+    /// Storage I/O failed.
+    Storage,
+    /// Local I/O failed.
+    Io,
+    /// The attempt ran out of time.
+    Timeout,
+    /// The worker died or its answer was lost.
+    LostWorker,
+    /// The engine refused the invocation for now (429, throttling).
+    Throttled,
+    /// A bug or an unexpected condition.
+    Internal,
+}
+
+impl FailureKind {
+    /// The kind of a render error.
+    pub fn from_render(e: &RenderError) -> Self {
+        match e.kind() {
+            "renderer_not_found" => FailureKind::RendererNotFound,
+            "renderer_failed" => FailureKind::RendererFailed,
+            "render_output" => FailureKind::RenderOutput,
+            "composition" => FailureKind::Composition,
+            "missing_tool" => FailureKind::MissingTool,
+            "encode" => FailureKind::Encode,
+            _ => FailureKind::Io,
+        }
+    }
+}
+
+/// A failed attempt, as a worker reports it: `{"error": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct WorkerFailure {
+    /// Whether another attempt may succeed.
+    pub retryable: bool,
+    /// Class of failure.
+    pub kind: FailureKind,
+    /// What happened, for people.
+    pub message: String,
+}
+
+impl WorkerFailure {
+    /// A failure worth retrying.
+    pub fn retryable(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self { retryable: true, kind, message: message.into() }
+    }
+
+    /// A failure that would repeat.
+    pub fn fatal(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self { retryable: false, kind, message: message.into() }
+    }
+}
+
+/// The JSON a worker prints or returns: a report or an error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WorkerResponse {
+    /// `{"error": {...}}`
+    Failure {
+        /// The failure.
+        error: WorkerFailure,
+    },
+    /// The chunk report.
+    Report(ChunkReport),
+}
+
+impl From<Result<ChunkReport, WorkerFailure>> for WorkerResponse {
+    fn from(r: Result<ChunkReport, WorkerFailure>) -> Self {
+        match r {
+            Ok(report) => WorkerResponse::Report(report),
+            Err(error) => WorkerResponse::Failure { error },
+        }
+    }
+}
+
+impl From<WorkerResponse> for Result<ChunkReport, WorkerFailure> {
+    fn from(r: WorkerResponse) -> Self {
+        match r {
+            WorkerResponse::Report(report) => Ok(report),
+            WorkerResponse::Failure { error } => Err(error),
+        }
+    }
+}
