@@ -4,13 +4,13 @@
 //! [`render`] / [`storage`] → [`stitch`]. The `helios-infra` binary is a thin front end over
 //! [`cli`].
 
-pub mod spec;
-pub mod storage;
+pub mod adapters;
+pub mod cli;
 pub mod media;
+pub mod orchestrator;
 pub mod process;
 pub mod render;
-pub mod worker;
-pub mod adapters;
+pub mod spec;
 pub mod stitch;
-pub mod orchestrator;
-pub mod cli;
+pub mod storage;
+pub mod worker;

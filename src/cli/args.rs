@@ -187,12 +187,18 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once(['x', 'X'])
         .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT (e.g. 1280x720)"))?;
-    let p = |v: &str| v.trim().parse::<u32>().map_err(|_| format!("{s:?} is not WIDTHxHEIGHT (e.g. 1280x720)"));
+    let p = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{s:?} is not WIDTHxHEIGHT (e.g. 1280x720)"))
+    };
     Ok((p(w)?, p(h)?))
 }
 
 fn parse_frames(s: &str) -> Result<(u64, u64), String> {
-    let bad = || format!("{s:?} is not a frame range: use START..END (END exclusive, e.g. 0..240) or a frame count");
+    let bad = || {
+        format!("{s:?} is not a frame range: use START..END (END exclusive, e.g. 0..240) or a frame count")
+    };
     match s.split_once("..") {
         Some((a, b)) => {
             let a = a.trim().parse().map_err(|_| bad())?;

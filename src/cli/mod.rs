@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapters::local::LocalAdapter;
 use crate::media;
-use crate::orchestrator::{Event, JobLock, JobState, JobStore, Orchestrator, OrchestratorError, SqliteStore};
+use crate::orchestrator::{
+    Event, JobLock, JobState, JobStore, Orchestrator, OrchestratorError, SqliteStore,
+};
 use crate::spec;
 use crate::stitch::{check_segments, ConcatStitcher, Segment, Stitcher};
 use crate::storage::Storage;
@@ -35,7 +37,10 @@ pub const EXIT_FATAL: i32 = 65;
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -70,8 +75,16 @@ fn init_logging(verbose: u8) {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
-        Command::Worker(WorkerCommand::Run { job, chunk, attempt }) => {
-            let req = ChunkRequest { job: job.clone(), chunk: *chunk, attempt: *attempt };
+        Command::Worker(WorkerCommand::Run {
+            job,
+            chunk,
+            attempt,
+        }) => {
+            let req = ChunkRequest {
+                job: job.clone(),
+                chunk: *chunk,
+                attempt: *attempt,
+            };
             let result = worker::run_chunk(&req).await;
             let code = match &result {
                 Ok(_) => 0,
@@ -100,8 +113,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             if a.emit.as_os_str() == "-" {
                 print!("{json}");
             } else {
-                std::fs::write(&a.emit, json).with_context(|| format!("cannot write {}", a.emit.display()))?;
-                eprintln!("wrote {} ({} frames in {} chunks)", a.emit.display(), spec.frame_count(), spec.chunks.len());
+                std::fs::write(&a.emit, json)
+                    .with_context(|| format!("cannot write {}", a.emit.display()))?;
+                eprintln!(
+                    "wrote {} ({} frames in {} chunks)",
+                    a.emit.display(),
+                    spec.frame_count(),
+                    spec.chunks.len()
+                );
             }
             Ok(0)
         }
@@ -113,7 +132,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             if let Some(c) = a.concurrency {
                 spec.concurrency = c;
             }
-            spec::validate(&spec).with_context(|| format!("{} is not a valid job spec", a.spec.display()))?;
+            spec::validate(&spec)
+                .with_context(|| format!("{} is not a valid job spec", a.spec.display()))?;
             plan::check_output(&a.output, &spec)?;
             preflight()?;
             let ctx = State::open(&cli)?;
@@ -136,10 +156,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             let locks = ctx.home.join("locks");
             if JobLock::is_held(&locks, &a.id) {
-                eprintln!("cancelling job {}: its workers are being stopped; finished chunks are kept", a.id);
+                eprintln!(
+                    "cancelling job {}: its workers are being stopped; finished chunks are kept",
+                    a.id
+                );
             } else {
-                ctx.store.set_job_state(&a.id, JobState::Cancelled, Some("cancelled"))?;
-                eprintln!("job {} cancelled (it was not running); `helios-infra resume {}` continues it", a.id, a.id);
+                ctx.store
+                    .set_job_state(&a.id, JobState::Cancelled, Some("cancelled"))?;
+                eprintln!(
+                    "job {} cancelled (it was not running); `helios-infra resume {}` continues it",
+                    a.id, a.id
+                );
             }
             Ok(0)
         }
@@ -175,7 +202,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Stitch(a) => {
             preflight()?;
             stitch_files(&a.segments, &a.output).await?;
-            eprintln!("stitched {} segments into {}", a.segments.len(), a.output.display());
+            eprintln!(
+                "stitched {} segments into {}",
+                a.segments.len(),
+                a.output.display()
+            );
             Ok(0)
         }
     }
@@ -200,12 +231,17 @@ impl State {
         std::fs::create_dir_all(&cli.home)
             .with_context(|| format!("cannot create state directory {}", cli.home.display()))?;
         let db = cli.home.join("jobs.db");
-        let store = SqliteStore::open(&db).with_context(|| format!("cannot open job store {}", db.display()))?;
+        let store = SqliteStore::open(&db)
+            .with_context(|| format!("cannot open job store {}", db.display()))?;
         let storage_url = match &cli.storage {
             Some(u) => u.clone(),
             None => cli.home.join("storage").display().to_string(),
         };
-        Ok(Self { home: cli.home.clone(), store: Arc::new(store), storage: Storage::open(&storage_url)? })
+        Ok(Self {
+            home: cli.home.clone(),
+            store: Arc::new(store),
+            storage: Storage::open(&storage_url)?,
+        })
     }
 
     /// An orchestrator with the local adapter, and the receiving end of its events.
@@ -237,7 +273,8 @@ async fn run_job(
     let shower = tokio::spawn(progress::show(rx, mode));
     let cancel = orch.cancel.clone();
     let signals = tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
@@ -267,7 +304,9 @@ async fn run_job(
 async fn stitch_files(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
     let mut infos = Vec::new();
     for p in paths {
-        let info = media::probe(p).await.with_context(|| format!("cannot read segment {}", p.display()))?;
+        let info = media::probe(p)
+            .await
+            .with_context(|| format!("cannot read segment {}", p.display()))?;
         let frames = info.frames;
         infos.push((info, frames));
     }
@@ -277,7 +316,10 @@ async fn stitch_files(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
             .iter()
             .map(|p| format!("  - {}: {}", paths[p.index].display(), p.reason))
             .collect();
-        bail!("these segments cannot be concatenated without re-encoding:\n{}", list.join("\n"));
+        bail!(
+            "these segments cannot be concatenated without re-encoding:\n{}",
+            list.join("\n")
+        );
     }
     let fps: spec::Fps = infos[0]
         .0
@@ -287,7 +329,10 @@ async fn stitch_files(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
     let segments: Vec<Segment> = paths
         .iter()
         .zip(&infos)
-        .map(|(p, (i, _))| Segment { path: p.clone(), frames: i.frames })
+        .map(|(p, (i, _))| Segment {
+            path: p.clone(),
+            frames: i.frames,
+        })
         .collect();
     ConcatStitcher.stitch(&segments, fps, output).await?;
     Ok(())

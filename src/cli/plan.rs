@@ -16,7 +16,9 @@ const MIN_DEFAULT_CHUNK_FRAMES: u64 = 30;
 
 /// Default concurrency: one worker per core.
 pub fn default_concurrency() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(2)
 }
 
 /// Builds (and validates) a spec; uploads the bundle, if any, to `storage`.
@@ -32,7 +34,10 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
         }
     }
     if let Some(c) = &p.composition {
-        bail!("give either a composition ({}) or a command after `--`, not both", c.display());
+        bail!(
+            "give either a composition ({}) or a command after `--`, not both",
+            c.display()
+        );
     }
     let (start, end) = match (p.frames, p.duration) {
         (Some(r), _) => r,
@@ -40,7 +45,10 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
             if !(secs.is_finite() && secs > 0.0) {
                 bail!("--duration {secs} is not a positive number of seconds");
             }
-            (0, (secs * p.fps.num as f64 / p.fps.den.max(1) as f64).round() as u64)
+            (
+                0,
+                (secs * p.fps.num as f64 / p.fps.den.max(1) as f64).round() as u64,
+            )
         }
         (None, None) => bail!("say how much to render: --frames START..END or --duration SECONDS"),
     };
@@ -67,7 +75,10 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
     let spec = JobSpec {
         version: SPEC_VERSION,
         id: None,
-        composition: Composition::Command(CommandComposition { argv: p.argv.clone(), bundle }),
+        composition: Composition::Command(CommandComposition {
+            argv: p.argv.clone(),
+            bundle,
+        }),
         video: VideoSpec {
             width: p.size.0,
             height: p.size.1,
@@ -100,7 +111,10 @@ async fn upload_bundle(dir: &Path, storage: &Storage) -> anyhow::Result<String> 
     let packed = tokio::task::spawn_blocking(move || storage::pack_dir(&d)).await??;
     let key = keys::bundle(&packed.sha256);
     if storage.size(&key).await?.is_none() {
-        storage.put(&key, packed.bytes.into()).await.context("uploading the bundle")?;
+        storage
+            .put(&key, packed.bytes.into())
+            .await
+            .context("uploading the bundle")?;
     }
     Ok(key)
 }
@@ -119,7 +133,10 @@ pub fn check_output(output: &Path, spec: &JobSpec) -> anyhow::Result<()> {
             "-o {}: a .{ext} file cannot hold {} video; use one of: {}",
             output.display(),
             codec.name(),
-            ok.iter().map(|e| format!(".{e}")).collect::<Vec<_>>().join(", ")
+            ok.iter()
+                .map(|e| format!(".{e}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())

@@ -58,13 +58,21 @@ pub async fn show(mut rx: UnboundedReceiver<Event>, mode: Mode) {
             continue;
         }
         let line = match &ev {
-            Event::JobStarted { job, chunks, frames, frames_done, pending } => {
+            Event::JobStarted {
+                job,
+                chunks,
+                frames,
+                frames_done,
+                pending,
+            } => {
                 chunks_total = *chunks;
                 chunks_done = chunks - pending;
                 bar.set_length(*frames);
                 bar.set_position(*frames_done);
                 bar.reset_eta();
-                Some(format!("job {job}: {frames} frames in {chunks} chunks, {pending} to render"))
+                Some(format!(
+                    "job {job}: {frames} frames in {chunks} chunks, {pending} to render"
+                ))
             }
             Event::ChunkDone { frames, .. } => {
                 chunks_done += 1;
@@ -72,15 +80,27 @@ pub async fn show(mut rx: UnboundedReceiver<Event>, mode: Mode) {
                 bar.set_message(format!("{chunks_done}/{chunks_total} chunks"));
                 None
             }
-            Event::ChunkRetry { chunk, attempt, backoff_ms, error } => Some(format!(
+            Event::ChunkRetry {
+                chunk,
+                attempt,
+                backoff_ms,
+                error,
+            } => Some(format!(
                 "chunk {chunk} attempt {attempt} failed, retrying in {:.1}s: {}",
                 *backoff_ms as f64 / 1000.0,
                 first_line(error)
             )),
-            Event::ChunkFailed { chunk, attempts, error } => {
-                Some(format!("chunk {chunk} failed after {attempts} attempt(s): {}", first_line(error)))
-            }
-            Event::SegmentRejected { chunk, reason } => Some(format!("segment of chunk {chunk} rejected ({reason}); rendering it again")),
+            Event::ChunkFailed {
+                chunk,
+                attempts,
+                error,
+            } => Some(format!(
+                "chunk {chunk} failed after {attempts} attempt(s): {}",
+                first_line(error)
+            )),
+            Event::SegmentRejected { chunk, reason } => Some(format!(
+                "segment of chunk {chunk} rejected ({reason}); rendering it again"
+            )),
             Event::Stitching { segments } => {
                 bar.set_message(format!("stitching {segments} segments"));
                 None

@@ -9,7 +9,9 @@ use crate::orchestrator::{ChunkRecord, ChunkState, JobLock, JobRecord, JobState}
 /// The state to show: a `running` job whose orchestrator is gone is `interrupted`.
 pub fn shown_state(job: &JobRecord, locks: &Path) -> &'static str {
     match job.state {
-        JobState::Running | JobState::Stitching | JobState::Queued if !JobLock::is_held(locks, &job.id) => {
+        JobState::Running | JobState::Stitching | JobState::Queued
+            if !JobLock::is_held(locks, &job.id) =>
+        {
             "interrupted"
         }
         s => s.as_str(),
@@ -17,11 +19,20 @@ pub fn shown_state(job: &JobRecord, locks: &Path) -> &'static str {
 }
 
 fn frames_done(chunks: &[ChunkRecord]) -> u64 {
-    chunks.iter().filter(|c| c.state == ChunkState::Done).map(|c| c.chunk.len()).sum()
+    chunks
+        .iter()
+        .filter(|c| c.state == ChunkState::Done)
+        .map(|c| c.chunk.len())
+        .sum()
 }
 
 /// A job as JSON.
-pub fn job_json(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path, with_chunks: bool) -> serde_json::Value {
+pub fn job_json(
+    job: &JobRecord,
+    chunks: &[ChunkRecord],
+    locks: &Path,
+    with_chunks: bool,
+) -> serde_json::Value {
     let mut v = json!({
         "id": job.id,
         "state": shown_state(job, locks),
@@ -68,10 +79,17 @@ pub fn job_line(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> String
         "{}  {:<11}  {:>5.1}%  {}/{} frames  {}/{} chunks  {}",
         job.id,
         shown_state(job, locks),
-        if total == 0 { 0.0 } else { done as f64 * 100.0 / total as f64 },
+        if total == 0 {
+            0.0
+        } else {
+            done as f64 * 100.0 / total as f64
+        },
         done,
         total,
-        chunks.iter().filter(|c| c.state == ChunkState::Done).count(),
+        chunks
+            .iter()
+            .filter(|c| c.state == ChunkState::Done)
+            .count(),
         chunks.len(),
         job.output
     )
@@ -84,13 +102,18 @@ pub fn job_detail(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> Stri
     if let Some(e) = &job.error {
         s.push_str(&format!("error: {e}\n"));
     }
-    if shown_state(job, locks) == "interrupted" || matches!(job.state, JobState::Failed | JobState::Cancelled) {
+    if shown_state(job, locks) == "interrupted"
+        || matches!(job.state, JobState::Failed | JobState::Cancelled)
+    {
         s.push_str(&format!("resume with: helios-infra resume {}\n", job.id));
     }
     s.push_str("chunk  frames            state    attempts  detail\n");
     for c in chunks {
         let detail = match (&c.segment, &c.error) {
-            (Some(seg), _) => format!("attempt {} · {} bytes · {} ms", seg.attempt, seg.bytes, seg.worker_ms),
+            (Some(seg), _) => format!(
+                "attempt {} · {} bytes · {} ms",
+                seg.attempt, seg.bytes, seg.worker_ms
+            ),
             (None, Some(e)) => e.lines().next().unwrap_or_default().to_string(),
             _ => String::new(),
         };

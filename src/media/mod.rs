@@ -136,10 +136,12 @@ fn is_executable(p: &std::path::Path) -> bool {
 
 /// Runs a prepared tool command; a non-zero exit becomes [`MediaError::Failed`].
 pub async fn run(tool: Tool, mut cmd: Command, what: &str) -> Result<Vec<u8>, MediaError> {
-    let done = process::run(&mut cmd).await.map_err(|e| MediaError::Spawn {
-        tool: tool.name(),
-        source: e,
-    })?;
+    let done = process::run(&mut cmd)
+        .await
+        .map_err(|e| MediaError::Spawn {
+            tool: tool.name(),
+            source: e,
+        })?;
     if !done.status.success() {
         return Err(MediaError::Failed {
             tool: tool.name(),

@@ -9,9 +9,10 @@ use crate::spec::RetryPolicy;
 
 /// The upper bound of the delay after failed attempt `n` (from 1).
 pub fn ceiling(policy: &RetryPolicy, n: u32) -> Duration {
-    let exp = policy
-        .base_backoff_ms
-        .saturating_mul(1u64.checked_shl(n.saturating_sub(1).min(32)).unwrap_or(u64::MAX));
+    let exp = policy.base_backoff_ms.saturating_mul(
+        1u64.checked_shl(n.saturating_sub(1).min(32))
+            .unwrap_or(u64::MAX),
+    );
     Duration::from_millis(exp.min(policy.max_backoff_ms))
 }
 
@@ -27,7 +28,11 @@ mod tests {
 
     #[test]
     fn grows_then_caps() {
-        let p = RetryPolicy { base_backoff_ms: 100, max_backoff_ms: 1000, ..Default::default() };
+        let p = RetryPolicy {
+            base_backoff_ms: 100,
+            max_backoff_ms: 1000,
+            ..Default::default()
+        };
         assert_eq!(ceiling(&p, 1), Duration::from_millis(100));
         assert_eq!(ceiling(&p, 3), Duration::from_millis(400));
         assert_eq!(ceiling(&p, 10), Duration::from_millis(1000));

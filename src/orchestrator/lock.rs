@@ -42,7 +42,10 @@ impl JobLock {
     /// Takes the lock of `job` in `dir`, or fails at once if a live process holds it.
     pub fn acquire(dir: &Path, job: &str) -> Result<Self, LockError> {
         let path = lock_path(dir, job);
-        let io = |source| LockError::Io { path: path.clone(), source };
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(io)?;
         let file = OpenOptions::new()
             .create(true)
@@ -63,7 +66,10 @@ impl JobLock {
                     .filter(|s| !s.trim().is_empty())
                     .map(|p| format!(" (pid {})", p.trim()))
                     .unwrap_or_default();
-                Err(LockError::Busy { job: job.to_string(), pid })
+                Err(LockError::Busy {
+                    job: job.to_string(),
+                    pid,
+                })
             }
         }
     }

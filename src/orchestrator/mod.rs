@@ -21,7 +21,10 @@ use crate::storage::StorageError;
 
 pub use events::{Event, EventSink};
 pub use lock::{JobLock, LockError};
-pub use store::{ChunkRecord, ChunkState, CommittedSegment, JobRecord, JobState, JobStore, SqliteStore, StoreError};
+pub use store::{
+    ChunkRecord, ChunkState, CommittedSegment, JobRecord, JobState, JobStore, SqliteStore,
+    StoreError,
+};
 
 /// Why a job did not finish.
 #[derive(Debug, thiserror::Error)]

@@ -86,7 +86,12 @@ impl Orchestrator {
         // Watch for `helios-infra cancel` from other processes.
         let stop_poll = CancellationToken::new();
         let poller = {
-            let (store, cancel, stop, id) = (self.store.clone(), self.cancel.clone(), stop_poll.clone(), id.to_string());
+            let (store, cancel, stop, id) = (
+                self.store.clone(),
+                self.cancel.clone(),
+                stop_poll.clone(),
+                id.to_string(),
+            );
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
@@ -114,27 +119,38 @@ impl Orchestrator {
                 });
             }
             Err(OrchestratorError::Cancelled { .. }) => {
-                self.store.set_job_state(id, JobState::Cancelled, Some("cancelled"))?;
-                self.emit(Event::JobCancelled { job: id.to_string() });
+                self.store
+                    .set_job_state(id, JobState::Cancelled, Some("cancelled"))?;
+                self.emit(Event::JobCancelled {
+                    job: id.to_string(),
+                });
             }
             Err(OrchestratorError::Lock(_)) => {}
             Err(e) => {
                 let msg = e.to_string();
                 let _ = self.store.set_job_state(id, JobState::Failed, Some(&msg));
-                self.emit(Event::JobFailed { job: id.to_string(), error: msg });
+                self.emit(Event::JobFailed {
+                    job: id.to_string(),
+                    error: msg,
+                });
             }
         }
         result
     }
 
-    async fn run_locked(&self, job: &JobRecord, storage: &Storage) -> Result<Outcome, OrchestratorError> {
+    async fn run_locked(
+        &self,
+        job: &JobRecord,
+        storage: &Storage,
+    ) -> Result<Outcome, OrchestratorError> {
         self.recover(job, storage).await?;
         self.store.set_job_state(&job.id, JobState::Running, None)?;
         let mut rendered = 0;
         let mut last_problem = String::new();
         for _round in 0..MAX_STITCH_ROUNDS {
             rendered += self.render_pending(job, storage).await?;
-            self.store.set_job_state(&job.id, JobState::Stitching, None)?;
+            self.store
+                .set_job_state(&job.id, JobState::Stitching, None)?;
             match self.stitch(job, storage).await? {
                 Ok(output) => {
                     return Ok(Outcome {
@@ -145,12 +161,20 @@ impl Orchestrator {
                     })
                 }
                 Err(problems) => {
-                    last_problem = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ");
+                    last_problem = problems
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ");
                     self.store.set_job_state(&job.id, JobState::Running, None)?;
                 }
             }
         }
-        Err(OrchestratorError::Unstitchable { job: job.id.clone(), rounds: MAX_STITCH_ROUNDS, reason: last_problem })
+        Err(OrchestratorError::Unstitchable {
+            job: job.id.clone(),
+            rounds: MAX_STITCH_ROUNDS,
+            reason: last_problem,
+        })
     }
 
     /// Crash recovery: a chunk left `running` (or `failed` by an earlier run) either has a
@@ -163,13 +187,18 @@ impl Orchestrator {
             let mut adopted = false;
             if c.state == ChunkState::Running {
                 for attempt in (1..=c.attempts).rev() {
-                    let Ok(bytes) = storage.get(&keys::attempt_report(&job.id, c.chunk.index, attempt)).await else {
+                    let Ok(bytes) = storage
+                        .get(&keys::attempt_report(&job.id, c.chunk.index, attempt))
+                        .await
+                    else {
                         continue;
                     };
                     let Ok(report) = serde_json::from_slice::<ChunkReport>(&bytes) else {
                         continue;
                     };
-                    if let Ok(seg) = verify_report(&report, &job.spec, c.chunk, attempt, storage).await {
+                    if let Ok(seg) =
+                        verify_report(&report, &job.spec, c.chunk, attempt, storage).await
+                    {
                         tracing::info!(job = %job.id, chunk = c.chunk.index, attempt, "adopting an attempt that finished while the orchestrator was down");
                         self.store.commit_chunk(&job.id, c.chunk.index, &seg)?;
                         adopted = true;
@@ -185,10 +214,22 @@ impl Orchestrator {
     }
 
     /// Renders every chunk that is not done; returns how many were rendered.
-    async fn render_pending(&self, job: &JobRecord, storage: &Storage) -> Result<u32, OrchestratorError> {
+    async fn render_pending(
+        &self,
+        job: &JobRecord,
+        storage: &Storage,
+    ) -> Result<u32, OrchestratorError> {
         let records = self.store.chunks(&job.id)?;
-        let pending: Vec<Chunk> = records.iter().filter(|c| c.state != ChunkState::Done).map(|c| c.chunk).collect();
-        let frames_done: u64 = records.iter().filter(|c| c.state == ChunkState::Done).map(|c| c.chunk.len()).sum();
+        let pending: Vec<Chunk> = records
+            .iter()
+            .filter(|c| c.state != ChunkState::Done)
+            .map(|c| c.chunk)
+            .collect();
+        let frames_done: u64 = records
+            .iter()
+            .filter(|c| c.state == ChunkState::Done)
+            .map(|c| c.chunk.len())
+            .sum();
         self.emit(Event::JobStarted {
             job: job.id.clone(),
             chunks: records.len() as u32,
@@ -234,7 +275,10 @@ impl Orchestrator {
                     // A real failure outranks the cancellations it caused.
                     let replace = match (&first_error, &e) {
                         (None, _) => true,
-                        (Some(OrchestratorError::Cancelled { .. }), OrchestratorError::ChunkFailed { .. }) => true,
+                        (
+                            Some(OrchestratorError::Cancelled { .. }),
+                            OrchestratorError::ChunkFailed { .. },
+                        ) => true,
                         _ => false,
                     };
                     if replace {
@@ -253,7 +297,9 @@ impl Orchestrator {
             return Err(e);
         }
         if self.cancel.is_cancelled() {
-            return Err(OrchestratorError::Cancelled { job: job.id.clone() });
+            return Err(OrchestratorError::Cancelled {
+                job: job.id.clone(),
+            });
         }
         Ok(rendered)
     }
@@ -266,7 +312,9 @@ impl Orchestrator {
         storage: &Storage,
     ) -> Result<Result<PathBuf, Vec<SegmentProblem>>, OrchestratorError> {
         let chunks = self.store.chunks(&job.id)?;
-        self.emit(Event::Stitching { segments: chunks.len() as u32 });
+        self.emit(Event::Stitching {
+            segments: chunks.len() as u32,
+        });
         let tmp_root = self.state_dir.join("tmp");
         std::fs::create_dir_all(&tmp_root).map_err(|e| OrchestratorError::Io {
             context: format!("cannot create {}", tmp_root.display()),
@@ -281,11 +329,22 @@ impl Orchestrator {
         let checks = futures::stream::iter(chunks.iter().map(|c| {
             let dir = tmp.path().to_path_buf();
             async move {
-                let seg = c.segment.as_ref().ok_or_else(|| format!("chunk {} has no committed segment", c.chunk.index))?;
-                let path = storage.fetch_to_dir(&seg.key, &dir).await.map_err(|e| e.to_string())?;
-                let (sha, _) = hash_file(&path).await.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let seg = c
+                    .segment
+                    .as_ref()
+                    .ok_or_else(|| format!("chunk {} has no committed segment", c.chunk.index))?;
+                let path = storage
+                    .fetch_to_dir(&seg.key, &dir)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let (sha, _) = hash_file(&path)
+                    .await
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 if sha != seg.sha256 {
-                    return Err(format!("content hash {sha} does not match the committed {}", seg.sha256));
+                    return Err(format!(
+                        "content hash {sha} does not match the committed {}",
+                        seg.sha256
+                    ));
                 }
                 let info = media::probe(&path).await.map_err(|e| e.to_string())?;
                 Ok((path, info))
@@ -302,20 +361,36 @@ impl Orchestrator {
             match check {
                 Ok((path, info)) => {
                     probed.push((c.chunk.index as usize, info, c.chunk.len()));
-                    paths.push(Segment { path, frames: c.chunk.len() });
+                    paths.push(Segment {
+                        path,
+                        frames: c.chunk.len(),
+                    });
                 }
-                Err(reason) => problems.push(SegmentProblem { index: c.chunk.index as usize, reason }),
+                Err(reason) => problems.push(SegmentProblem {
+                    index: c.chunk.index as usize,
+                    reason,
+                }),
             }
         }
         let infos: Vec<_> = probed.iter().map(|(_, i, n)| (i.clone(), *n)).collect();
         for p in check_segments(&infos) {
-            problems.push(SegmentProblem { index: probed[p.index].0, reason: p.reason });
+            problems.push(SegmentProblem {
+                index: probed[p.index].0,
+                reason: p.reason,
+            });
         }
         if !problems.is_empty() {
             for p in &problems {
                 tracing::warn!(job = %job.id, chunk = p.index, reason = %p.reason, "segment rejected; rendering it again");
-                self.store.release_chunk(&job.id, p.index as u32, Some(&format!("segment rejected: {}", p.reason)))?;
-                self.emit(Event::SegmentRejected { chunk: p.index as u32, reason: p.reason.clone() });
+                self.store.release_chunk(
+                    &job.id,
+                    p.index as u32,
+                    Some(&format!("segment rejected: {}", p.reason)),
+                )?;
+                self.emit(Event::SegmentRejected {
+                    chunk: p.index as u32,
+                    reason: p.reason.clone(),
+                });
             }
             return Ok(Err(problems));
         }
@@ -324,9 +399,14 @@ impl Orchestrator {
         self.stitcher
             .stitch(&paths, job.spec.video.fps, &output)
             .await
-            .map_err(|e| OrchestratorError::Stitch { job: job.id.clone(), source: e })?;
+            .map_err(|e| OrchestratorError::Stitch {
+                job: job.id.clone(),
+                source: e,
+            })?;
         let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("mp4");
-        storage.put_file(&keys::output(&job.id, ext), &output).await?;
+        storage
+            .put_file(&keys::output(&job.id, ext), &output)
+            .await?;
         Ok(Ok(output))
     }
 }
@@ -353,7 +433,9 @@ impl ChunkCtx {
 
     fn cancelled(&self, index: u32) -> OrchestratorError {
         let _ = self.store.release_chunk(&self.job, index, None);
-        OrchestratorError::Cancelled { job: self.job.clone() }
+        OrchestratorError::Cancelled {
+            job: self.job.clone(),
+        }
     }
 
     /// Attempts a chunk until it is committed, fails fatally or runs out of attempts.
@@ -365,31 +447,57 @@ impl ChunkCtx {
                 return Err(self.cancelled(chunk.index));
             }
             let attempt = self.store.begin_attempt(&self.job, chunk.index)?;
-            self.emit(Event::ChunkStarted { chunk: chunk.index, attempt });
-            let req = ChunkRequest { job: self.job_url.clone(), chunk: chunk.index, attempt };
+            self.emit(Event::ChunkStarted {
+                chunk: chunk.index,
+                attempt,
+            });
+            let req = ChunkRequest {
+                job: self.job_url.clone(),
+                chunk: chunk.index,
+                attempt,
+            };
             let outcome = tokio::select! {
                 _ = self.cancel.cancelled() => return Err(self.cancelled(chunk.index)),
                 r = tokio::time::timeout(timeout, self.adapter.run_chunk(&req)) => r,
             };
             let failure = match outcome {
-                Ok(Ok(report)) => match verify_report(&report, &self.spec, chunk, attempt, &self.storage).await {
-                    Ok(seg) => {
-                        self.store.commit_chunk(&self.job, chunk.index, &seg)?;
-                        self.emit(Event::ChunkDone { chunk: chunk.index, attempt, frames: seg.frames, worker_ms: seg.worker_ms });
-                        return Ok(());
+                Ok(Ok(report)) => {
+                    match verify_report(&report, &self.spec, chunk, attempt, &self.storage).await {
+                        Ok(seg) => {
+                            self.store.commit_chunk(&self.job, chunk.index, &seg)?;
+                            self.emit(Event::ChunkDone {
+                                chunk: chunk.index,
+                                attempt,
+                                frames: seg.frames,
+                                worker_ms: seg.worker_ms,
+                            });
+                            return Ok(());
+                        }
+                        Err(reason) => WorkerFailure::retryable(FailureKind::RenderOutput, reason),
                     }
-                    Err(reason) => WorkerFailure::retryable(FailureKind::RenderOutput, reason),
-                },
+                }
                 Ok(Err(failure)) => failure,
                 Err(_) => WorkerFailure::retryable(
                     FailureKind::Timeout,
-                    format!("attempt {attempt} timed out after {}s and was killed", policy.timeout_s),
+                    format!(
+                        "attempt {attempt} timed out after {}s and was killed",
+                        policy.timeout_s
+                    ),
                 ),
             };
             if !failure.retryable || n == policy.max_attempts {
-                let attempts_note = if failure.retryable { "" } else { " (not retryable)" };
-                self.store.fail_chunk(&self.job, chunk.index, &failure.message)?;
-                self.emit(Event::ChunkFailed { chunk: chunk.index, attempts: n, error: failure.message.clone() });
+                let attempts_note = if failure.retryable {
+                    ""
+                } else {
+                    " (not retryable)"
+                };
+                self.store
+                    .fail_chunk(&self.job, chunk.index, &failure.message)?;
+                self.emit(Event::ChunkFailed {
+                    chunk: chunk.index,
+                    attempts: n,
+                    error: failure.message.clone(),
+                });
                 self.failed.store(true, Ordering::SeqCst);
                 return Err(OrchestratorError::ChunkFailed {
                     job: self.job.clone(),
@@ -406,7 +514,8 @@ impl ChunkCtx {
                 backoff_ms = delay.as_millis() as u64, error = %failure.message,
                 "attempt failed; retrying after backoff"
             );
-            self.store.release_chunk(&self.job, chunk.index, Some(&failure.message))?;
+            self.store
+                .release_chunk(&self.job, chunk.index, Some(&failure.message))?;
             self.emit(Event::ChunkRetry {
                 chunk: chunk.index,
                 attempt,
@@ -447,12 +556,25 @@ async fn verify_report(
         ));
     }
     if report.segment != expected_key {
-        return Err(format!("worker wrote {} instead of {expected_key}", report.segment));
+        return Err(format!(
+            "worker wrote {} instead of {expected_key}",
+            report.segment
+        ));
     }
     match storage.size(&report.segment).await {
         Ok(Some(size)) if size == report.bytes => {}
-        Ok(Some(size)) => return Err(format!("segment {} has {size} bytes, report says {}", report.segment, report.bytes)),
-        Ok(None) => return Err(format!("segment {} is missing from storage", report.segment)),
+        Ok(Some(size)) => {
+            return Err(format!(
+                "segment {} has {size} bytes, report says {}",
+                report.segment, report.bytes
+            ))
+        }
+        Ok(None) => {
+            return Err(format!(
+                "segment {} is missing from storage",
+                report.segment
+            ))
+        }
         Err(e) => return Err(e.to_string()),
     }
     Ok(CommittedSegment {

@@ -59,7 +59,10 @@ names!(ChunkState { Pending => "pending", Running => "running", Done => "done", 
 impl JobState {
     /// Whether the job has stopped (successfully or not).
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
     }
 }
 
@@ -76,7 +79,9 @@ pub enum StoreError {
     #[error("no job {0} in the job store (see `helios-infra status` for the list)")]
     NoSuchJob(String),
     /// The job exists already.
-    #[error("job {0} already exists in the job store; use `helios-infra resume {0}` to continue it")]
+    #[error(
+        "job {0} already exists in the job store; use `helios-infra resume {0}` to continue it"
+    )]
     Exists(String),
 }
 
@@ -149,12 +154,22 @@ pub trait JobStore: Send + Sync {
     /// A job's chunks by index.
     fn chunks(&self, id: &str) -> Result<Vec<ChunkRecord>, StoreError>;
     /// Sets the job state (and error, cleared when `None`).
-    fn set_job_state(&self, id: &str, state: JobState, error: Option<&str>) -> Result<(), StoreError>;
+    fn set_job_state(
+        &self,
+        id: &str,
+        state: JobState,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
     /// Starts an attempt: the chunk becomes running; returns the attempt number.
     fn begin_attempt(&self, id: &str, index: u32) -> Result<u32, StoreError>;
     /// Commits a verified attempt as the chunk's segment. Returns false (and changes
     /// nothing) if the chunk is already done: a committed segment is never replaced.
-    fn commit_chunk(&self, id: &str, index: u32, seg: &CommittedSegment) -> Result<bool, StoreError>;
+    fn commit_chunk(
+        &self,
+        id: &str,
+        index: u32,
+        seg: &CommittedSegment,
+    ) -> Result<bool, StoreError>;
     /// Puts a chunk back to pending (retry, cancel, crash recovery, bad segment).
     fn release_chunk(&self, id: &str, index: u32, error: Option<&str>) -> Result<(), StoreError>;
     /// Marks a chunk failed for good.
@@ -230,10 +245,15 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self
             .conn
             .lock()
@@ -295,8 +315,8 @@ const JOB_COLUMNS: &str =
 
 impl JobStore for SqliteStore {
     fn create_job(&self, job: &JobRecord) -> Result<(), StoreError> {
-        let spec = serde_json::to_string(&job.spec)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let spec =
+            serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.with(|conn| {
             let tx = conn.transaction()?;
             let exists: bool = tx
@@ -346,7 +366,9 @@ impl JobStore for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })?;
-        rows.into_iter().map(|(raw, spec)| raw.finish(&spec)).collect()
+        rows.into_iter()
+            .map(|(raw, spec)| raw.finish(&spec))
+            .collect()
     }
 
     fn chunks(&self, id: &str) -> Result<Vec<ChunkRecord>, StoreError> {
@@ -395,7 +417,12 @@ impl JobStore for SqliteStore {
         })
     }
 
-    fn set_job_state(&self, id: &str, state: JobState, error: Option<&str>) -> Result<(), StoreError> {
+    fn set_job_state(
+        &self,
+        id: &str,
+        state: JobState,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.with(|conn| {
             let n = conn.execute(
                 "UPDATE jobs SET state = ?2, error = ?3, updated_ms = ?4 WHERE id = ?1",
@@ -419,12 +446,19 @@ impl JobStore for SqliteStore {
                 )
                 .optional()?;
             attempt.ok_or_else(|| {
-                StoreError::Corrupt(format!("chunk {index} of job {id} is missing or already done"))
+                StoreError::Corrupt(format!(
+                    "chunk {index} of job {id} is missing or already done"
+                ))
             })
         })
     }
 
-    fn commit_chunk(&self, id: &str, index: u32, seg: &CommittedSegment) -> Result<bool, StoreError> {
+    fn commit_chunk(
+        &self,
+        id: &str,
+        index: u32,
+        seg: &CommittedSegment,
+    ) -> Result<bool, StoreError> {
         self.with(|conn| {
             let n = conn.execute(
                 "UPDATE chunks SET state = 'done', committed_attempt = ?3, segment_key = ?4, sha256 = ?5,
@@ -463,7 +497,8 @@ impl JobStore for SqliteStore {
             let state: Option<String> = conn
                 .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
                 .optional()?;
-            let state = JobState::parse(&state.ok_or_else(|| StoreError::NoSuchJob(id.to_string()))?)?;
+            let state =
+                JobState::parse(&state.ok_or_else(|| StoreError::NoSuchJob(id.to_string()))?)?;
             if state.is_terminal() {
                 return Ok(false);
             }
@@ -495,8 +530,21 @@ mod tests {
             spec: JobSpec {
                 version: 1,
                 id: Some(id.into()),
-                composition: Composition::Command(CommandComposition { argv: vec!["x".into(), "{output}".into()], bundle: None }),
-                video: VideoSpec { width: 64, height: 64, fps: Fps::new(30, 1), frames, codec: Codec::H264, crf: None, preset: None, pixel_format: None, lossless: false },
+                composition: Composition::Command(CommandComposition {
+                    argv: vec!["x".into(), "{output}".into()],
+                    bundle: None,
+                }),
+                video: VideoSpec {
+                    width: 64,
+                    height: 64,
+                    fps: Fps::new(30, 1),
+                    frames,
+                    codec: Codec::H264,
+                    crf: None,
+                    preset: None,
+                    pixel_format: None,
+                    lossless: false,
+                },
                 chunks: plan_chunks(frames, ChunkPlan::Count(3)),
                 retry: RetryPolicy::default(),
                 concurrency: 2,
@@ -513,7 +561,14 @@ mod tests {
     }
 
     fn seg(attempt: u32) -> CommittedSegment {
-        CommittedSegment { attempt, key: format!("k{attempt}"), sha256: "h".into(), bytes: 1, frames: 30, worker_ms: 5 }
+        CommittedSegment {
+            attempt,
+            key: format!("k{attempt}"),
+            sha256: "h".into(),
+            bytes: 1,
+            frames: 30,
+            worker_ms: 5,
+        }
     }
 
     #[test]
@@ -521,11 +576,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("jobs.db")).unwrap();
         s.create_job(&job("J1")).unwrap();
-        assert!(matches!(s.create_job(&job("J1")), Err(StoreError::Exists(_))));
+        assert!(matches!(
+            s.create_job(&job("J1")),
+            Err(StoreError::Exists(_))
+        ));
         assert_eq!(s.begin_attempt("J1", 1).unwrap(), 1);
         assert_eq!(s.begin_attempt("J1", 1).unwrap(), 2);
         assert!(s.commit_chunk("J1", 1, &seg(2)).unwrap());
-        assert!(!s.commit_chunk("J1", 1, &seg(1)).unwrap(), "late attempt must not overwrite");
+        assert!(
+            !s.commit_chunk("J1", 1, &seg(1)).unwrap(),
+            "late attempt must not overwrite"
+        );
         assert!(s.begin_attempt("J1", 1).is_err());
         let c = &s.chunks("J1").unwrap()[1];
         assert_eq!(c.state, ChunkState::Done);

@@ -80,7 +80,13 @@ pub fn chunk_argv(
 impl Renderer for CommandRenderer {
     async fn render(&self, req: &RenderRequest<'_>) -> Result<RenderedSegment, RenderError> {
         let raw = req.workdir.join("render.mkv");
-        let argv = chunk_argv(&self.composition.argv, req.spec, req.chunk, &raw, req.bundle_dir);
+        let argv = chunk_argv(
+            &self.composition.argv,
+            req.spec,
+            req.chunk,
+            &raw,
+            req.bundle_dir,
+        );
         let program = argv[0].clone();
         tracing::debug!(?argv, chunk = req.chunk.index, "running renderer");
 
@@ -156,7 +162,10 @@ mod tests {
     #[test]
     fn substitutes_inside_arguments_without_a_shell() {
         let l = |n: &str| (n == "start").then(|| "10".to_string());
-        assert_eq!(substitute("trim=start_frame={start}", l), "trim=start_frame=10");
+        assert_eq!(
+            substitute("trim=start_frame={start}", l),
+            "trim=start_frame=10"
+        );
         assert_eq!(substitute("{{start}}", l), "{start}");
         assert_eq!(substitute("$(rm -rf /) {start}", l), "$(rm -rf /) 10");
         assert_eq!(substitute("{nope}", l), "{nope}");

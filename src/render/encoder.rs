@@ -43,7 +43,16 @@ pub fn codec_args(v: &VideoSpec) -> Vec<String> {
             }
         }
         Codec::Vp9 => {
-            push(&["-c:v", "libvpx-vp9", "-row-mt", "1", "-deadline", "good", "-cpu-used", "4"]);
+            push(&[
+                "-c:v",
+                "libvpx-vp9",
+                "-row-mt",
+                "1",
+                "-deadline",
+                "good",
+                "-cpu-used",
+                "4",
+            ]);
             if v.lossless {
                 push(&["-lossless", "1"]);
             } else {
@@ -75,10 +84,17 @@ pub fn segment_muxer_args(v: &VideoSpec) -> Vec<String> {
         "mov" => "mov",
         _ => "mp4",
     };
-    ["-video_track_timescale", &ts, "-movie_timescale", &ts, "-f", format]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "-video_track_timescale",
+        &ts,
+        "-movie_timescale",
+        &ts,
+        "-f",
+        format,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// Re-encodes whatever the renderer wrote (any format FFmpeg reads) into a segment with the

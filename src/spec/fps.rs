@@ -73,7 +73,9 @@ impl FromStr for Fps {
     /// read as the NTSC rationals they abbreviate.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let bad = || format!("invalid frame rate {s:?}: use an integer (30), a ratio (30000/1001) or a decimal (29.97)");
+        let bad = || {
+            format!("invalid frame rate {s:?}: use an integer (30), a ratio (30000/1001) or a decimal (29.97)")
+        };
         if let Some((n, d)) = s.split_once('/') {
             let num = n.trim().parse::<u32>().map_err(|_| bad())?;
             let den = d.trim().parse::<u32>().map_err(|_| bad())?;

@@ -78,39 +78,63 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
         if value == 0 {
             err(field, "must be greater than zero".into());
         } else if value > MAX_DIMENSION {
-            err(field, format!("{value} exceeds the maximum of {MAX_DIMENSION}"));
+            err(
+                field,
+                format!("{value} exceeds the maximum of {MAX_DIMENSION}"),
+            );
         }
     }
     let pix = v.pixel_format();
-    if !pix
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        || pix.is_empty()
-    {
-        err("video.pixel_format", format!("{pix:?} is not a pixel format name"));
+    if !pix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || pix.is_empty() {
+        err(
+            "video.pixel_format",
+            format!("{pix:?} is not a pixel format name"),
+        );
     }
     let (sub_w, sub_h) = chroma_subsampling(pix);
     if sub_w && v.width % 2 == 1 {
         err(
             "video.width",
-            format!("{} is odd, but pixel format {pix} needs an even width (use {} or {})", v.width, v.width - 1, v.width + 1),
+            format!(
+                "{} is odd, but pixel format {pix} needs an even width (use {} or {})",
+                v.width,
+                v.width - 1,
+                v.width + 1
+            ),
         );
     }
     if sub_h && v.height % 2 == 1 {
         err(
             "video.height",
-            format!("{} is odd, but pixel format {pix} needs an even height (use {} or {})", v.height, v.height - 1, v.height + 1),
+            format!(
+                "{} is odd, but pixel format {pix} needs an even height (use {} or {})",
+                v.height,
+                v.height - 1,
+                v.height + 1
+            ),
         );
     }
     if v.fps.num == 0 || v.fps.den == 0 {
-        err("video.fps", format!("{}/{} is not a positive frame rate", v.fps.num, v.fps.den));
+        err(
+            "video.fps",
+            format!("{}/{} is not a positive frame rate", v.fps.num, v.fps.den),
+        );
     } else if v.fps.as_f64() > 1000.0 {
-        err("video.fps", format!("{} frames per second is more than the supported 1000", v.fps));
+        err(
+            "video.fps",
+            format!(
+                "{} frames per second is more than the supported 1000",
+                v.fps
+            ),
+        );
     }
     if v.frames.is_empty() {
         err(
             "video.frames",
-            format!("[{}, {}) holds zero frames; end must be greater than start", v.frames.start, v.frames.end),
+            format!(
+                "[{}, {}) holds zero frames; end must be greater than start",
+                v.frames.start, v.frames.end
+            ),
         );
     }
     if let Some(crf) = v.crf {
@@ -119,18 +143,30 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
             _ => 51,
         };
         if matches!(v.codec, Codec::Prores | Codec::Ffv1) {
-            err("video.crf", format!("{} does not take a crf", v.codec.name()));
+            err(
+                "video.crf",
+                format!("{} does not take a crf", v.codec.name()),
+            );
         } else if crf > max {
-            err("video.crf", format!("{crf} is out of range for {} (0-{max})", v.codec.name()));
+            err(
+                "video.crf",
+                format!("{crf} is out of range for {} (0-{max})", v.codec.name()),
+            );
         }
     }
     if let Some(preset) = &v.preset {
         if preset.is_empty() || !preset.chars().all(|c| c.is_ascii_lowercase()) {
-            err("video.preset", format!("{preset:?} is not a preset name such as \"medium\""));
+            err(
+                "video.preset",
+                format!("{preset:?} is not a preset name such as \"medium\""),
+            );
         }
     }
     if v.lossless && v.codec == Codec::Prores {
-        err("video.lossless", "prores is never lossless; use ffv1, h264 or h265 for lossless output".into());
+        err(
+            "video.lossless",
+            "prores is never lossless; use ffv1, h264 or h265 for lossless output".into(),
+        );
     }
 
     // Chunks: contiguous, non-overlapping, exact cover.
@@ -141,23 +177,53 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
     for (i, c) in spec.chunks.iter().enumerate() {
         let field = format!("chunks[{i}]");
         if c.index as usize != i {
-            err(&field, format!("index is {} but must be {i} (chunks are numbered in order from 0)", c.index));
+            err(
+                &field,
+                format!(
+                    "index is {} but must be {i} (chunks are numbered in order from 0)",
+                    c.index
+                ),
+            );
         }
         if c.end <= c.start {
-            err(&field, format!("[{}, {}) holds zero frames", c.start, c.end));
+            err(
+                &field,
+                format!("[{}, {}) holds zero frames", c.start, c.end),
+            );
         }
         if c.start > expected_start {
-            err(&field, format!("gap: frames {expected_start}..{} are in no chunk", c.start));
+            err(
+                &field,
+                format!("gap: frames {expected_start}..{} are in no chunk", c.start),
+            );
         } else if c.start < expected_start {
-            err(&field, format!("overlap: frames {}..{expected_start} are already in an earlier chunk", c.start));
+            err(
+                &field,
+                format!(
+                    "overlap: frames {}..{expected_start} are already in an earlier chunk",
+                    c.start
+                ),
+            );
         }
         expected_start = expected_start.max(c.end);
     }
     if let Some(last) = spec.chunks.last() {
         if last.end < v.frames.end {
-            err("chunks", format!("gap: frames {}..{} at the end are in no chunk", last.end, v.frames.end));
+            err(
+                "chunks",
+                format!(
+                    "gap: frames {}..{} at the end are in no chunk",
+                    last.end, v.frames.end
+                ),
+            );
         } else if last.end > v.frames.end {
-            err("chunks", format!("chunks run to frame {} past the end of video.frames ({})", last.end, v.frames.end));
+            err(
+                "chunks",
+                format!(
+                    "chunks run to frame {} past the end of video.frames ({})",
+                    last.end, v.frames.end
+                ),
+            );
         }
     }
 
@@ -165,7 +231,10 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
     match &spec.composition {
         Composition::Command(c) => {
             if c.argv.is_empty() || c.argv[0].is_empty() {
-                err("composition.argv", "empty: give the program and its arguments".into());
+                err(
+                    "composition.argv",
+                    "empty: give the program and its arguments".into(),
+                );
             }
             let mut has_output = false;
             for (i, arg) in c.argv.iter().enumerate() {
@@ -175,12 +244,18 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
                             if !PLACEHOLDERS.contains(&name) {
                                 err(
                                     &format!("composition.argv[{i}]"),
-                                    format!("unknown placeholder {{{name}}} in {arg:?}; known: {}", known()),
+                                    format!(
+                                        "unknown placeholder {{{name}}} in {arg:?}; known: {}",
+                                        known()
+                                    ),
                                 );
                             }
                             has_output |= name == "output";
                             if name == "bundle" && c.bundle.is_none() {
-                                err(&format!("composition.argv[{i}]"), "uses {bundle} but the job has no bundle".into());
+                                err(
+                                    &format!("composition.argv[{i}]"),
+                                    "uses {bundle} but the job has no bundle".into(),
+                                );
                             }
                         }
                     }
@@ -188,7 +263,11 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
                 }
             }
             if !c.argv.is_empty() && !has_output {
-                err("composition.argv", "no {output} placeholder: the program must be told where to write its frames".into());
+                err(
+                    "composition.argv",
+                    "no {output} placeholder: the program must be told where to write its frames"
+                        .into(),
+                );
             }
             if let Some(b) = &c.bundle {
                 check_bundle_key(b, "composition.bundle", &mut err);
@@ -197,7 +276,13 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
         Composition::Browser(b) => {
             check_bundle_key(&b.bundle, "composition.bundle", &mut err);
             if !is_safe_relative_path(&b.entry) {
-                err("composition.entry", format!("{:?} must be a relative path inside the bundle (no '..', no leading '/')", b.entry));
+                err(
+                    "composition.entry",
+                    format!(
+                        "{:?} must be a relative path inside the bundle (no '..', no leading '/')",
+                        b.entry
+                    ),
+                );
             }
         }
     }
@@ -207,10 +292,19 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
         err("retry.max_attempts", "must be at least 1".into());
     }
     if !(spec.retry.timeout_s.is_finite() && spec.retry.timeout_s > 0.0) {
-        err("retry.timeout_s", format!("{} is not a positive number of seconds", spec.retry.timeout_s));
+        err(
+            "retry.timeout_s",
+            format!(
+                "{} is not a positive number of seconds",
+                spec.retry.timeout_s
+            ),
+        );
     }
     if spec.retry.base_backoff_ms > spec.retry.max_backoff_ms {
-        err("retry.base_backoff_ms", "is greater than retry.max_backoff_ms".into());
+        err(
+            "retry.base_backoff_ms",
+            "is greater than retry.max_backoff_ms".into(),
+        );
     }
     if spec.concurrency == 0 {
         err("concurrency", "must be at least 1".into());
@@ -234,9 +328,21 @@ fn known() -> String {
 /// Whether a pixel format subsamples chroma horizontally / vertically.
 fn chroma_subsampling(pix: &str) -> (bool, bool) {
     let p = pix.to_ascii_lowercase();
-    if p.starts_with("yuv420") || p.starts_with("yuvj420") || p.starts_with("yuva420") || p.starts_with("nv12") || p.starts_with("nv21") || p.starts_with("p010") {
+    if p.starts_with("yuv420")
+        || p.starts_with("yuvj420")
+        || p.starts_with("yuva420")
+        || p.starts_with("nv12")
+        || p.starts_with("nv21")
+        || p.starts_with("p010")
+    {
         (true, true)
-    } else if p.starts_with("yuv422") || p.starts_with("yuvj422") || p.starts_with("yuva422") || p.starts_with("nv16") || p.starts_with("yuyv") || p.starts_with("uyvy") {
+    } else if p.starts_with("yuv422")
+        || p.starts_with("yuvj422")
+        || p.starts_with("yuva422")
+        || p.starts_with("nv16")
+        || p.starts_with("yuyv")
+        || p.starts_with("uyvy")
+    {
         (true, false)
     } else {
         (false, false)
@@ -249,7 +355,10 @@ fn check_bundle_key(key: &str, field: &str, err: &mut impl FnMut(&str, String)) 
         .and_then(|rest| rest.strip_suffix(".tar.zst"))
         .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
     if !ok {
-        err(field, format!("{key:?} is not a bundle key (bundles/<sha256>.tar.zst)"));
+        err(
+            field,
+            format!("{key:?} is not a bundle key (bundles/<sha256>.tar.zst)"),
+        );
     }
 }
 
@@ -273,12 +382,18 @@ pub(crate) fn placeholders(arg: &str) -> Result<Vec<&str>, String> {
             b'}' if bytes.get(i + 1) == Some(&b'}') => i += 2,
             b'{' => {
                 let Some(len) = arg[i + 1..].find('}') else {
-                    return Err(format!("unclosed '{{' in {arg:?} (write '{{{{' for a literal brace)"));
+                    return Err(format!(
+                        "unclosed '{{' in {arg:?} (write '{{{{' for a literal brace)"
+                    ));
                 };
                 names.push(&arg[i + 1..i + 1 + len]);
                 i += len + 2;
             }
-            b'}' => return Err(format!("stray '}}' in {arg:?} (write '}}}}' for a literal brace)")),
+            b'}' => {
+                return Err(format!(
+                    "stray '}}' in {arg:?} (write '}}}}' for a literal brace)"
+                ))
+            }
             _ => i += 1,
         }
     }
@@ -356,7 +471,10 @@ mod tests {
             c.argv.push("{frame}".into());
         }
         let e = validate(&s).unwrap_err().to_string();
-        assert!(e.contains("composition.argv[3]") && e.contains("{frame}"), "{e}");
+        assert!(
+            e.contains("composition.argv[3]") && e.contains("{frame}"),
+            "{e}"
+        );
     }
 
     #[test]

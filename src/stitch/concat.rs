@@ -65,7 +65,12 @@ fn muxer_args(output: &Path, fps: Fps) -> Vec<String> {
 
 #[async_trait]
 impl Stitcher for ConcatStitcher {
-    async fn stitch(&self, segments: &[Segment], fps: Fps, output: &Path) -> Result<(), StitchError> {
+    async fn stitch(
+        &self,
+        segments: &[Segment],
+        fps: Fps,
+        output: &Path,
+    ) -> Result<(), StitchError> {
         let io = |context: String| move |source| StitchError::Io { context, source };
         let parent = output
             .parent()
@@ -88,7 +93,10 @@ impl Stitcher for ConcatStitcher {
             .prefix(".helios-concat-")
             .suffix(".txt")
             .tempfile_in(parent)
-            .map_err(io(format!("cannot create a list file in {}", parent.display())))?;
+            .map_err(io(format!(
+                "cannot create a list file in {}",
+                parent.display()
+            )))?;
         tokio::fs::write(list.path(), concat_list(&absolute, fps)?)
             .await
             .map_err(io(format!("cannot write {}", list.path().display())))?;
@@ -103,7 +111,10 @@ impl Stitcher for ConcatStitcher {
             .map_err(io(format!("cannot create a file in {}", parent.display())))?
             .into_temp_path()
             .keep()
-            .map_err(|e| StitchError::Io { context: "cannot keep temp file".into(), source: e.error })?;
+            .map_err(|e| StitchError::Io {
+                context: "cannot keep temp file".into(),
+                source: e.error,
+            })?;
         let result = async {
             let mut cmd = Tool::Ffmpeg.command()?;
             cmd.args(["-v", "error", "-y", "-f", "concat", "-safe", "0", "-i"])
@@ -111,21 +122,35 @@ impl Stitcher for ConcatStitcher {
                 .args(["-map", "0:v", "-c", "copy"])
                 .args(muxer_args(output, fps))
                 .arg(&partial);
-            media::run(Tool::Ffmpeg, cmd, &format!("concatenating {} segments", segments.len())).await?;
+            media::run(
+                Tool::Ffmpeg,
+                cmd,
+                &format!("concatenating {} segments", segments.len()),
+            )
+            .await?;
             let expected: u64 = segments.iter().map(|s| s.frames).sum();
             let info = media::probe(&partial).await?;
             if info.frames != expected {
-                return Err(StitchError::WrongOutput { path: output.to_path_buf(), got: info.frames, expected });
+                return Err(StitchError::WrongOutput {
+                    path: output.to_path_buf(),
+                    got: info.frames,
+                    expected,
+                });
             }
             // Temp files are created 0600; the output is an ordinary file.
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                let _ = tokio::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).await;
+                let _ =
+                    tokio::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644))
+                        .await;
             }
             tokio::fs::rename(&partial, output)
                 .await
-                .map_err(io(format!("cannot move the output to {}", output.display())))
+                .map_err(io(format!(
+                    "cannot move the output to {}",
+                    output.display()
+                )))
         }
         .await;
         if result.is_err() {
@@ -142,13 +167,26 @@ mod tests {
     #[test]
     fn list_escapes_quotes_and_keeps_exact_durations() {
         let segs = vec![
-            Segment { path: "/a/it's.mp4".into(), frames: 35 },
-            Segment { path: "/a/b.mp4".into(), frames: 35 },
+            Segment {
+                path: "/a/it's.mp4".into(),
+                frames: 35,
+            },
+            Segment {
+                path: "/a/b.mp4".into(),
+                frames: 35,
+            },
         ];
         let l = concat_list(&segs, Fps::new(30000, 1001)).unwrap();
         assert!(l.contains("file '/a/it'\\''s.mp4'"), "{l}");
         assert!(l.contains("duration 1.167833\n"), "{l}");
         assert!(l.contains("duration 1.167834\n"), "{l}");
-        assert!(concat_list(&[Segment { path: "/a\nb".into(), frames: 1 }], Fps::new(30, 1)).is_err());
+        assert!(concat_list(
+            &[Segment {
+                path: "/a\nb".into(),
+                frames: 1
+            }],
+            Fps::new(30, 1)
+        )
+        .is_err());
     }
 }

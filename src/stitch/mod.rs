@@ -64,5 +64,10 @@ pub enum StitchError {
 pub trait Stitcher: Send + Sync {
     /// Concatenates `segments` (already verified) into `output`, whose extension picks the
     /// container, and checks the result holds every frame.
-    async fn stitch(&self, segments: &[Segment], fps: Fps, output: &Path) -> Result<(), StitchError>;
+    async fn stitch(
+        &self,
+        segments: &[Segment],
+        fps: Fps,
+        output: &Path,
+    ) -> Result<(), StitchError>;
 }

@@ -48,7 +48,10 @@ pub fn check_segments(infos: &[(SegmentInfo, u64)]) -> Vec<SegmentProblem> {
             why.push("does not start with a keyframe".into());
         }
         if !why.is_empty() {
-            problems.push(SegmentProblem { index, reason: why.join("; ") });
+            problems.push(SegmentProblem {
+                index,
+                reason: why.join("; "),
+            });
         }
     }
     problems
@@ -75,7 +78,11 @@ mod tests {
 
     #[test]
     fn odd_one_out_is_named() {
-        let p = check_segments(&[(info(10, "h264"), 10), (info(10, "hevc"), 10), (info(9, "h264"), 10)]);
+        let p = check_segments(&[
+            (info(10, "h264"), 10),
+            (info(10, "hevc"), 10),
+            (info(9, "h264"), 10),
+        ]);
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].index, 1);
         assert!(p[1].reason.contains("9 frames"));

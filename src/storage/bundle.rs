@@ -79,7 +79,10 @@ fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<(
         if ty.is_symlink() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("{} is a symbolic link; bundles hold regular files only", rel_path.display()),
+                format!(
+                    "{} is a symbolic link; bundles hold regular files only",
+                    rel_path.display()
+                ),
             ));
         } else if ty.is_dir() {
             collect(root, &rel_path, out)?;
@@ -144,7 +147,11 @@ pub fn unpack(bytes: &[u8], dest: &Path) -> Result<(), BundleError> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = if entry.header().mode().unwrap_or(0o644) & 0o111 != 0 { 0o755 } else { 0o644 };
+            let mode = if entry.header().mode().unwrap_or(0o644) & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
             std::fs::set_permissions(&out, std::fs::Permissions::from_mode(mode))
                 .map_err(BundleError::Unpack)?;
         }
@@ -167,7 +174,10 @@ mod tests {
         assert_eq!(one.sha256, two.sha256);
         let dest = tempfile::tempdir().unwrap();
         unpack(&one.bytes, dest.path()).unwrap();
-        assert_eq!(std::fs::read_to_string(dest.path().join("a/b/c.js")).unwrap(), "x=1");
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join("a/b/c.js")).unwrap(),
+            "x=1"
+        );
     }
 
     fn archive_with(name: &str, ty: tar::EntryType, link: Option<&str>) -> Vec<u8> {
@@ -193,10 +203,17 @@ mod tests {
         for (name, ty, link, why) in [
             ("../evil", tar::EntryType::Regular, None, ".."),
             ("/etc/evil", tar::EntryType::Regular, None, "absolute"),
-            ("ln", tar::EntryType::Symlink, Some("/etc/passwd"), "symbolic"),
+            (
+                "ln",
+                tar::EntryType::Symlink,
+                Some("/etc/passwd"),
+                "symbolic",
+            ),
             ("hl", tar::EntryType::Link, Some("x"), "hard link"),
         ] {
-            let e = unpack(&archive_with(name, ty, link), dest.path()).unwrap_err().to_string();
+            let e = unpack(&archive_with(name, ty, link), dest.path())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(why), "{name}: {e}");
         }
         assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);

@@ -279,10 +279,16 @@ mod tests {
     use super::*;
 
     async fn put_get_list(s: &Storage) {
-        s.put("jobs/a/job.json", Bytes::from_static(b"{}")).await.unwrap();
-        s.put("jobs/a/attempts/0/1.mp4", Bytes::from_static(b"x")).await.unwrap();
+        s.put("jobs/a/job.json", Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        s.put("jobs/a/attempts/0/1.mp4", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
         assert_eq!(&s.get("jobs/a/job.json").await.unwrap()[..], b"{}");
-        s.put("jobs/a/job.json", Bytes::from_static(b"{1}")).await.unwrap();
+        s.put("jobs/a/job.json", Bytes::from_static(b"{1}"))
+            .await
+            .unwrap();
         assert_eq!(&s.get("jobs/a/job.json").await.unwrap()[..], b"{1}");
         assert_eq!(s.size("jobs/a/attempts/0/1.mp4").await.unwrap(), Some(1));
         assert_eq!(s.size("nope").await.unwrap(), None);

@@ -21,9 +21,8 @@ pub use protocol::{ChunkReport, ChunkRequest, FailureKind, Timings, WorkerFailur
 /// Runs one chunk attempt end to end and returns its report.
 pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> {
     let total = Instant::now();
-    let (storage, spec_key) = Storage::open_object_url(&req.job).map_err(|e| {
-        WorkerFailure::fatal(FailureKind::InvalidRequest, e.to_string())
-    })?;
+    let (storage, spec_key) = Storage::open_object_url(&req.job)
+        .map_err(|e| WorkerFailure::fatal(FailureKind::InvalidRequest, e.to_string()))?;
     let fetch_started = Instant::now();
     let spec = load_spec(&storage, &spec_key).await?;
     let job_id = spec
@@ -33,14 +32,23 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
     let chunk = spec.chunk(req.chunk).ok_or_else(|| {
         WorkerFailure::fatal(
             FailureKind::InvalidRequest,
-            format!("job {job_id} has no chunk {} (it has {})", req.chunk, spec.chunks.len()),
+            format!(
+                "job {job_id} has no chunk {} (it has {})",
+                req.chunk,
+                spec.chunks.len()
+            ),
         )
     })?;
 
     let workdir = tempfile::Builder::new()
         .prefix("helios-chunk-")
         .tempdir()
-        .map_err(|e| WorkerFailure::retryable(FailureKind::Io, format!("cannot create a work directory: {e}")))?;
+        .map_err(|e| {
+            WorkerFailure::retryable(
+                FailureKind::Io,
+                format!("cannot create a work directory: {e}"),
+            )
+        })?;
     let bundle_dir = match spec.composition.bundle() {
         Some(key) => {
             let dir = workdir.path().join("bundle");
@@ -64,12 +72,10 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
 
     let renderer: Box<dyn Renderer> = match &spec.composition {
         Composition::Command(c) => Box::new(CommandRenderer::new(c.clone())),
-        Composition::Browser(_) => {
-            return Err(WorkerFailure::fatal(
-                FailureKind::InvalidSpec,
-                "this build has no browser renderer; render HTML compositions with a build that has it",
-            ))
-        }
+        Composition::Browser(_) => return Err(WorkerFailure::fatal(
+            FailureKind::InvalidSpec,
+            "this build has no browser renderer; render HTML compositions with a build that has it",
+        )),
     };
     let render_req = RenderRequest {
         spec: &spec,
@@ -77,16 +83,22 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
         workdir: workdir.path(),
         bundle_dir: bundle_dir.as_deref(),
     };
-    let segment = renderer.render(&render_req).await.map_err(|e| WorkerFailure {
-        retryable: e.is_retryable(),
-        kind: FailureKind::from_render(&e),
-        message: format!("chunk {} (frames {}..{}): {e}", chunk.index, chunk.start, chunk.end),
-    })?;
+    let segment = renderer
+        .render(&render_req)
+        .await
+        .map_err(|e| WorkerFailure {
+            retryable: e.is_retryable(),
+            kind: FailureKind::from_render(&e),
+            message: format!(
+                "chunk {} (frames {}..{}): {e}",
+                chunk.index, chunk.start, chunk.end
+            ),
+        })?;
 
     let upload_started = Instant::now();
-    let (sha256, bytes) = hash_file(&segment.path)
-        .await
-        .map_err(|e| WorkerFailure::retryable(FailureKind::Io, format!("cannot read the segment: {e}")))?;
+    let (sha256, bytes) = hash_file(&segment.path).await.map_err(|e| {
+        WorkerFailure::retryable(FailureKind::Io, format!("cannot read the segment: {e}"))
+    })?;
     let ext = encoder::segment_extension(spec.video.codec);
     let segment_key = keys::attempt_segment(&job_id, chunk.index, req.attempt, ext);
     storage
@@ -115,7 +127,10 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
     let json = serde_json::to_vec(&report)
         .map_err(|e| WorkerFailure::retryable(FailureKind::Internal, e.to_string()))?;
     storage
-        .put(&keys::attempt_report(&job_id, chunk.index, req.attempt), json.into())
+        .put(
+            &keys::attempt_report(&job_id, chunk.index, req.attempt),
+            json.into(),
+        )
         .await
         .map_err(storage_failure)?;
     Ok(report)

@@ -127,12 +127,20 @@ pub struct WorkerFailure {
 impl WorkerFailure {
     /// A failure worth retrying.
     pub fn retryable(kind: FailureKind, message: impl Into<String>) -> Self {
-        Self { retryable: true, kind, message: message.into() }
+        Self {
+            retryable: true,
+            kind,
+            message: message.into(),
+        }
     }
 
     /// A failure that would repeat.
     pub fn fatal(kind: FailureKind, message: impl Into<String>) -> Self {
-        Self { retryable: false, kind, message: message.into() }
+        Self {
+            retryable: false,
+            kind,
+            message: message.into(),
+        }
     }
 }
 

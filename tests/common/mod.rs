@@ -1,0 +1,200 @@
+//! Shared helpers for the integration tests: a private state directory per test, the real
+//! `helios-infra` binary, real FFmpeg.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A test's private working directory and `--home`.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.path(".helios")
+    }
+
+    /// `helios-infra --home <tmp>/.helios ARGS…` run in the temp dir.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_helios-infra"));
+        c.current_dir(self.dir.path())
+            .arg("--home")
+            .arg(self.home())
+            .args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run helios-infra")
+    }
+
+    /// Runs and asserts success, returning stderr.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "helios-infra {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        out
+    }
+
+    /// `status ID --json`.
+    pub fn status(&self, id: &str) -> serde_json::Value {
+        let out = self.ok(&["status", id, "--json"]);
+        serde_json::from_slice(&out.stdout).expect("status json")
+    }
+
+    /// The only job's id.
+    pub fn only_job(&self) -> String {
+        let out = self.ok(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let jobs = v.as_array().unwrap();
+        assert_eq!(jobs.len(), 1, "{v}");
+        jobs[0]["id"].as_str().unwrap().to_string()
+    }
+
+    /// The fault-injecting test renderer (tests/fixtures/renderer.sh) as a command after `--`.
+    pub fn renderer(&self, mode: &str) -> Vec<String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/renderer.sh");
+        [
+            "bash",
+            script.to_str().unwrap(),
+            self.dir.path().to_str().unwrap(),
+            mode,
+            "{start}",
+            "{end}",
+            "{fps}",
+            "{width}",
+            "{height}",
+            "{output}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// How often the test renderer was started for a chunk starting at `start`.
+    pub fn invocations(&self, start: u64) -> usize {
+        std::fs::read_to_string(self.path("invocations.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.trim() == start.to_string())
+            .count()
+    }
+}
+
+/// A renderer that needs only FFmpeg: testsrc2, trimmed to the chunk, written lossless.
+pub fn ffmpeg_renderer() -> Vec<String> {
+    [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-nostdin",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size={width}x{height}:rate={fps}",
+        "-vf",
+        "trim=start_frame={start}:end_frame={end}",
+        "-c:v",
+        "ffv1",
+        "{output}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Joins fixed args with a renderer argv after `--`.
+pub fn with_renderer<'a>(args: &[&'a str], argv: &'a [String]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = args.to_vec();
+    v.push("--");
+    v.extend(argv.iter().map(String::as_str));
+    v
+}
+
+/// Decoded frame hashes (`-f framemd5`), one per frame, without the header.
+pub fn framemd5(path: &Path) -> Vec<String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        // Keep only the hash column: timestamps are checked separately.
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_string())
+        .collect()
+}
+
+/// ffprobe of the first video stream: (frames, duration_ts, time_base).
+pub fn probe_stream(path: &Path) -> (u64, u64, String) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets,duration_ts,time_base",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["streams"][0];
+    (
+        s["nb_read_packets"].as_str().unwrap().parse().unwrap(),
+        s["duration_ts"].as_u64().unwrap_or(0),
+        s["time_base"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Presentation timestamps of every video packet, in stream time base, sorted.
+pub fn packet_pts(path: &Path) -> Vec<i64> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    let mut pts: Vec<i64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    pts.sort();
+    pts
+}
