@@ -193,7 +193,7 @@ fn sigkill_then_resume_rerenders_only_missing_chunks() {
 fn cancel_stops_the_job_and_resume_finishes_it() {
     let env = Env::new();
     let r = env.renderer("slow:1");
-    let mut child = env
+    let child = env
         .cmd(&with_renderer(
             &render_args("out.mp4", &["--concurrency", "1"]),
             &r,

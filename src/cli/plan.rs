@@ -128,7 +128,8 @@ pub fn check_output(output: &Path, spec: &JobSpec) -> anyhow::Result<()> {
         .map(|e| e.to_ascii_lowercase())
         .unwrap_or_default();
     let ok = codec.containers();
-    if !ok.contains(&ext.as_str()) && !(ext == "m4v" && ok.contains(&"mp4")) {
+    let fits = ok.contains(&ext.as_str()) || (ext == "m4v" && ok.contains(&"mp4"));
+    if !fits {
         bail!(
             "-o {}: a .{ext} file cannot hold {} video; use one of: {}",
             output.display(),

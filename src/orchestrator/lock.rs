@@ -79,9 +79,6 @@ impl JobLock {
         let Ok(file) = File::open(lock_path(dir, job)) else {
             return false;
         };
-        match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            Ok(_) => false,
-            Err(_) => true,
-        }
+        Flock::lock(file, FlockArg::LockSharedNonblock).is_err()
     }
 }

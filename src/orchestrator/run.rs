@@ -273,14 +273,14 @@ impl Orchestrator {
                 Ok(Ok(())) => rendered += 1,
                 Ok(Err(e)) => {
                     // A real failure outranks the cancellations it caused.
-                    let replace = match (&first_error, &e) {
-                        (None, _) => true,
-                        (
-                            Some(OrchestratorError::Cancelled { .. }),
-                            OrchestratorError::ChunkFailed { .. },
-                        ) => true,
-                        _ => false,
-                    };
+                    let replace = matches!(
+                        (&first_error, &e),
+                        (None, _)
+                            | (
+                                Some(OrchestratorError::Cancelled { .. }),
+                                OrchestratorError::ChunkFailed { .. }
+                            )
+                    );
                     if replace {
                         first_error = Some(e);
                     }

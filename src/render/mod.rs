@@ -94,11 +94,12 @@ pub enum RenderError {
 impl RenderError {
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        match self {
-            RenderError::ProgramFailed { .. } | RenderError::Io { .. } => true,
-            RenderError::Media(MediaError::Spawn { .. }) => true,
-            _ => false,
-        }
+        matches!(
+            self,
+            RenderError::ProgramFailed { .. }
+                | RenderError::Io { .. }
+                | RenderError::Media(MediaError::Spawn { .. })
+        )
     }
 
     /// Short machine-readable kind, used in worker error payloads.
