@@ -277,3 +277,27 @@ fn worker_run_prints_report_or_classified_error() {
         .unwrap()
         .contains("no chunk 9"));
 }
+
+#[test]
+fn corrupted_segment_is_rendered_again_never_stitched() {
+    let env = Env::new();
+    let r = env.renderer("ok");
+    env.ok(&with_renderer(&render_args("out.mp4", &["--lossless"]), &r));
+    let id = env.only_job();
+    let reference = framemd5(&env.path("out.mp4"));
+    let st = env.status(&id);
+    let seg = env.home().join("storage").join(st["chunk_list"][2]["segment"].as_str().unwrap());
+    // Damage one committed segment and lose the output: resume must notice on verification.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes.truncate(mid);
+    std::fs::write(&seg, bytes).unwrap();
+    std::fs::remove_file(env.path("out.mp4")).unwrap();
+
+    env.ok(&["resume", &id]);
+    assert_eq!(framemd5(&env.path("out.mp4")), reference);
+    assert_eq!(env.invocations(20), 2, "the damaged chunk is rendered again");
+    assert_eq!(env.invocations(30), 1, "intact chunks are not");
+    let after = env.status(&id);
+    assert_eq!(after["chunk_list"][2]["committed_attempt"], 2);
+}
