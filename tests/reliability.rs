@@ -286,7 +286,10 @@ fn corrupted_segment_is_rendered_again_never_stitched() {
     let id = env.only_job();
     let reference = framemd5(&env.path("out.mp4"));
     let st = env.status(&id);
-    let seg = env.home().join("storage").join(st["chunk_list"][2]["segment"].as_str().unwrap());
+    let seg = env
+        .home()
+        .join("storage")
+        .join(st["chunk_list"][2]["segment"].as_str().unwrap());
     // Damage one committed segment and lose the output: resume must notice on verification.
     let mut bytes = std::fs::read(&seg).unwrap();
     let mid = bytes.len() / 2;
@@ -296,7 +299,11 @@ fn corrupted_segment_is_rendered_again_never_stitched() {
 
     env.ok(&["resume", &id]);
     assert_eq!(framemd5(&env.path("out.mp4")), reference);
-    assert_eq!(env.invocations(20), 2, "the damaged chunk is rendered again");
+    assert_eq!(
+        env.invocations(20),
+        2,
+        "the damaged chunk is rendered again"
+    );
     assert_eq!(env.invocations(30), 1, "intact chunks are not");
     let after = env.status(&id);
     assert_eq!(after["chunk_list"][2]["committed_attempt"], 2);

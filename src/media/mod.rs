@@ -104,10 +104,10 @@ impl Tool {
     /// A command for this tool with FFmpeg's banner and prompts off.
     pub fn command(self) -> Result<Command, MediaError> {
         let mut cmd = Command::new(self.locate()?);
-        cmd.args(["-hide_banner", "-nostdin"].iter().take(match self {
-            Tool::Ffmpeg => 2,
-            Tool::Ffprobe => 1,
-        }));
+        cmd.arg("-hide_banner");
+        if self == Tool::Ffmpeg {
+            cmd.arg("-nostdin");
+        }
         Ok(cmd)
     }
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     backoff, ChunkState, CommittedSegment, Event, JobLock, JobRecord, JobState, JobStore,
-    Orchestrator, OrchestratorError, Outcome,
+    Orchestrator, OrchestratorError, Outcome, StoreError,
 };
 use crate::adapters::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
 use crate::media;
@@ -43,6 +43,12 @@ impl Orchestrator {
             .get_or_insert_with(|| ulid::Ulid::new().to_string())
             .clone();
         spec::validate(&spec)?;
+        // Refuse before uploading: the stored spec of an existing job must never change.
+        match self.store.job(&id) {
+            Ok(_) => return Err(StoreError::Exists(id).into()),
+            Err(StoreError::NoSuchJob(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         let output = std::path::absolute(output).map_err(|e| OrchestratorError::Io {
             context: format!("cannot resolve output path {}", output.display()),
             source: e,
@@ -148,7 +154,7 @@ impl Orchestrator {
         let mut rendered = 0;
         let mut last_problem = String::new();
         for _round in 0..MAX_STITCH_ROUNDS {
-            rendered += self.render_pending(job, storage).await?;
+            rendered += self.render_chunks(job, storage).await?;
             self.store
                 .set_job_state(&job.id, JobState::Stitching, None)?;
             match self.stitch(job, storage).await? {
@@ -213,8 +219,10 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Renders every chunk that is not done; returns how many were rendered.
-    async fn render_pending(
+    /// Renders every chunk of a submitted job that is not done, without stitching; returns
+    /// how many were rendered. [`Orchestrator::run`] calls this; it is public for tools and
+    /// benchmarks that measure scheduling alone.
+    pub async fn render_chunks(
         &self,
         job: &JobRecord,
         storage: &Storage,

@@ -199,8 +199,32 @@ impl Storage {
             .map_err(|e| self.err(key, e))
     }
 
-    /// Uploads a local file.
+    /// Uploads a local file. Local storage copies it into place through a temporary file
+    /// and a rename (atomic, and never the whole file in memory).
     pub async fn put_file(&self, key: &str, file: &Path) -> Result<(), StorageError> {
+        if let Some(dest) = self.local_path(key) {
+            let io = |context: String| move |source| StorageError::Io { context, source };
+            let dir = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(io(format!("cannot create {}", dir.display())))?;
+            let tmp = dir.join(format!(
+                ".{}.{}.partial",
+                dest.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("object"),
+                ulid::Ulid::new()
+            ));
+            if let Err(e) = tokio::fs::copy(file, &tmp).await {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(io(format!("cannot copy {} into storage", file.display()))(
+                    e,
+                ));
+            }
+            return tokio::fs::rename(&tmp, &dest)
+                .await
+                .map_err(io(format!("cannot move {} into place", dest.display())));
+        }
         let data = tokio::fs::read(file).await.map_err(|e| StorageError::Io {
             context: format!("cannot read {}", file.display()),
             source: e,

@@ -105,7 +105,7 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
         .put_file(&segment_key, &segment.path)
         .await
         .map_err(storage_failure)?;
-    let mut report = ChunkReport {
+    let report = ChunkReport {
         job: job_id.clone(),
         chunk: chunk.index,
         attempt: req.attempt,
@@ -115,14 +115,13 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
         segment: segment_key,
         bytes,
         sha256,
-        timings: Timings::default(),
-    };
-    report.timings = Timings {
-        fetch_ms: fetch_time.as_millis() as u64,
-        render_ms: segment.render_time.as_millis() as u64,
-        encode_ms: segment.encode_time.as_millis() as u64,
-        upload_ms: upload_started.elapsed().as_millis() as u64,
-        total_ms: total.elapsed().as_millis() as u64,
+        timings: Timings {
+            fetch_ms: fetch_time.as_millis() as u64,
+            render_ms: segment.render_time.as_millis() as u64,
+            encode_ms: segment.encode_time.as_millis() as u64,
+            upload_ms: upload_started.elapsed().as_millis() as u64,
+            total_ms: total.elapsed().as_millis() as u64,
+        },
     };
     let json = serde_json::to_vec(&report)
         .map_err(|e| WorkerFailure::retryable(FailureKind::Internal, e.to_string()))?;
