@@ -34,6 +34,7 @@ fn spec(chunks: u32) -> JobSpec {
             pixel_format: None,
             lossless: false,
         },
+        audio: Vec::new(),
         chunks: plan_chunks(frames, ChunkPlan::Count(chunks)),
         retry: RetryPolicy::default(),
         concurrency: 1,

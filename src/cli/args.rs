@@ -97,6 +97,10 @@ pub struct PlanSettings {
     /// Seconds one attempt may take before it is killed and retried.
     #[arg(long, default_value_t = 600.0)]
     pub timeout: f64,
+    /// An audio track: FILE (or URL, or a path inside --bundle) starting at FRAME (default 0).
+    /// Repeatable; tracks are mixed once for the whole timeline.
+    #[arg(long = "audio", value_name = "FILE[@FRAME]", value_parser = parse_audio)]
+    pub audio: Vec<(String, u64)>,
     /// A folder packed into the job's bundle; a command sees it as {bundle} (and runs in it).
     #[arg(long)]
     pub bundle: Option<PathBuf>,
@@ -207,4 +211,19 @@ fn parse_frames(s: &str) -> Result<(u64, u64), String> {
         }
         None => Ok((0, s.trim().parse().map_err(|_| bad())?)),
     }
+}
+
+fn parse_audio(s: &str) -> Result<(String, u64), String> {
+    if let Some((file, frame)) = s.rsplit_once('@') {
+        if let Ok(f) = frame.trim().parse::<u64>() {
+            if file.is_empty() {
+                return Err(format!("{s:?}: give the audio file before @FRAME"));
+            }
+            return Ok((file.to_string(), f));
+        }
+    }
+    if s.is_empty() {
+        return Err("empty audio file name".into());
+    }
+    Ok((s.to_string(), 0))
 }

@@ -136,6 +136,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .with_context(|| format!("{} is not a valid job spec", a.spec.display()))?;
             plan::check_output(&a.output, &spec)?;
             preflight()?;
+            plan::check_audio(&spec, None).await?;
             let ctx = State::open(&cli)?;
             let (orch, rx) = ctx.orchestrator();
             let job = orch.submit(spec, &ctx.storage, &a.output).await?;
@@ -334,6 +335,6 @@ async fn stitch_files(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
             frames: i.frames,
         })
         .collect();
-    ConcatStitcher.stitch(&segments, fps, output).await?;
+    ConcatStitcher.stitch(&segments, fps, None, output).await?;
     Ok(())
 }

@@ -5,9 +5,10 @@ use std::path::Path;
 use anyhow::{bail, Context};
 
 use super::args::PlanSettings;
+use crate::media;
 use crate::spec::{
-    plan_chunks, ChunkPlan, CommandComposition, Composition, FrameRange, JobSpec, RetryPolicy,
-    VideoSpec, SPEC_VERSION,
+    plan_chunks, AudioSource, AudioTrack, ChunkPlan, CommandComposition, Composition, FrameRange,
+    JobSpec, RetryPolicy, VideoSpec, SPEC_VERSION,
 };
 use crate::storage::{self, keys, Storage};
 
@@ -72,6 +73,11 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
         Some(dir) => Some(upload_bundle(dir, storage).await?),
         None => None,
     };
+    let audio = p
+        .audio
+        .iter()
+        .map(|(file, frame)| AudioTrack::new(audio_source(file, p.bundle.as_deref()), *frame))
+        .collect();
     let spec = JobSpec {
         version: SPEC_VERSION,
         id: None,
@@ -90,6 +96,7 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
             pixel_format: p.pix_fmt.clone(),
             lossless: p.lossless,
         },
+        audio,
         chunks: plan_chunks(range, plan),
         retry: RetryPolicy {
             max_attempts: p.retries.saturating_add(1),
@@ -99,7 +106,59 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
         concurrency,
     };
     crate::spec::validate(&spec)?;
+    check_audio(&spec, p.bundle.as_deref()).await?;
     Ok(spec)
+}
+
+/// The spec's `source` for a command-line audio file: URLs as they are, files inside the
+/// bundle folder relative to it, other files as absolute paths.
+fn audio_source(file: &str, bundle: Option<&Path>) -> String {
+    if file.starts_with("http://") || file.starts_with("https://") || file.starts_with("file://") {
+        return file.to_string();
+    }
+    let path = std::path::absolute(file).unwrap_or_else(|_| Path::new(file).to_path_buf());
+    if let Some(root) = bundle.and_then(|b| std::path::absolute(b).ok()) {
+        if let Ok(rel) = path.strip_prefix(&root) {
+            return rel.to_string_lossy().into_owned();
+        }
+    }
+    path.to_string_lossy().into_owned()
+}
+
+/// Fails at plan time, naming the file, when an audio source is missing or unreadable.
+/// Sources inside a bundle are checked in the bundle folder when it is at hand.
+pub async fn check_audio(spec: &JobSpec, bundle: Option<&Path>) -> anyhow::Result<()> {
+    for (i, t) in spec.audio.iter().enumerate() {
+        let location = match t.source() {
+            AudioSource::Url(u) => u,
+            AudioSource::Path(p) => {
+                if !p.is_file() {
+                    bail!(
+                        "audio track {i}: {} does not exist or is not a file",
+                        p.display()
+                    );
+                }
+                p.display().to_string()
+            }
+            AudioSource::Bundle(rel) => match bundle {
+                Some(dir) => {
+                    let p = dir.join(&rel);
+                    if !p.is_file() {
+                        bail!(
+                            "audio track {i}: {rel} is not a file in the bundle {}",
+                            dir.display()
+                        );
+                    }
+                    p.display().to_string()
+                }
+                None => continue,
+            },
+        };
+        media::probe_audio(&location)
+            .await
+            .with_context(|| format!("audio track {i}: {} cannot be used as audio", t.source))?;
+    }
+    Ok(())
 }
 
 /// Packs a folder and uploads it unless a bundle with the same content is already stored.

@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 use crate::process;
 
-pub use probe::{probe, SegmentInfo};
+pub use probe::{probe, probe_audio, AudioInfo, SegmentInfo};
 
 /// FFmpeg failures.
 #[derive(Debug, thiserror::Error)]

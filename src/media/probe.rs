@@ -142,3 +142,76 @@ pub async fn probe(path: &Path) -> Result<SegmentInfo, MediaError> {
         starts_with_keyframe,
     })
 }
+
+/// What an audio source holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioInfo {
+    /// Duration in seconds, when the container knows it.
+    pub duration_s: Option<f64>,
+    /// Sample rate of the first audio stream.
+    pub sample_rate: u32,
+    /// Channels of the first audio stream.
+    pub channels: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AudioProbe {
+    streams: Vec<AudioStream>,
+    format: AudioFormat,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AudioStream {
+    sample_rate: String,
+    channels: u32,
+    duration: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AudioFormat {
+    duration: String,
+}
+
+/// Probes the first audio stream of a file or URL; an error names the source.
+pub async fn probe_audio(location: &str) -> Result<AudioInfo, MediaError> {
+    let what = format!("audio source {location}");
+    let mut cmd = Tool::Ffprobe.command()?;
+    cmd.args([
+        "-v",
+        "error",
+        "-select_streams",
+        "a:0",
+        "-show_entries",
+        "stream=sample_rate,channels,duration:format=duration",
+        "-of",
+        "json",
+        location,
+    ]);
+    let out = run(Tool::Ffprobe, cmd, &what).await?;
+    let p: AudioProbe = serde_json::from_slice(&out).map_err(|e| MediaError::BadOutput {
+        tool: "ffprobe",
+        what: what.clone(),
+        reason: e.to_string(),
+    })?;
+    let s = p
+        .streams
+        .into_iter()
+        .next()
+        .ok_or_else(|| MediaError::BadOutput {
+            tool: "ffprobe",
+            what: what.clone(),
+            reason: "it has no audio stream".into(),
+        })?;
+    Ok(AudioInfo {
+        duration_s: s
+            .duration
+            .parse()
+            .ok()
+            .or_else(|| p.format.duration.parse().ok()),
+        sample_rate: s.sample_rate.parse().unwrap_or(0),
+        channels: s.channels,
+    })
+}

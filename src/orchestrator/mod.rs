@@ -57,6 +57,18 @@ pub enum OrchestratorError {
         /// The last failure, with the renderer's stderr tail.
         message: String,
     },
+    /// An audio track cannot be used.
+    #[error("job {job}: audio track {track} ({location}) cannot be used: {message}")]
+    Audio {
+        /// Job id.
+        job: String,
+        /// Track index.
+        track: usize,
+        /// The track's source.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Stitching failed.
     #[error("job {job} failed while stitching: {source}")]
     Stitch {

@@ -16,8 +16,8 @@ use super::{
 };
 use crate::adapters::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
 use crate::media;
-use crate::spec::{self, Chunk, JobSpec};
-use crate::stitch::{check_segments, Segment, SegmentProblem};
+use crate::spec::{self, AudioSource, Chunk, JobSpec};
+use crate::stitch::{check_segments, AudioInput, AudioMix, Segment, SegmentProblem};
 use crate::storage::{keys, Storage};
 use crate::worker::hash_file;
 
@@ -403,9 +403,10 @@ impl Orchestrator {
             return Ok(Err(problems));
         }
 
+        let audio = prepare_audio(job, storage, tmp.path()).await?;
         let output = PathBuf::from(&job.output);
         self.stitcher
-            .stitch(&paths, job.spec.video.fps, &output)
+            .stitch(&paths, job.spec.video.fps, audio.as_ref(), &output)
             .await
             .map_err(|e| OrchestratorError::Stitch {
                 job: job.id.clone(),
@@ -593,4 +594,61 @@ async fn verify_report(
         frames: report.frames,
         worker_ms: report.timings.total_ms,
     })
+}
+
+/// Locates and probes every audio track: a file in the bundle is unpacked next to the
+/// segments, paths and URLs are read where they are.
+async fn prepare_audio(
+    job: &JobRecord,
+    storage: &Storage,
+    tmp: &Path,
+) -> Result<Option<AudioMix>, OrchestratorError> {
+    if job.spec.audio.is_empty() {
+        return Ok(None);
+    }
+    let mut bundle_dir: Option<PathBuf> = None;
+    let mut inputs = Vec::new();
+    for (i, track) in job.spec.audio.iter().enumerate() {
+        let location = match track.source() {
+            AudioSource::Url(u) => u,
+            AudioSource::Path(p) => p.display().to_string(),
+            AudioSource::Bundle(rel) => {
+                if bundle_dir.is_none() {
+                    let key = job.spec.composition.bundle().unwrap_or_default();
+                    let bytes = storage.get(key).await?;
+                    let dir = tmp.join("bundle");
+                    let d = dir.clone();
+                    tokio::task::spawn_blocking(move || crate::storage::unpack(&bytes, &d))
+                        .await
+                        .map_err(|e| OrchestratorError::Io {
+                            context: "unpacking the bundle".into(),
+                            source: std::io::Error::other(e),
+                        })?
+                        .map_err(|e| OrchestratorError::Io {
+                            context: "unpacking the bundle".into(),
+                            source: std::io::Error::other(e),
+                        })?;
+                    bundle_dir = Some(dir);
+                }
+                bundle_dir
+                    .as_ref()
+                    .map(|d| d.join(&rel).display().to_string())
+                    .unwrap_or(rel)
+            }
+        };
+        let input = AudioInput::probe(location, track.clone())
+            .await
+            .map_err(|e| OrchestratorError::Audio {
+                job: job.id.clone(),
+                track: i,
+                location: track.source.clone(),
+                message: e.to_string(),
+            })?;
+        inputs.push(input);
+    }
+    Ok(Some(AudioMix {
+        inputs,
+        fps: job.spec.video.fps,
+        frames: job.spec.video.frames,
+    }))
 }

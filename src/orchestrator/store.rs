@@ -545,6 +545,7 @@ mod tests {
                     pixel_format: None,
                     lossless: false,
                 },
+                audio: Vec::new(),
                 chunks: plan_chunks(frames, ChunkPlan::Count(3)),
                 retry: RetryPolicy::default(),
                 concurrency: 2,

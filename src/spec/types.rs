@@ -18,6 +18,9 @@ pub struct JobSpec {
     pub composition: Composition,
     /// Output picture and encoding settings.
     pub video: VideoSpec,
+    /// Audio tracks, mixed once for the whole timeline at stitch time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audio: Vec<AudioTrack>,
     /// The frame ranges workers render, tiling `video.frames` exactly.
     pub chunks: Vec<Chunk>,
     /// Retry and timeout policy for chunks.
@@ -266,6 +269,81 @@ impl Default for RetryPolicy {
             base_backoff_ms: 500,
             max_backoff_ms: 30_000,
             timeout_s: 600.0,
+        }
+    }
+}
+
+/// One audio track on the job's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioTrack {
+    /// An `http(s)://` URL, an absolute path (or `file://` URL) on the orchestrator's
+    /// machine, or a relative path to a file in the job's bundle.
+    pub source: String,
+    /// Composition frame at which the track starts playing.
+    #[serde(default)]
+    pub at_frame: u64,
+    /// Seconds skipped at the start of the source.
+    #[serde(default)]
+    pub trim_start_s: f64,
+    /// Seconds of the track to play (default: to the end of the source, or of the video when looping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// Linear gain (1.0 = unchanged).
+    #[serde(default = "unity")]
+    pub volume: f64,
+    /// Fade-in length in seconds.
+    #[serde(default)]
+    pub fade_in_s: f64,
+    /// Fade-out length in seconds, ending where the track ends.
+    #[serde(default)]
+    pub fade_out_s: f64,
+    /// Repeat the source until `duration_s` or the end of the video.
+    #[serde(default, rename = "loop")]
+    pub looped: bool,
+}
+
+fn unity() -> f64 {
+    1.0
+}
+
+/// Where an audio track's samples come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioSource {
+    /// Read by FFmpeg over HTTP(S).
+    Url(String),
+    /// A file on the orchestrator's machine.
+    Path(std::path::PathBuf),
+    /// A file inside the job's bundle (relative path).
+    Bundle(String),
+}
+
+impl AudioTrack {
+    /// A track playing `source` from `at_frame` at full volume.
+    pub fn new(source: impl Into<String>, at_frame: u64) -> Self {
+        Self {
+            source: source.into(),
+            at_frame,
+            trim_start_s: 0.0,
+            duration_s: None,
+            volume: 1.0,
+            fade_in_s: 0.0,
+            fade_out_s: 0.0,
+            looped: false,
+        }
+    }
+
+    /// Classifies `source`.
+    pub fn source(&self) -> AudioSource {
+        let s = self.source.as_str();
+        if s.starts_with("http://") || s.starts_with("https://") {
+            AudioSource::Url(s.to_string())
+        } else if let Some(rest) = s.strip_prefix("file://") {
+            AudioSource::Path(std::path::PathBuf::from(rest))
+        } else if s.starts_with('/') {
+            AudioSource::Path(std::path::PathBuf::from(s))
+        } else {
+            AudioSource::Bundle(s.to_string())
         }
     }
 }

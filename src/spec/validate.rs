@@ -287,6 +287,61 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
         }
     }
 
+    // Audio.
+    for (i, t) in spec.audio.iter().enumerate() {
+        let field = |name: &str| format!("audio[{i}].{name}");
+        if t.source.trim().is_empty() {
+            err(
+                &field("source"),
+                "empty: give a file path, a URL or a file in the bundle".into(),
+            );
+        } else if let super::AudioSource::Bundle(rel) = t.source() {
+            if !is_safe_relative_path(&rel) {
+                err(
+                    &field("source"),
+                    format!("{rel:?} must stay inside the bundle (no '..')"),
+                );
+            } else if spec.composition.bundle().is_none() {
+                err(&field("source"), format!("{rel:?} is a relative path but the job has no bundle; use an absolute path or a URL"));
+            }
+        }
+        if t.at_frame >= v.frames.end && !v.frames.is_empty() {
+            err(
+                &field("at_frame"),
+                format!(
+                    "{} is at or after the last frame ({}); the track would never play",
+                    t.at_frame, v.frames.end
+                ),
+            );
+        }
+        for (name, value) in [
+            ("trim_start_s", t.trim_start_s),
+            ("fade_in_s", t.fade_in_s),
+            ("fade_out_s", t.fade_out_s),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                err(
+                    &field(name),
+                    format!("{value} is not a non-negative number of seconds"),
+                );
+            }
+        }
+        if let Some(d) = t.duration_s {
+            if !(d.is_finite() && d > 0.0) {
+                err(
+                    &field("duration_s"),
+                    format!("{d} is not a positive number of seconds"),
+                );
+            }
+        }
+        if !(t.volume.is_finite() && (0.0..=100.0).contains(&t.volume)) {
+            err(
+                &field("volume"),
+                format!("{} is not a gain between 0 and 100", t.volume),
+            );
+        }
+    }
+
     // Policy.
     if spec.retry.max_attempts == 0 {
         err("retry.max_attempts", "must be at least 1".into());
@@ -424,6 +479,7 @@ mod tests {
                 pixel_format: None,
                 lossless: false,
             },
+            audio: Vec::new(),
             chunks: plan_chunks(FrameRange::new(0, 100), ChunkPlan::Count(4)),
             retry: RetryPolicy::default(),
             concurrency: 2,

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{Segment, StitchError, Stitcher};
+use super::{AudioMix, Segment, StitchError, Stitcher};
 use crate::media::{self, Tool};
 use crate::spec::Fps;
 
@@ -69,6 +69,7 @@ impl Stitcher for ConcatStitcher {
         &self,
         segments: &[Segment],
         fps: Fps,
+        audio: Option<&AudioMix>,
         output: &Path,
     ) -> Result<(), StitchError> {
         let io = |context: String| move |source| StitchError::Io { context, source };
@@ -118,10 +119,20 @@ impl Stitcher for ConcatStitcher {
         let result = async {
             let mut cmd = Tool::Ffmpeg.command()?;
             cmd.args(["-v", "error", "-y", "-f", "concat", "-safe", "0", "-i"])
-                .arg(list.path())
-                .args(["-map", "0:v", "-c", "copy"])
-                .args(muxer_args(output, fps))
-                .arg(&partial);
+                .arg(list.path());
+            match audio.filter(|a| !a.inputs.is_empty()) {
+                // Video copied; audio mixed and encoded once for the whole timeline.
+                Some(mix) => {
+                    cmd.args(mix.input_args())
+                        .args(["-filter_complex".to_string(), mix.filter_graph(1)])
+                        .args(["-map", "0:v", "-map", "[aout]", "-c:v", "copy"])
+                        .args(AudioMix::codec_args(&ext.to_ascii_lowercase()));
+                }
+                None => {
+                    cmd.args(["-map", "0:v", "-c", "copy"]);
+                }
+            }
+            cmd.args(muxer_args(output, fps)).arg(&partial);
             media::run(
                 Tool::Ffmpeg,
                 cmd,

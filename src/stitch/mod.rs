@@ -4,6 +4,7 @@
 //! segment, so that timestamps stay on the frame grid however many segments there are
 //! (MP4's millisecond movie durations would otherwise drift a few ticks per boundary).
 
+pub mod audio;
 mod concat;
 mod verify;
 
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use crate::media::MediaError;
 use crate::spec::Fps;
 
+pub use audio::{AudioInput, AudioMix};
 pub use concat::{concat_list, ConcatStitcher};
 pub use verify::{check_segments, SegmentProblem};
 
@@ -63,11 +65,13 @@ pub enum StitchError {
 #[async_trait]
 pub trait Stitcher: Send + Sync {
     /// Concatenates `segments` (already verified) into `output`, whose extension picks the
-    /// container, and checks the result holds every frame.
+    /// container, muxes the audio mix if there is one, and checks the result holds every
+    /// frame.
     async fn stitch(
         &self,
         segments: &[Segment],
         fps: Fps,
+        audio: Option<&AudioMix>,
         output: &Path,
     ) -> Result<(), StitchError>;
 }

@@ -198,3 +198,63 @@ pub fn packet_pts(path: &Path) -> Vec<i64> {
     pts.sort();
     pts
 }
+
+/// Runs FFmpeg with the given arguments, asserting success.
+pub fn ffmpeg(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The first audio stream decoded to mono 48 kHz f32 samples.
+pub fn decode_audio(path: &Path) -> Vec<f32> {
+    let raw = ffmpeg(&[
+        "-i",
+        path.to_str().unwrap(),
+        "-map",
+        "0:a:0",
+        "-ac",
+        "1",
+        "-ar",
+        "48000",
+        "-f",
+        "f32le",
+        "-",
+    ]);
+    raw.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Mean luma of every decoded video frame (downscaled), in decode order.
+pub fn frame_brightness(path: &Path) -> Vec<f64> {
+    let raw = ffmpeg(&[
+        "-i",
+        path.to_str().unwrap(),
+        "-map",
+        "0:v:0",
+        "-vf",
+        "scale=8:8,format=gray",
+        "-f",
+        "rawvideo",
+        "-",
+    ]);
+    raw.chunks_exact(64)
+        .map(|f| f.iter().map(|&b| b as f64).sum::<f64>() / 64.0)
+        .collect()
+}
+
+/// Root mean square of samples `[from, to)` seconds at 48 kHz.
+pub fn rms(samples: &[f32], from: f64, to: f64) -> f64 {
+    let (a, b) = ((from * 48000.0) as usize, (to * 48000.0) as usize);
+    let s = &samples[a..b];
+    (s.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>() / s.len() as f64).sqrt()
+}
