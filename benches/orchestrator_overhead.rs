@@ -53,6 +53,7 @@ async fn measure(chunks: u32, concurrency: u32, durable: bool) -> Duration {
     let orch = Orchestrator {
         store: store.clone(),
         adapter: Arc::new(SimAdapter::new(Duration::ZERO)),
+        adapter_config: "{}".into(),
         stitcher: Arc::new(ConcatStitcher),
         state_dir: dir.path().to_path_buf(),
         events: None,

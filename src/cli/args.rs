@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use super::adapter::AdapterArgs;
 use crate::spec::{Codec, Fps};
 
 /// Distributed rendering for programmatic video: render in frame-range chunks on many
@@ -40,7 +41,7 @@ pub enum Command {
     /// Show jobs, or one job's chunks.
     Status(StatusArgs),
     /// Continue a failed, cancelled or interrupted job: only unfinished chunks are rendered.
-    Resume(JobArg),
+    Resume(ResumeArgs),
     /// Cancel a running job; finished chunks are kept and `resume` continues it.
     Cancel(JobArg),
     /// Concatenate segments (same codec parameters) into one file without re-encoding.
@@ -116,6 +117,9 @@ pub struct RenderArgs {
     /// Output file; its extension picks the container (mp4, mov, mkv, webm).
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Where chunks run.
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
     /// What to render.
     #[command(flatten)]
     pub plan: PlanSettings,
@@ -143,6 +147,19 @@ pub struct RunArgs {
     /// Override the spec's concurrency.
     #[arg(long)]
     pub concurrency: Option<u32>,
+    /// Where chunks run.
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
+}
+
+/// `resume`
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Job id (see `helios-infra status`).
+    pub id: String,
+    /// Where chunks run (default: where the job ran before).
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
 }
 
 /// `status`
@@ -184,6 +201,19 @@ pub enum WorkerCommand {
         /// Attempt number (names the attempt's storage keys).
         #[arg(long, default_value_t = 1)]
         attempt: u32,
+    },
+    /// Serve the worker protocol over HTTP (POST /v1/chunks, GET /healthz): for Cloud Run,
+    /// or workers on your own machines (`render --adapter http --workers URL,…`).
+    Serve {
+        /// Address to listen on (default 0.0.0.0:$PORT, PORT defaulting to 8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Bearer token callers must send.
+        #[arg(long, env = "HELIOS_WORKER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Accept requests without a token (only on trusted networks).
+        #[arg(long, conflicts_with = "token")]
+        no_auth: bool,
     },
 }
 

@@ -1,6 +1,7 @@
 //! The `helios-infra` command line: the binary edge, where errors become messages and
 //! exit codes.
 
+pub mod adapter;
 pub mod args;
 mod plan;
 pub mod progress;
@@ -14,7 +15,6 @@ use clap::Parser;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::local::LocalAdapter;
 use crate::media;
 use crate::orchestrator::{
     Event, JobLock, JobState, JobStore, Orchestrator, OrchestratorError, SqliteStore,
@@ -22,7 +22,9 @@ use crate::orchestrator::{
 use crate::spec;
 use crate::stitch::{check_segments, ConcatStitcher, Segment, Stitcher};
 use crate::storage::Storage;
+use crate::worker::server::ServerAuth;
 use crate::worker::{self, protocol::WorkerResponse, ChunkRequest};
+use adapter::AdapterArgs;
 
 use args::{Cli, Command, WorkerCommand};
 
@@ -97,12 +99,44 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string(&WorkerResponse::from(result))?);
             Ok(code)
         }
+        Command::Worker(WorkerCommand::Serve {
+            listen,
+            token,
+            no_auth,
+        }) => {
+            let auth = match (token, no_auth) {
+                (Some(t), _) if !t.is_empty() => ServerAuth::Token(t.clone()),
+                (_, true) => ServerAuth::Disabled,
+                _ => bail!("worker serve needs --token TOKEN (or HELIOS_WORKER_TOKEN), or --no-auth to accept anyone"),
+            };
+            let addr = match listen {
+                Some(a) => *a,
+                None => {
+                    let port = std::env::var("PORT")
+                        .ok()
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(8080u16);
+                    std::net::SocketAddr::from(([0, 0, 0, 0], port))
+                }
+            };
+            let shutdown = CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                stop_signal().await;
+                tracing::info!("shutting down after the chunk in flight");
+                stop.cancel();
+            });
+            worker::server::serve(addr, auth, shutdown)
+                .await
+                .with_context(|| format!("cannot serve on {addr}"))?;
+            Ok(0)
+        }
         Command::Render(a) => {
             let ctx = State::open(&cli)?;
             let spec = plan::build_spec(&a.plan, &ctx.storage).await?;
             plan::check_output(&a.output, &spec)?;
             preflight()?;
-            let (orch, rx) = ctx.orchestrator();
+            let (orch, rx) = ctx.orchestrator(&a.adapter, None)?;
             let job = orch.submit(spec, &ctx.storage, &a.output).await?;
             run_job(&cli, orch, rx, &job.id).await
         }
@@ -138,15 +172,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             preflight()?;
             plan::check_audio(&spec, None).await?;
             let ctx = State::open(&cli)?;
-            let (orch, rx) = ctx.orchestrator();
+            let (orch, rx) = ctx.orchestrator(&a.adapter, None)?;
             let job = orch.submit(spec, &ctx.storage, &a.output).await?;
             run_job(&cli, orch, rx, &job.id).await
         }
         Command::Resume(a) => {
             let ctx = State::open(&cli)?;
-            ctx.store.job(&a.id)?;
+            let job = ctx.store.job(&a.id)?;
             preflight()?;
-            let (orch, rx) = ctx.orchestrator();
+            let (orch, rx) = ctx.orchestrator(&a.adapter, Some(&job.adapter_config))?;
             run_job(&cli, orch, rx, &a.id).await
         }
         Command::Cancel(a) => {
@@ -245,21 +279,44 @@ impl State {
         })
     }
 
-    /// An orchestrator with the local adapter, and the receiving end of its events.
-    fn orchestrator(&self) -> (Orchestrator, UnboundedReceiver<Event>) {
-        let worker_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("helios-infra"));
+    /// An orchestrator with the chosen adapter, and the receiving end of its events.
+    fn orchestrator(
+        &self,
+        args: &AdapterArgs,
+        recorded: Option<&str>,
+    ) -> anyhow::Result<(Orchestrator, UnboundedReceiver<Event>)> {
+        let config = args.config(recorded)?;
+        let adapter = args.build(&config)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (
+        Ok((
             Orchestrator {
                 store: self.store.clone(),
-                adapter: Arc::new(LocalAdapter::new(worker_exe)),
+                adapter,
+                adapter_config: serde_json::to_string(&config)?,
                 stitcher: Arc::new(ConcatStitcher),
                 state_dir: self.home.clone(),
                 events: Some(tx),
                 cancel: CancellationToken::new(),
             },
             rx,
-        )
+        ))
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
     }
 }
 
@@ -274,12 +331,7 @@ async fn run_job(
     let shower = tokio::spawn(progress::show(rx, mode));
     let cancel = orch.cancel.clone();
     let signals = tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-        }
+        stop_signal().await;
         cancel.cancel();
     });
     let started = std::time::Instant::now();

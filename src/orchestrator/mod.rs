@@ -124,6 +124,8 @@ pub struct Orchestrator {
     pub store: Arc<dyn JobStore>,
     /// Where chunks run.
     pub adapter: Arc<dyn WorkerAdapter>,
+    /// Recorded with each submitted job so `resume` can reach the same workers (JSON, no secrets).
+    pub adapter_config: String,
     /// Joins segments.
     pub stitcher: Arc<dyn Stitcher>,
     /// Directory for locks and temporary files (`.helios/`).

@@ -64,6 +64,7 @@ impl Orchestrator {
             storage_url: storage.url().to_string(),
             output: output.display().to_string(),
             adapter: self.adapter.name().to_string(),
+            adapter_config: self.adapter_config.clone(),
             state: JobState::Queued,
             error: None,
             cancel_requested: false,

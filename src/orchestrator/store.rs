@@ -98,6 +98,8 @@ pub struct JobRecord {
     pub output: String,
     /// Adapter name.
     pub adapter: String,
+    /// How to reach the adapter again on resume (JSON, no secrets).
+    pub adapter_config: String,
     /// Current state.
     pub state: JobState,
     /// Why it failed, if it did.
@@ -199,6 +201,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     storage_url TEXT NOT NULL,
     output TEXT NOT NULL,
     adapter TEXT NOT NULL,
+    adapter_config TEXT NOT NULL DEFAULT '{}',
     state TEXT NOT NULL,
     error TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
@@ -268,6 +271,7 @@ impl SqliteStore {
                 storage_url: row.get(2)?,
                 output: row.get(3)?,
                 adapter: row.get(4)?,
+                adapter_config: row.get(10)?,
                 state: row.get(5)?,
                 error: row.get(6)?,
                 cancel_requested: row.get::<_, i64>(7)? != 0,
@@ -284,6 +288,7 @@ struct JobRecordRaw {
     storage_url: String,
     output: String,
     adapter: String,
+    adapter_config: String,
     state: String,
     error: Option<String>,
     cancel_requested: bool,
@@ -302,6 +307,7 @@ impl JobRecordRaw {
             storage_url: self.storage_url,
             output: self.output,
             adapter: self.adapter,
+            adapter_config: self.adapter_config,
             error: self.error,
             cancel_requested: self.cancel_requested,
             created_ms: self.created_ms,
@@ -311,7 +317,7 @@ impl JobRecordRaw {
 }
 
 const JOB_COLUMNS: &str =
-    "id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms";
+    "id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms, adapter_config";
 
 impl JobStore for SqliteStore {
     fn create_job(&self, job: &JobRecord) -> Result<(), StoreError> {
@@ -328,9 +334,9 @@ impl JobStore for SqliteStore {
             }
             let now = now_ms();
             tx.execute(
-                "INSERT INTO jobs (id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?7)",
-                params![job.id, spec, job.storage_url, job.output, job.adapter, job.state.as_str(), now],
+                "INSERT INTO jobs (id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms, adapter_config)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?7, ?8)",
+                params![job.id, spec, job.storage_url, job.output, job.adapter, job.state.as_str(), now, job.adapter_config],
             )?;
             {
                 let mut ins = tx.prepare(
@@ -553,6 +559,7 @@ mod tests {
             storage_url: "memory://t".into(),
             output: "/tmp/out.mp4".into(),
             adapter: "local".into(),
+            adapter_config: "{}".into(),
             state: JobState::Queued,
             error: None,
             cancel_requested: false,

@@ -5,6 +5,7 @@
 //! (`worker run`), and — with the cloud adapters — an HTTP server and a Lambda runtime.
 
 pub mod protocol;
+pub mod server;
 
 use std::time::Instant;
 
