@@ -149,7 +149,7 @@ fn a_worker_killed_mid_chunk_is_replaced_and_the_job_succeeds() {
     let b = WorkerServer::start(Some("t"));
     let urls = format!("{},{}", a.url, b.url);
     let r = env.renderer("slow:1.5");
-    let mut job = env
+    let job = env
         .cmd(&with_renderer(
             &lossless_args(
                 "out.mp4",
