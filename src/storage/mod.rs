@@ -4,6 +4,7 @@
 //! relative to that root, the same layout on every backend (see [`keys`]).
 
 mod bundle;
+mod cloud;
 pub mod keys;
 
 use std::collections::HashMap;
@@ -81,6 +82,9 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+/// Part size of multipart uploads (and the size above which uploads become multipart).
+pub const MULTIPART_PART_BYTES: usize = 8 * 1024 * 1024;
+
 /// Named in-memory stores shared within one process, so `memory://x` opened twice is one store.
 fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
     static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
@@ -107,6 +111,9 @@ impl Storage {
                 local_root: None,
             });
         }
+        if url.starts_with("s3://") || url.starts_with("gs://") {
+            return cloud::open(url);
+        }
         let dir = if url.starts_with("file:") {
             url::Url::parse(url)
                 .ok()
@@ -115,7 +122,7 @@ impl Storage {
         } else if url.contains("://") {
             let scheme = url.split("://").next().unwrap_or_default();
             return Err(bad(&format!(
-                "scheme {scheme}:// is not supported by this build (use file:// or a directory path, or memory://)"
+                "scheme {scheme}:// is not supported (use s3://bucket/prefix, gs://bucket/prefix, file:///dir, a directory path, or memory://name)"
             )));
         } else {
             PathBuf::from(url)
@@ -225,11 +232,31 @@ impl Storage {
                 .await
                 .map_err(io(format!("cannot move {} into place", dest.display())));
         }
-        let data = tokio::fs::read(file).await.map_err(|e| StorageError::Io {
-            context: format!("cannot read {}", file.display()),
+        // Remote: streamed through a buffered writer, which switches to a multipart upload
+        // once the file outgrows one part.
+        let mut src = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| StorageError::Io {
+                context: format!("cannot read {}", file.display()),
+                source: e,
+            })?;
+        let mut writer = object_store::buffered::BufWriter::with_capacity(
+            self.store.clone(),
+            self.path(key),
+            MULTIPART_PART_BYTES,
+        );
+        let copied = tokio::io::copy(&mut src, &mut writer).await;
+        let finished = match copied {
+            Ok(_) => tokio::io::AsyncWriteExt::shutdown(&mut writer).await,
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        };
+        finished.map_err(|e| StorageError::Io {
+            context: format!("cannot upload {} to {}", file.display(), self.url_for(key)),
             source: e,
-        })?;
-        self.put(key, Bytes::from(data)).await
+        })
     }
 
     /// Reads a whole object.
@@ -254,15 +281,26 @@ impl Storage {
                 root: self.url.clone(),
             });
         }
-        let data = self.get(key).await?;
-        let name = key.replace('/', "_");
-        let dest = dir.join(name);
-        tokio::fs::write(&dest, &data)
+        let dest = dir.join(key.replace('/', "_"));
+        let io = |e| StorageError::Io {
+            context: format!("cannot write {}", dest.display()),
+            source: e,
+        };
+        let r = self
+            .store
+            .get(&self.path(key))
             .await
-            .map_err(|e| StorageError::Io {
-                context: format!("cannot write {}", dest.display()),
-                source: e,
-            })?;
+            .map_err(|e| self.err(key, e))?;
+        let mut stream = r.into_stream();
+        let mut out = tokio::fs::File::create(&dest).await.map_err(io)?;
+        while let Some(chunk) = stream.try_next().await.map_err(|e| self.err(key, e))? {
+            tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
+                .await
+                .map_err(io)?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut out)
+            .await
+            .map_err(io)?;
         Ok(dest)
     }
 

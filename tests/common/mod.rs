@@ -2,6 +2,8 @@
 //! `helios-infra` binary, real FFmpeg.
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
