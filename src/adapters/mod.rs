@@ -3,6 +3,7 @@
 //! the same [`ChunkRequest`] and returns the worker's report or its classified failure.
 
 pub mod http;
+pub mod lambda;
 pub mod local;
 pub mod sim;
 

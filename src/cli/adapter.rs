@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::http::{ClientAuth, HttpAdapter};
+use crate::adapters::lambda::{LambdaAdapter, LambdaOptions};
 use crate::adapters::local::LocalAdapter;
 use crate::adapters::WorkerAdapter;
 
@@ -22,6 +23,8 @@ pub enum AdapterKind {
     Http,
     /// A Cloud Run service running `worker serve` (--service URL).
     Cloudrun,
+    /// An AWS Lambda function running `worker lambda` (--function NAME|ARN).
+    Lambda,
 }
 
 /// What is recorded with a job so that `resume` reaches the same workers. Never secrets.
@@ -32,6 +35,15 @@ pub struct AdapterConfig {
     /// Worker base URLs (http) or the service URL (cloudrun).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<String>,
+    /// Lambda function name or ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// Lambda region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Lambda version or alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualifier: Option<String>,
 }
 
 /// Adapter flags of `render`, `run` and `resume`.
@@ -49,6 +61,18 @@ pub struct AdapterArgs {
     /// Bearer token the workers expect (for cloudrun, instead of a Google ID token).
     #[arg(long, env = "HELIOS_WORKER_TOKEN", hide_env_values = true)]
     pub worker_token: Option<String>,
+    /// Lambda function name or ARN for --adapter lambda.
+    #[arg(long)]
+    pub function: Option<String>,
+    /// AWS region of the function (default: AWS_REGION / the AWS config).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Lambda version or alias to invoke.
+    #[arg(long)]
+    pub qualifier: Option<String>,
+    /// Seconds before an invocation that has not answered is abandoned (lambda).
+    #[arg(long, default_value_t = 900.0)]
+    pub invoke_timeout: f64,
 }
 
 impl AdapterArgs {
@@ -58,8 +82,16 @@ impl AdapterArgs {
             .and_then(|r| serde_json::from_str(r).ok())
             .unwrap_or_default();
         let kind = self.adapter.unwrap_or(recorded.kind);
+        let same = recorded.kind == kind;
+        let pick = |flag: &Option<String>, old: &Option<String>| {
+            flag.clone()
+                .or_else(|| if same { old.clone() } else { None })
+        };
+        let function = pick(&self.function, &recorded.function);
+        let region = pick(&self.region, &recorded.region);
+        let qualifier = pick(&self.qualifier, &recorded.qualifier);
         let workers = match kind {
-            AdapterKind::Local => Vec::new(),
+            AdapterKind::Local | AdapterKind::Lambda => Vec::new(),
             AdapterKind::Http if !self.workers.is_empty() => self.workers.clone(),
             AdapterKind::Cloudrun if self.service.is_some() => {
                 self.service.iter().cloned().collect()
@@ -79,13 +111,29 @@ impl AdapterArgs {
             AdapterKind::Cloudrun if workers.is_empty() => {
                 bail!("--adapter cloudrun needs --service URL")
             }
+            AdapterKind::Lambda if function.is_none() => {
+                bail!("--adapter lambda needs --function NAME|ARN")
+            }
             _ => {}
         }
-        Ok(AdapterConfig { kind, workers })
+        if kind == AdapterKind::Lambda {
+            return Ok(AdapterConfig {
+                kind,
+                workers,
+                function,
+                region,
+                qualifier,
+            });
+        }
+        Ok(AdapterConfig {
+            kind,
+            workers,
+            ..AdapterConfig::default()
+        })
     }
 
     /// Builds the adapter.
-    pub fn build(&self, config: &AdapterConfig) -> anyhow::Result<Arc<dyn WorkerAdapter>> {
+    pub async fn build(&self, config: &AdapterConfig) -> anyhow::Result<Arc<dyn WorkerAdapter>> {
         Ok(match config.kind {
             AdapterKind::Local => {
                 let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("helios-infra"));
@@ -104,6 +152,20 @@ impl AdapterArgs {
                     None => bail!("--adapter cloudrun needs --worker-token (or HELIOS_WORKER_TOKEN) in this build"),
                 };
                 Arc::new(HttpAdapter::new("cloudrun", config.workers.clone(), auth)?)
+            }
+            AdapterKind::Lambda => {
+                if !(self.invoke_timeout.is_finite() && self.invoke_timeout > 0.0) {
+                    bail!("--invoke-timeout must be a positive number of seconds");
+                }
+                Arc::new(
+                    LambdaAdapter::new(LambdaOptions {
+                        function: config.function.clone().unwrap_or_default(),
+                        region: config.region.clone(),
+                        qualifier: config.qualifier.clone(),
+                        invoke_timeout: std::time::Duration::from_secs_f64(self.invoke_timeout),
+                    })
+                    .await,
+                )
             }
         })
     }

@@ -202,6 +202,9 @@ pub enum WorkerCommand {
         #[arg(long, default_value_t = 1)]
         attempt: u32,
     },
+    /// Run as an AWS Lambda function (custom runtime): the event is the chunk request, the
+    /// answer the report or {"error": …}. Needs AWS_LAMBDA_RUNTIME_API (set by Lambda).
+    Lambda,
     /// Serve the worker protocol over HTTP (POST /v1/chunks, GET /healthz): for Cloud Run,
     /// or workers on your own machines (`render --adapter http --workers URL,…`).
     Serve {

@@ -99,6 +99,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string(&WorkerResponse::from(result))?);
             Ok(code)
         }
+        Command::Worker(WorkerCommand::Lambda) => {
+            worker::lambda::run()
+                .await
+                .map_err(|e| anyhow::anyhow!("Lambda runtime failed: {e}"))?;
+            Ok(0)
+        }
         Command::Worker(WorkerCommand::Serve {
             listen,
             token,
@@ -136,7 +142,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let spec = plan::build_spec(&a.plan, &ctx.storage).await?;
             plan::check_output(&a.output, &spec)?;
             preflight()?;
-            let (orch, rx) = ctx.orchestrator(&a.adapter, None)?;
+            let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
             let job = orch.submit(spec, &ctx.storage, &a.output).await?;
             run_job(&cli, orch, rx, &job.id).await
         }
@@ -172,7 +178,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             preflight()?;
             plan::check_audio(&spec, None).await?;
             let ctx = State::open(&cli)?;
-            let (orch, rx) = ctx.orchestrator(&a.adapter, None)?;
+            let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
             let job = orch.submit(spec, &ctx.storage, &a.output).await?;
             run_job(&cli, orch, rx, &job.id).await
         }
@@ -180,7 +186,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let ctx = State::open(&cli)?;
             let job = ctx.store.job(&a.id)?;
             preflight()?;
-            let (orch, rx) = ctx.orchestrator(&a.adapter, Some(&job.adapter_config))?;
+            let (orch, rx) = ctx
+                .orchestrator(&a.adapter, Some(&job.adapter_config))
+                .await?;
             run_job(&cli, orch, rx, &a.id).await
         }
         Command::Cancel(a) => {
@@ -280,13 +288,13 @@ impl State {
     }
 
     /// An orchestrator with the chosen adapter, and the receiving end of its events.
-    fn orchestrator(
+    async fn orchestrator(
         &self,
         args: &AdapterArgs,
         recorded: Option<&str>,
     ) -> anyhow::Result<(Orchestrator, UnboundedReceiver<Event>)> {
         let config = args.config(recorded)?;
-        let adapter = args.build(&config)?;
+        let adapter = args.build(&config).await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         Ok((
             Orchestrator {

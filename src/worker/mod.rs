@@ -4,6 +4,7 @@
 //! orchestrator decides what becomes the chunk's segment. Entry points: the CLI
 //! (`worker run`), and — with the cloud adapters — an HTTP server and a Lambda runtime.
 
+pub mod lambda;
 pub mod protocol;
 pub mod server;
 

@@ -90,3 +90,134 @@ pub fn s3_env(peer: &Peer) -> Vec<(&'static str, String)> {
         ("AWS_ENDPOINT_URL", peer.endpoint.clone()),
     ]
 }
+
+/// cargo-lambda's emulator of the Lambda Invoke and Runtime APIs. It reads the crate's
+/// metadata, so it runs in the repository; the function name is the binary's name.
+pub fn lambda_emulator() -> Peer {
+    let bin = peers_bin();
+    let port = free_port();
+    let mut child = Command::new(bin.join("cargo-lambda"))
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cargo-lambda");
+    wait_for_port(port, &mut child, "cargo-lambda watch");
+    Peer {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// `helios-infra worker lambda` polling the emulator's Runtime API, with extra environment.
+pub fn lambda_worker(emulator: &Peer, function: &str, env: &[(&'static str, String)]) -> Peer {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_helios-infra"));
+    cmd.args(["worker", "lambda"])
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("{}/.rt/{function}", emulator.endpoint),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", function)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Peer {
+        child: cmd.spawn().expect("start worker lambda"),
+        endpoint: String::new(),
+    }
+}
+
+/// An HTTP proxy in front of `upstream` that answers the first `refuse` requests with
+/// Lambda's throttling error (429 TooManyRequestsException) and forwards the rest.
+pub struct ThrottlingProxy {
+    pub endpoint: String,
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub fn throttling_proxy(upstream: &str, refuse: usize) -> ThrottlingProxy {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let refused = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = refused.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let upstream = upstream.clone();
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                // Read one request: headers, then Content-Length bytes of body.
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                let header_end = loop {
+                    let Ok(n) = conn.read(&mut tmp) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                while buf.len() < header_end + len {
+                    let Ok(n) = conn.read(&mut tmp) else { return };
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                }
+                if counter.fetch_add(1, Ordering::SeqCst) < refuse {
+                    let body = r#"{"Type":"User","message":"Rate exceeded","__type":"TooManyRequestsException","Reason":"ConcurrentInvocationLimitExceeded"}"#;
+                    let resp = format!(
+                        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nx-amzn-ErrorType: TooManyRequestsException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(resp.as_bytes());
+                    return;
+                }
+                // Forwarded requests do not count as refused.
+                counter.fetch_sub(1, Ordering::SeqCst);
+                // Forward with Connection: close and relay the answer until the upstream closes.
+                let head = head
+                    .lines()
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+                let head = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
+                let Ok(mut up) = std::net::TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let _ = up.write_all(head.as_bytes());
+                let _ = up.write_all(&buf[header_end..]);
+                let mut answer = Vec::new();
+                let _ = up.read_to_end(&mut answer);
+                let _ = conn.write_all(&answer);
+            });
+        }
+    });
+    ThrottlingProxy { endpoint, refused }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Build the example compositions that need a build step (today: examples/compositions/helios-core).
+#
+#   bash scripts/build-examples.sh
+#
+# Needs node and npm, and the npm registry (for `npm ci`). Idempotent: `npm ci` reinstalls
+# node_modules exactly from package-lock.json and esbuild rewrites dist/main.js.
+# Install scripts are skipped (--ignore-scripts): esbuild's postinstall only swaps its JS
+# launcher for the native binary, and the JS launcher (bin/esbuild) finds the platform
+# package (@esbuild/linux-x64 etc., an optional dependency in the lock file) by itself, so
+# the build behaves the same whether or not npm's allowScripts policy would have run it.
+set -euo pipefail
+export npm_config_update_notifier=false
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+
+for tool in node npm; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "build-examples: '$tool' not found; install Node.js (>= 18) and npm first" >&2
+    exit 1
+  fi
+done
+
+cd examples/compositions/helios-core
+echo "build-examples: npm ci in $(pwd)"
+npm ci --no-audit --no-fund --ignore-scripts
+echo "build-examples: npm run build"
+npm run build
+
+if [[ ! -s dist/main.js ]]; then
+  echo "build-examples: dist/main.js was not produced" >&2
+  exit 1
+fi
+echo "build-examples: built $root/examples/compositions/helios-core/dist/main.js"
+echo "build-examples: entry $root/examples/compositions/helios-core/index.html"

@@ -1,0 +1,144 @@
+//! Chunks on AWS Lambda, through cargo-lambda's Invoke/Runtime API emulator serving the
+//! real `helios-infra worker lambda`, with storage in S3 (moto).
+
+mod common;
+
+use common::peers::*;
+use common::*;
+
+fn lambda_env(s3: &Peer, invoke: &str) -> Vec<(&'static str, String)> {
+    let mut v = s3_env(s3);
+    // S3 through moto, Lambda through the emulator (or a proxy in front of it).
+    v.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+    v.push(("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()));
+    v.push(("AWS_ENDPOINT_URL_LAMBDA", invoke.to_string()));
+    v
+}
+
+fn render(
+    env: &Env,
+    vars: &[(&'static str, String)],
+    out: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let r = ffmpeg_renderer();
+    let mut args = vec![
+        "render",
+        "-o",
+        out,
+        "--frames",
+        "0..48",
+        "--size",
+        "64x64",
+        "--chunks",
+        "4",
+        "--lossless",
+        "--storage",
+        "s3://lambda-renders/jobs-here",
+        "--adapter",
+        "lambda",
+        "--function",
+        "helios-infra",
+        "--invoke-timeout",
+        "60",
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = env.cmd(&with_renderer(&args, &r));
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_lambda_render_with_s3_storage_equals_a_local_render() {
+    let s3 = moto("lambda-renders");
+    let emulator = lambda_emulator();
+    let vars = lambda_env(&s3, &emulator.endpoint);
+    let _workers: Vec<_> = (0..2)
+        .map(|_| lambda_worker(&emulator, "helios-infra", &vars))
+        .collect();
+    let env = Env::new();
+    let out = render(&env, &vars, "lambda.mp4", &["--concurrency", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = ffmpeg_renderer();
+    env.ok(&with_renderer(
+        &[
+            "render",
+            "-o",
+            "local.mp4",
+            "--frames",
+            "0..48",
+            "--size",
+            "64x64",
+            "--chunks",
+            "1",
+            "--lossless",
+        ],
+        &r,
+    ));
+    assert_eq!(
+        framemd5(&env.path("lambda.mp4")),
+        framemd5(&env.path("local.mp4"))
+    );
+    let st = env.status(&env.status_ids()[0]);
+    assert_eq!(st["adapter"], "lambda");
+    assert!(st["storage"].as_str().unwrap().starts_with("s3://"));
+}
+
+#[test]
+fn lambda_throttling_is_retried_with_backoff_until_the_job_succeeds() {
+    let s3 = moto("lambda-renders");
+    let emulator = lambda_emulator();
+    let proxy = throttling_proxy(&emulator.endpoint, 6);
+    let vars = lambda_env(&s3, &proxy.endpoint);
+    let _worker = lambda_worker(&emulator, "helios-infra", &vars);
+    let env = Env::new();
+    let out = render(&env, &vars, "t.mp4", &["-v", "--concurrency", "1"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("throttled; backing off") && log.contains("TooManyRequestsException"),
+        "{log}"
+    );
+    assert!(proxy.refused.load(std::sync::atomic::Ordering::SeqCst) >= 6);
+    assert_eq!(probe_stream(&env.path("t.mp4")).0, 48);
+}
+
+#[test]
+fn a_missing_function_is_a_clear_error() {
+    let s3 = moto("lambda-renders");
+    let emulator = lambda_emulator();
+    let vars = lambda_env(&s3, &emulator.endpoint);
+    let env = Env::new();
+    let r = ffmpeg_renderer();
+    let args = [
+        "render",
+        "-o",
+        "x.mp4",
+        "--frames",
+        "0..8",
+        "--size",
+        "64x64",
+        "--chunks",
+        "1",
+        "--storage",
+        "s3://lambda-renders/p",
+        "--adapter",
+        "lambda",
+        "--function",
+        "no-such-function",
+    ];
+    let mut cmd = env.cmd(&with_renderer(&args, &r));
+    for (k, v) in &vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-function"), "{err}");
+}
