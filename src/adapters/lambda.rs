@@ -209,9 +209,7 @@ fn raw_status<R: std::fmt::Debug>(raw: &R) -> u16 {
         .unwrap_or(0)
 }
 
-fn error_chain<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    err: &SdkError<E, R>,
-) -> String {
+fn error_chain<E: std::error::Error + 'static, R: std::fmt::Debug>(err: &SdkError<E, R>) -> String {
     let mut s = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(e) = source {

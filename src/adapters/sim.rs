@@ -102,6 +102,7 @@ impl WorkerAdapter for SimAdapter {
                 total_ms: self.latency.as_millis() as u64,
                 ..Timings::default()
             },
+            stats: Default::default(),
         })
     }
 }

@@ -7,8 +7,8 @@ use anyhow::{bail, Context};
 use super::args::PlanSettings;
 use crate::media;
 use crate::spec::{
-    plan_chunks, AudioSource, AudioTrack, ChunkPlan, CommandComposition, Composition, FrameRange,
-    JobSpec, RetryPolicy, VideoSpec, SPEC_VERSION,
+    plan_chunks, AudioSource, AudioTrack, BrowserComposition, ChunkPlan, CommandComposition,
+    Composition, FrameRange, JobSpec, RetryPolicy, VideoSpec, SPEC_VERSION,
 };
 use crate::storage::{self, keys, Storage};
 
@@ -24,21 +24,17 @@ pub fn default_concurrency() -> u32 {
 
 /// Builds (and validates) a spec; uploads the bundle, if any, to `storage`.
 pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<JobSpec> {
-    if p.argv.is_empty() {
-        match &p.composition {
-            Some(c) => bail!(
-                "{} looks like an HTML composition, but this build has no browser renderer yet; \
-                 render with an external command instead: helios-infra render -o out.mp4 --frames 0..300 -- PROGRAM ARGS… {{output}}",
-                c.display()
-            ),
-            None => bail!("nothing to render: give a renderer command after `--` (e.g. `-- ffmpeg … {{output}}`)"),
-        }
-    }
-    if let Some(c) = &p.composition {
-        bail!(
-            "give either a composition ({}) or a command after `--`, not both",
-            c.display()
-        );
+    // An HTML composition (a folder or a page), or a command after `--`.
+    let page = match (&p.composition, p.argv.is_empty()) {
+        (Some(c), true) => Some(composition_entry(c)?),
+        (None, false) => None,
+        (Some(c), false) => bail!("give either a composition ({}) or a command after `--`, not both", c.display()),
+        (None, true) => bail!(
+            "nothing to render: give an HTML composition (a folder with index.html, or an .html file) or a renderer command after `--`"
+        ),
+    };
+    if page.is_some() && p.bundle.is_some() {
+        bail!("--bundle is for commands; an HTML composition's folder is its bundle");
     }
     let (start, end) = match (p.frames, p.duration) {
         (Some(r), _) => r,
@@ -69,22 +65,33 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
     if matches!(plan, ChunkPlan::FramesPerChunk(0)) {
         bail!("--frames-per-chunk must be at least 1");
     }
-    let bundle = match &p.bundle {
+    let bundle_dir = page
+        .as_ref()
+        .map(|(dir, _)| dir.as_path())
+        .or(p.bundle.as_deref());
+    let bundle = match bundle_dir {
         Some(dir) => Some(upload_bundle(dir, storage).await?),
         None => None,
     };
     let audio = p
         .audio
         .iter()
-        .map(|(file, frame)| AudioTrack::new(audio_source(file, p.bundle.as_deref()), *frame))
+        .map(|(file, frame)| AudioTrack::new(audio_source(file, bundle_dir), *frame))
         .collect();
     let spec = JobSpec {
         version: SPEC_VERSION,
         id: None,
-        composition: Composition::Command(CommandComposition {
-            argv: p.argv.clone(),
-            bundle,
-        }),
+        composition: match (&page, bundle) {
+            (Some((_, entry)), Some(bundle)) => Composition::Browser(BrowserComposition {
+                entry: entry.clone(),
+                bundle,
+                seed: None,
+            }),
+            (_, bundle) => Composition::Command(CommandComposition {
+                argv: p.argv.clone(),
+                bundle,
+            }),
+        },
         video: VideoSpec {
             width: p.size.0,
             height: p.size.1,
@@ -106,7 +113,7 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
         concurrency,
     };
     crate::spec::validate(&spec)?;
-    check_audio(&spec, p.bundle.as_deref()).await?;
+    check_audio(&spec, bundle_dir).await?;
     Ok(spec)
 }
 
@@ -159,6 +166,42 @@ pub async fn check_audio(spec: &JobSpec, bundle: Option<&Path>) -> anyhow::Resul
             .with_context(|| format!("audio track {i}: {} cannot be used as audio", t.source))?;
     }
     Ok(())
+}
+
+/// The bundle folder and entry page of an HTML composition given as a folder (its
+/// `index.html`) or as a page.
+fn composition_entry(c: &Path) -> anyhow::Result<(std::path::PathBuf, String)> {
+    if c.is_dir() {
+        if !c.join("index.html").is_file() {
+            bail!(
+                "{} has no index.html; give the page itself (e.g. {}/main.html)",
+                c.display(),
+                c.display()
+            );
+        }
+        return Ok((c.to_path_buf(), "index.html".to_string()));
+    }
+    let is_html = c
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    if !c.is_file() || !is_html {
+        bail!(
+            "{} is neither a folder with index.html nor an .html file",
+            c.display()
+        );
+    }
+    let dir = c
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let entry = c
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("index.html")
+        .to_string();
+    Ok((dir, entry))
 }
 
 /// Packs a folder and uploads it unless a bundle with the same content is already stored.

@@ -151,6 +151,7 @@ impl Renderer for CommandRenderer {
             frames: info.frames,
             render_time,
             encode_time: started.elapsed(),
+            stats: Default::default(),
         })
     }
 }

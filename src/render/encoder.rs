@@ -123,3 +123,38 @@ pub async fn normalize(input: &Path, output: &Path, v: &VideoSpec) -> Result<(),
     .await?;
     Ok(())
 }
+
+/// Starts FFmpeg reading PNG images on stdin (one per frame, in order) and encoding them
+/// into a segment with the job's parameters; frame `n` gets presentation time `n / fps`.
+pub fn spawn_png_encoder(
+    v: &VideoSpec,
+    output: &Path,
+) -> Result<tokio::process::Child, MediaError> {
+    let mut cmd = Tool::Ffmpeg.command()?;
+    let fps = v.fps.reduced().to_string();
+    cmd.args([
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "image2pipe",
+        "-framerate",
+        &fps,
+        "-c:v",
+        "png",
+        "-i",
+        "-",
+    ])
+    .args(["-r", &fps])
+    .args(codec_args(v))
+    .args(segment_muxer_args(v))
+    .arg(output)
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    crate::process::die_with_parent(&mut cmd);
+    cmd.spawn().map_err(|e| MediaError::Spawn {
+        tool: "ffmpeg",
+        source: e,
+    })
+}

@@ -4,6 +4,7 @@
 //! the browser renderer (Chromium over CDP) plugs in beside it. Both hand their frames to
 //! [`encoder`], so every segment of a job has identical encoder parameters.
 
+pub mod browser;
 pub mod command;
 pub mod encoder;
 
@@ -39,6 +40,8 @@ pub struct RenderedSegment {
     pub render_time: Duration,
     /// Time spent encoding and checking them.
     pub encode_time: Duration,
+    /// Renderer counters (e.g. the page work done before the first frame).
+    pub stats: std::collections::BTreeMap<String, u64>,
 }
 
 /// Renders chunks.
@@ -77,6 +80,12 @@ pub enum RenderError {
     /// The composition itself is broken (e.g. the page threw).
     #[error("composition error: {0}")]
     Composition(String),
+    /// No browser to render with.
+    #[error("{0}")]
+    BrowserMissing(String),
+    /// The browser crashed, hung or went away.
+    #[error("browser failure: {0}")]
+    BrowserCrashed(String),
     /// FFmpeg could not encode or probe the frames.
     #[error(transparent)]
     Media(#[from] MediaError),
@@ -98,6 +107,7 @@ impl RenderError {
             self,
             RenderError::ProgramFailed { .. }
                 | RenderError::Io { .. }
+                | RenderError::BrowserCrashed(_)
                 | RenderError::Media(MediaError::Spawn { .. })
         )
     }
@@ -109,6 +119,8 @@ impl RenderError {
             RenderError::ProgramFailed { .. } => "renderer_failed",
             RenderError::BadOutput(_) => "render_output",
             RenderError::Composition(_) => "composition",
+            RenderError::BrowserMissing(_) => "missing_tool",
+            RenderError::BrowserCrashed(_) => "browser_crashed",
             RenderError::Media(MediaError::Missing { .. }) => "missing_tool",
             RenderError::Media(_) => "encode",
             RenderError::Io { .. } => "io",

@@ -75,6 +75,9 @@ pub struct BrowserComposition {
     pub entry: String,
     /// Storage key of the bundle (`bundles/<sha256>.tar.zst`).
     pub bundle: String,
+    /// Seed of the page's `Math.random` (a fixed default keeps renders reproducible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
 }
 
 /// A program run once per chunk with placeholders substituted in its arguments.

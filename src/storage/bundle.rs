@@ -42,7 +42,8 @@ pub struct PackedBundle {
 
 /// Packs a directory deterministically: sorted entries, zero mtimes and owners, modes
 /// reduced to 0644/0755. Symbolic links are refused, so that what the worker sees is what
-/// was in the folder.
+/// was in the folder. `node_modules` folders and hidden entries (`.git`, `.cache`…) are
+/// left out: a page cannot import from `node_modules` without a bundler anyway.
 pub fn pack_dir(dir: &Path) -> Result<PackedBundle, BundleError> {
     let io = |source| BundleError::Pack {
         dir: dir.to_path_buf(),
@@ -74,7 +75,11 @@ pub fn pack_dir(dir: &Path) -> Result<PackedBundle, BundleError> {
 fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(root.join(rel))? {
         let entry = entry?;
-        let rel_path = rel.join(entry.file_name());
+        let name = entry.file_name();
+        if name == "node_modules" || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let rel_path = rel.join(&name);
         let ty = entry.file_type()?;
         if ty.is_symlink() {
             return Err(std::io::Error::new(

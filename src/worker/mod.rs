@@ -13,6 +13,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
+use crate::render::browser::BrowserRenderer;
 use crate::render::command::CommandRenderer;
 use crate::render::{encoder, RenderRequest, Renderer};
 use crate::spec::{self, Composition, JobSpec};
@@ -74,10 +75,7 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
 
     let renderer: Box<dyn Renderer> = match &spec.composition {
         Composition::Command(c) => Box::new(CommandRenderer::new(c.clone())),
-        Composition::Browser(_) => return Err(WorkerFailure::fatal(
-            FailureKind::InvalidSpec,
-            "this build has no browser renderer; render HTML compositions with a build that has it",
-        )),
+        Composition::Browser(b) => Box::new(BrowserRenderer::new(b.clone())),
     };
     let render_req = RenderRequest {
         spec: &spec,
@@ -124,6 +122,7 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
             upload_ms: upload_started.elapsed().as_millis() as u64,
             total_ms: total.elapsed().as_millis() as u64,
         },
+        stats: segment.stats,
     };
     let json = serde_json::to_vec(&report)
         .map_err(|e| WorkerFailure::retryable(FailureKind::Internal, e.to_string()))?;

@@ -44,6 +44,9 @@ pub struct ChunkReport {
     pub sha256: String,
     /// Where the time went.
     pub timings: Timings,
+    /// Renderer counters, e.g. the page work before the first frame (browser).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stats: std::collections::BTreeMap<String, u64>,
 }
 
 /// Durations of a worker's phases, in milliseconds.
@@ -77,6 +80,8 @@ pub enum FailureKind {
     RendererNotFound,
     /// The renderer program failed.
     RendererFailed,
+    /// The browser crashed or hung.
+    BrowserCrashed,
     /// The renderer's output is unusable (wrong size, frame count, unreadable).
     RenderOutput,
     /// FFmpeg failed.
@@ -103,6 +108,7 @@ impl FailureKind {
         match e.kind() {
             "renderer_not_found" => FailureKind::RendererNotFound,
             "renderer_failed" => FailureKind::RendererFailed,
+            "browser_crashed" => FailureKind::BrowserCrashed,
             "render_output" => FailureKind::RenderOutput,
             "composition" => FailureKind::Composition,
             "missing_tool" => FailureKind::MissingTool,
