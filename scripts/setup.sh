@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs what helios-infra needs on a Debian/Ubuntu machine: FFmpeg (ffmpeg, ffprobe).
-# With --test, also what the test suite needs: Python's venv module and the loopback
-# protocol peers from PyPI (scripts/test-peers.sh). Rust (cargo) must already be installed.
+# Installs what helios-infra needs on a Debian/Ubuntu machine: FFmpeg (ffmpeg, ffprobe),
+# Chromium's headless shell and fonts (for HTML compositions). With --test, also what the
+# test suite needs: Python's venv module and the loopback protocol peers from PyPI
+# (scripts/test-peers.sh), and Node.js to build the @helios-project/core example.
+# Rust (cargo) must already be installed.
 # Safe to run again: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +13,13 @@ want_test=0
 
 missing=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+[ -x /usr/lib/chromium/chromium-headless-shell ] || [ -n "${HELIOS_CHROMIUM:-}" ] || missing+=(chromium-headless-shell)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+[ -d /usr/share/fonts/truetype/liberation ] || missing+=(fonts-liberation)
 if [ $want_test = 1 ]; then
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 fi
 
 if ((${#missing[@]})); then
@@ -30,5 +36,6 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 if [ $want_test = 1 ]; then
   echo "setup: test peers in $(bash scripts/test-peers.sh)" >&2
+  bash scripts/build-examples.sh >&2
 fi
 echo "setup: ready ($(ffmpeg -version | head -1 | cut -d' ' -f1-3), $(cargo --version))" >&2

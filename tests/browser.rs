@@ -1,0 +1,333 @@
+//! HTML compositions in real Chromium: chunked renders equal one-piece renders, frame f
+//! shows time f/fps, seeking costs the same at any frame, page errors are fatal and
+//! browser crashes are retried.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn example(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/compositions")
+        .join(name);
+    p.display().to_string()
+}
+
+/// A ≥5-chunk lossless render equals the 1-chunk render, frame by frame.
+fn chunked_equals_single(name: &str) {
+    let env = Env::new();
+    let comp = example(name);
+    let base = [
+        "--frames",
+        "0..30",
+        "--size",
+        "640x360",
+        "--lossless",
+        "--concurrency",
+        "2",
+    ];
+    let mut a = vec!["render", &comp, "-o", "five.mp4", "--chunks", "5"];
+    a.extend(base);
+    env.ok(&a);
+    let mut b = vec!["render", &comp, "-o", "one.mp4", "--chunks", "1"];
+    b.extend(base);
+    env.ok(&b);
+    let five = framemd5(&env.path("five.mp4"));
+    assert_eq!(five.len(), 30);
+    assert_eq!(
+        five,
+        framemd5(&env.path("one.mp4")),
+        "{name}: 5-chunk render differs from the 1-chunk render"
+    );
+    let distinct = five.iter().collect::<std::collections::HashSet<_>>().len();
+    assert!(
+        distinct > 20,
+        "{name}: only {distinct} distinct frames; is it animating?"
+    );
+}
+
+#[test]
+fn canvas_example_chunked_equals_single() {
+    chunked_equals_single("canvas");
+}
+
+#[test]
+fn dom_css_example_chunked_equals_single() {
+    chunked_equals_single("dom-css");
+}
+
+#[test]
+fn helios_core_example_chunked_equals_single() {
+    let dist = Path::new(&example("helios-core")).join("dist/main.js");
+    assert!(
+        dist.exists(),
+        "build the example first: bash scripts/build-examples.sh (the README's test command does)"
+    );
+    chunked_equals_single("helios-core");
+}
+
+/// Reads the 24-bit numbers painted by examples/compositions/clock (rows at y = 16, 80,
+/// 144, 208: rAF timestamp, Date.now, CSS animation, performance.now) from decoded frames.
+fn clock_readings(video: &Path, width: usize, height: usize) -> Vec<[u32; 4]> {
+    let raw = ffmpeg(&[
+        "-i",
+        video.to_str().unwrap(),
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "gray",
+        "-",
+    ]);
+    raw.chunks_exact(width * height)
+        .map(|frame| {
+            let mut rows = [0u32; 4];
+            for (r, y) in [16usize, 80, 144, 208].iter().enumerate() {
+                for bit in 0..24 {
+                    let (cx, cy) = (40 + 52 * bit, y + 24);
+                    if frame[cy * width + cx] >= 128 {
+                        rows[r] |= 1 << bit;
+                    }
+                }
+            }
+            rows
+        })
+        .collect()
+}
+
+#[test]
+fn frame_f_shows_time_f_over_fps_at_ntsc_rate_and_far_into_the_timeline() {
+    let env = Env::new();
+    let html = std::fs::read_to_string(format!("{}/index.html", example("clock"))).unwrap();
+    let dir = env.path("clock");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (frames, fps) in [
+        ("0..12", "30000/1001"),
+        ("53995..54005", "30000/1001"),
+        ("0..6", "30"),
+    ] {
+        let page = dir.join(format!("clock-{}.html", fps.replace('/', "_")));
+        // Bake the rate into the page (workers open the entry without a query string).
+        let baked = html.replacen(
+            "<head>",
+            &format!("<head><script>history.replaceState(null,'','?fps={fps}')</script>"),
+            1,
+        );
+        std::fs::write(&page, baked).unwrap();
+        env.ok(&[
+            "render",
+            page.to_str().unwrap(),
+            "-o",
+            "clock.mp4",
+            "--frames",
+            frames,
+            "--fps",
+            fps,
+            "--size",
+            "1280x720",
+            "--chunks",
+            "2",
+            "--lossless",
+        ]);
+        let (start, _) = frames.split_once("..").unwrap();
+        let start: u32 = start.parse().unwrap();
+        let readings = clock_readings(&env.path("clock.mp4"), 1280, 720);
+        assert!(!readings.is_empty());
+        for (i, rows) in readings.iter().enumerate() {
+            let want = start + i as u32;
+            assert_eq!(
+                rows[0], want,
+                "{fps} frame {want}: rAF time reads {}",
+                rows[0]
+            );
+            assert_eq!(
+                rows[1], want,
+                "{fps} frame {want}: Date.now reads {}",
+                rows[1]
+            );
+            assert_eq!(
+                rows[2] & 0xffff,
+                want & 0xffff,
+                "{fps} frame {want}: CSS animation reads {}",
+                rows[2]
+            );
+            assert_eq!(
+                rows[3], want,
+                "{fps} frame {want}: performance.now reads {}",
+                rows[3]
+            );
+        }
+    }
+}
+
+/// The renderer's own counters from a chunk's report in storage.
+fn chunk_stats(env: &Env, id: &str) -> serde_json::Value {
+    let report = env
+        .home()
+        .join(format!("storage/jobs/{id}/attempts/0/1.json"));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    v["stats"].clone()
+}
+
+#[test]
+fn seeking_to_frame_54000_costs_the_page_no_more_work_than_frame_0() {
+    let env = Env::new();
+    let canvas = example("canvas");
+    env.ok(&[
+        "render", &canvas, "-o", "a.mp4", "--frames", "0..3", "--size", "320x180", "--chunks", "1",
+    ]);
+    env.ok(&[
+        "render",
+        &canvas,
+        "-o",
+        "b.mp4",
+        "--frames",
+        "54000..54003",
+        "--size",
+        "320x180",
+        "--chunks",
+        "1",
+    ]);
+    let ids = env.status_ids();
+    let (early, late) = (chunk_stats(&env, &ids[0]), chunk_stats(&env, &ids[1]));
+    assert_eq!(early["page_seeks_to_first_frame"], 1, "{early}");
+    for key in [
+        "page_seeks_to_first_frame",
+        "page_rafCallbacks_to_first_frame",
+        "page_timerCallbacks_to_first_frame",
+    ] {
+        assert_eq!(
+            early[key], late[key],
+            "{key}: start 0 {early} vs start 54000 {late}"
+        );
+    }
+}
+
+#[test]
+fn a_page_that_throws_fails_the_job_with_the_page_message_without_retries() {
+    let env = Env::new();
+    let out = env.run(&[
+        "render",
+        &example("error"),
+        "-o",
+        "e.mp4",
+        "--frames",
+        "0..10",
+        "--size",
+        "320x180",
+        "--chunks",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("composition exploded at frame 3"), "{err}");
+    assert!(
+        err.contains("1 attempt(s)") && err.contains("not retryable"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_resource_fails_the_job_naming_it() {
+    let env = Env::new();
+    let dir = env.path("broken");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        "<!doctype html><link rel=icon href='data:,'><img src='missing.png'><p>hi</p>",
+    )
+    .unwrap();
+    let out = env.run(&[
+        "render",
+        dir.to_str().unwrap(),
+        "-o",
+        "e.mp4",
+        "--frames",
+        "0..3",
+        "--size",
+        "320x180",
+        "--chunks",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("missing.png") && err.contains("failed to load"),
+        "{err}"
+    );
+}
+
+/// Chromium main processes (the ones with a DevTools port) whose profile is under `dir`.
+fn browsers_under(dir: &Path) -> Vec<i32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("--remote-debugging-port") && cmd.contains(&needle)
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_browser_is_retried_and_the_job_succeeds() {
+    let env = Env::new();
+    let tmp: PathBuf = env.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let child = env
+        .cmd(&[
+            "render",
+            &example("dom-css"),
+            "-o",
+            "k.mp4",
+            "--frames",
+            "0..60",
+            "--size",
+            "640x360",
+            "--chunks",
+            "2",
+            "--concurrency",
+            "1",
+        ])
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let victim = loop {
+        if let Some(pid) = browsers_under(&tmp).first() {
+            break *pid;
+        }
+        assert!(Instant::now() < deadline, "no browser appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(probe_stream(&env.path("k.mp4")).0, 60);
+    let st = env.status(&env.status_ids()[0]);
+    let attempts: u64 = st["chunk_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["attempts"].as_u64().unwrap())
+        .sum();
+    assert!(
+        attempts >= 3,
+        "the killed browser's chunk was retried: {st}"
+    );
+}
