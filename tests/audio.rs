@@ -339,3 +339,63 @@ fn audio_in_the_bundle_and_webm_opus() {
     assert!(rms(&s, 0.0, 0.45) < 0.01, "silent before frame 15");
     assert!(rms(&s, 0.6, 1.4) > 0.05, "tone after frame 15");
 }
+
+#[test]
+fn media_elements_of_an_html_composition_are_found_at_plan_time_and_mixed() {
+    let env = Env::new();
+    let comp = env.path("comp");
+    std::fs::create_dir_all(comp.join("sfx")).unwrap();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=500:r=48000:d=5",
+        comp.join("sfx/tone.wav").to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=900:r=48000:d=5",
+        comp.join("muted.wav").to_str().unwrap(),
+    ]);
+    std::fs::write(
+        comp.join("index.html"),
+        r#"<!doctype html><link rel=icon href="data:,"><body style="margin:0;background:#123">
+<audio src="sfx/tone.wav" data-helios-offset="1" data-helios-seek="0.25"></audio>
+<audio src="muted.wav" muted></audio>
+<div style="width:50px;height:50px;background:#fff;animation:m 1s linear infinite"></div>
+<style>@keyframes m{to{transform:translateX(200px)}}</style></body>"#,
+    )
+    .unwrap();
+    env.ok(&[
+        "plan", "--emit", "job.json", "comp", "--frames", "0..90", "--size", "320x180", "--chunks",
+        "3",
+    ]);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("job.json")).unwrap()).unwrap();
+    let audio = spec["audio"].as_array().unwrap();
+    assert_eq!(audio.len(), 1, "the muted element is left out: {spec}");
+    assert_eq!(audio[0]["source"], "sfx/tone.wav");
+    assert_eq!(audio[0]["at_frame"], 30);
+    assert_eq!(audio[0]["trim_start_s"], 0.25);
+
+    env.ok(&[
+        "render", "comp", "-o", "page.mp4", "--frames", "0..90", "--size", "320x180", "--chunks",
+        "3",
+    ]);
+    let s = decode_audio(&env.path("page.mp4"));
+    assert!(
+        (s.len() as i64 - 144_000).abs() <= 1024,
+        "{} samples",
+        s.len()
+    );
+    assert!(
+        rms(&s, 0.05, 0.9) < 0.005,
+        "silent before the element's offset"
+    );
+    assert!(
+        rms(&s, 1.2, 2.8) > 0.05,
+        "the element's sound after its offset"
+    );
+}

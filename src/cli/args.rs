@@ -102,6 +102,10 @@ pub struct PlanSettings {
     /// Repeatable; tracks are mixed once for the whole timeline.
     #[arg(long = "audio", value_name = "FILE[@FRAME]", value_parser = parse_audio)]
     pub audio: Vec<(String, u64)>,
+    /// Do not add the sound of the composition's <audio>/<video> elements (found by loading
+    /// the page once at plan time; Helios' data-helios-offset/seek/fade-in/fade-out honoured).
+    #[arg(long)]
+    pub no_media_audio: bool,
     /// A folder packed into the job's bundle; a command sees it as {bundle} (and runs in it).
     #[arg(long)]
     pub bundle: Option<PathBuf>,

@@ -73,11 +73,14 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
         Some(dir) => Some(upload_bundle(dir, storage).await?),
         None => None,
     };
-    let audio = p
+    let mut audio: Vec<AudioTrack> = p
         .audio
         .iter()
         .map(|(file, frame)| AudioTrack::new(audio_source(file, bundle_dir), *frame))
         .collect();
+    if let (Some((dir, entry)), false) = (&page, p.no_media_audio) {
+        audio.extend(discovered_audio(dir, entry, p).await?);
+    }
     let spec = JobSpec {
         version: SPEC_VERSION,
         id: None,
@@ -115,6 +118,36 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
     crate::spec::validate(&spec)?;
     check_audio(&spec, bundle_dir).await?;
     Ok(spec)
+}
+
+/// The sound of a composition's `<audio>`/`<video>` elements, as audio tracks.
+async fn discovered_audio(
+    dir: &Path,
+    entry: &str,
+    p: &PlanSettings,
+) -> anyhow::Result<Vec<AudioTrack>> {
+    let media = crate::render::browser::discover_media(dir, entry, p.size.0, p.size.1)
+        .await
+        .with_context(|| {
+            format!(
+                "looking for <audio>/<video> in {} (skip with --no-media-audio)",
+                dir.join(entry).display()
+            )
+        })?;
+    let fps = p.fps.as_f64();
+    Ok(media
+        .into_iter()
+        .map(|m| {
+            tracing::info!(source = %m.source, offset_s = m.offset_s, "audio from a media element");
+            let mut t = AudioTrack::new(m.source, (m.offset_s * fps).round().max(0.0) as u64);
+            t.trim_start_s = m.seek_s.max(0.0);
+            t.fade_in_s = m.fade_in_s.max(0.0);
+            t.fade_out_s = m.fade_out_s.max(0.0);
+            t.volume = m.volume.clamp(0.0, 100.0);
+            t.looped = m.looped;
+            t
+        })
+        .collect())
 }
 
 /// The spec's `source` for a command-line audio file: URLs as they are, files inside the

@@ -386,3 +386,108 @@ async fn watch(page: &Page) -> Result<Arc<Mutex<Option<PageProblem>>>, CdpError>
     });
     Ok(slot)
 }
+
+/// An `<audio>` or `<video>` element found in a composition, with Helios' timing
+/// attributes (`data-helios-offset`, `data-helios-seek`, `data-helios-fade-in/out`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct DiscoveredMedia {
+    /// Source as a path inside the bundle, or an absolute http(s) URL.
+    pub source: String,
+    /// Seconds on the timeline where it starts.
+    pub offset_s: f64,
+    /// Seconds skipped at the start of the source.
+    pub seek_s: f64,
+    /// Fade-in seconds.
+    pub fade_in_s: f64,
+    /// Fade-out seconds.
+    pub fade_out_s: f64,
+    /// Gain (element volume × Helios track volume).
+    pub volume: f64,
+    /// Whether it loops.
+    pub looped: bool,
+}
+
+const DISCOVER_JS: &str = r#"(() => {
+  const tracks = (window.helios && window.helios.audioTracks && (window.helios.audioTracks.value || window.helios.audioTracks.peek?.())) || {};
+  const num = (el, name) => { const v = parseFloat(el.getAttribute(name) || '0'); return isFinite(v) ? v : 0; };
+  return [...document.querySelectorAll('audio, video')].map(el => {
+    const raw = el.getAttribute('src') || (el.querySelector('source') && el.querySelector('source').getAttribute('src')) || '';
+    const track = tracks[el.getAttribute('data-helios-track-id') || ''] || {};
+    const muted = el.muted || el.hasAttribute('muted') || track.muted === true;
+    return {
+      source: raw ? new URL(raw, document.baseURI).href : '',
+      offset_s: num(el, 'data-helios-offset'),
+      seek_s: num(el, 'data-helios-seek'),
+      fade_in_s: num(el, 'data-helios-fade-in'),
+      fade_out_s: num(el, 'data-helios-fade-out'),
+      volume: muted ? 0 : (el.volume ?? 1) * (typeof track.volume === 'number' ? track.volume : 1),
+      looped: !!el.loop,
+    };
+  }).filter(m => m.source && m.volume > 0);
+})()"#;
+
+/// Loads a composition once (at plan time) and lists the media elements whose sound
+/// belongs in the video. Sources served from the bundle come back as bundle paths.
+pub async fn discover_media(
+    bundle: &std::path::Path,
+    entry: &str,
+    width: u32,
+    height: u32,
+) -> Result<Vec<DiscoveredMedia>, RenderError> {
+    let path = chrome::locate().map_err(|e| RenderError::BrowserMissing(e.to_string()))?;
+    let server = serve::BundleServer::start(bundle)
+        .await
+        .map_err(|source| RenderError::Io {
+            context: "cannot serve the composition".into(),
+            source,
+        })?;
+    let profile = tempfile::tempdir().map_err(|source| RenderError::Io {
+        context: "cannot create a browser profile".into(),
+        source,
+    })?;
+    let chrome = chrome::Chrome::launch(&path, profile.path())
+        .await
+        .map_err(|e| RenderError::BrowserCrashed(e.to_string()))?;
+    let base = server.url("");
+    let found = async {
+        let page = chrome.browser.new_page("about:blank").await?;
+        page.execute(SetDeviceMetricsOverrideParams::new(
+            width as i64,
+            height as i64,
+            1.0,
+            false,
+        ))
+        .await?;
+        page.execute(AddScriptToEvaluateOnNewDocumentParams::new(VIRTUAL_TIME_JS))
+            .await?;
+        page.goto(server.url(entry)).await?;
+        page.evaluate_expression("window.__heliosSeek(0)").await?;
+        let list: Vec<DiscoveredMedia> = page
+            .evaluate_expression(DISCOVER_JS)
+            .await?
+            .into_value()
+            .unwrap_or_default();
+        Ok::<_, CdpError>(list)
+    };
+    let result = tokio::time::timeout(LOAD_TIMEOUT, found).await;
+    let tail = chrome.stderr_tail();
+    chrome.shutdown().await;
+    let list = match result {
+        Ok(Ok(list)) => list,
+        Ok(Err(e)) => return Err(cdp_error(e, "looking for media elements", &tail)),
+        Err(_) => {
+            return Err(RenderError::Composition(
+                "the composition did not load within 60s".into(),
+            ))
+        }
+    };
+    Ok(list
+        .into_iter()
+        .map(|mut m| {
+            if let Some(rel) = m.source.strip_prefix(&base) {
+                m.source = rel.split(['?', '#']).next().unwrap_or(rel).to_string();
+            }
+            m
+        })
+        .collect())
+}
