@@ -88,6 +88,16 @@ fn a_lambda_render_with_s3_storage_equals_a_local_render() {
     let st = env.status(&env.status_ids()[0]);
     assert_eq!(st["adapter"], "lambda");
     assert!(st["storage"].as_str().unwrap().starts_with("s3://"));
+    // Pay-per-use compute: GB-seconds at the function's memory and an estimated price.
+    let cost = &st["cost"];
+    assert_eq!(cost["requests"], 4, "{st}");
+    let gb_s = cost["gb_seconds"].as_f64().unwrap();
+    let worker_s = cost["worker_seconds"].as_f64().unwrap();
+    assert!(
+        worker_s > 0.0 && (gb_s - worker_s * 4.0).abs() < 0.01,
+        "{cost}"
+    );
+    assert!(cost["estimated_usd"].as_f64().unwrap() > 0.0, "{cost}");
 }
 
 #[test]

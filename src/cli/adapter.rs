@@ -7,6 +7,7 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::google_auth::GoogleIdTokens;
 use crate::adapters::http::{ClientAuth, HttpAdapter};
 use crate::adapters::lambda::{LambdaAdapter, LambdaOptions};
 use crate::adapters::local::LocalAdapter;
@@ -28,7 +29,7 @@ pub enum AdapterKind {
 }
 
 /// What is recorded with a job so that `resume` reaches the same workers. Never secrets.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AdapterConfig {
     /// Engine.
     pub kind: AdapterKind,
@@ -44,6 +45,12 @@ pub struct AdapterConfig {
     /// Lambda version or alias.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualifier: Option<String>,
+    /// Memory of one worker in MB (lambda, cloudrun), for cost estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    /// vCPUs of one worker (cloudrun), for cost estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpu: Option<f64>,
 }
 
 /// Adapter flags of `render`, `run` and `resume`.
@@ -58,7 +65,8 @@ pub struct AdapterArgs {
     /// Cloud Run service URL for --adapter cloudrun.
     #[arg(long)]
     pub service: Option<String>,
-    /// Bearer token the workers expect (for cloudrun, instead of a Google ID token).
+    /// Bearer token the workers expect (for cloudrun: instead of a Google ID token from
+    /// GOOGLE_APPLICATION_CREDENTIALS or the metadata server).
     #[arg(long, env = "HELIOS_WORKER_TOKEN", hide_env_values = true)]
     pub worker_token: Option<String>,
     /// Lambda function name or ARN for --adapter lambda.
@@ -70,6 +78,13 @@ pub struct AdapterArgs {
     /// Lambda version or alias to invoke.
     #[arg(long)]
     pub qualifier: Option<String>,
+    /// Memory of one worker in MB, for the cost estimate in `status` (lambda: the function's
+    /// memory size, default 4096; cloudrun: default 4096).
+    #[arg(long)]
+    pub memory_mb: Option<u32>,
+    /// vCPUs of one Cloud Run instance, for the cost estimate in `status` (default 2).
+    #[arg(long)]
+    pub vcpu: Option<f64>,
     /// Seconds before an invocation that has not answered is abandoned (lambda).
     #[arg(long, default_value_t = 900.0)]
     pub invoke_timeout: f64,
@@ -116,19 +131,32 @@ impl AdapterArgs {
             }
             _ => {}
         }
-        if kind == AdapterKind::Lambda {
-            return Ok(AdapterConfig {
+        let memory_mb = self
+            .memory_mb
+            .or(if same { recorded.memory_mb } else { None });
+        let vcpu = self.vcpu.or(if same { recorded.vcpu } else { None });
+        Ok(match kind {
+            AdapterKind::Lambda => AdapterConfig {
                 kind,
                 workers,
                 function,
                 region,
                 qualifier,
-            });
-        }
-        Ok(AdapterConfig {
-            kind,
-            workers,
-            ..AdapterConfig::default()
+                memory_mb: memory_mb.or(Some(4096)),
+                vcpu: None,
+            },
+            AdapterKind::Cloudrun => AdapterConfig {
+                kind,
+                workers,
+                memory_mb: memory_mb.or(Some(4096)),
+                vcpu: vcpu.or(Some(2.0)),
+                ..AdapterConfig::default()
+            },
+            _ => AdapterConfig {
+                kind,
+                workers,
+                ..AdapterConfig::default()
+            },
         })
     }
 
@@ -149,7 +177,10 @@ impl AdapterArgs {
             AdapterKind::Cloudrun => {
                 let auth = match &self.worker_token {
                     Some(t) => ClientAuth::Bearer(t.clone()),
-                    None => bail!("--adapter cloudrun needs --worker-token (or HELIOS_WORKER_TOKEN) in this build"),
+                    // A private service: Google ID tokens with the service URL as audience.
+                    None => {
+                        ClientAuth::Source(Arc::new(GoogleIdTokens::from_env(&config.workers[0])?))
+                    }
                 };
                 Arc::new(HttpAdapter::new("cloudrun", config.workers.clone(), auth)?)
             }

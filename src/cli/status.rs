@@ -4,7 +4,55 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::adapter::{AdapterConfig, AdapterKind};
 use crate::orchestrator::{ChunkRecord, ChunkState, JobLock, JobRecord, JobState};
+
+/// List prices used for estimates (USD): AWS Lambda x86 per GB-second and per request;
+/// Cloud Run request-based billing per vCPU-second, per GiB-second and per request.
+const LAMBDA_GB_SECOND: f64 = 0.000_016_666_7;
+const LAMBDA_REQUEST: f64 = 0.000_000_2;
+const RUN_VCPU_SECOND: f64 = 0.000_024;
+const RUN_GIB_SECOND: f64 = 0.000_002_5;
+const RUN_REQUEST: f64 = 0.000_000_4;
+
+/// Compute used by a job on a pay-per-use engine and what it costs at list prices.
+/// Worker time is known for committed attempts; failed attempts count as requests only.
+pub fn cost(job: &JobRecord, chunks: &[ChunkRecord]) -> Option<serde_json::Value> {
+    let config: AdapterConfig = serde_json::from_str(&job.adapter_config).ok()?;
+    if !matches!(config.kind, AdapterKind::Lambda | AdapterKind::Cloudrun) {
+        return None;
+    }
+    let seconds: f64 = chunks
+        .iter()
+        .filter_map(|c| c.segment.as_ref())
+        .map(|s| s.worker_ms as f64 / 1000.0)
+        .sum();
+    let requests: u64 = chunks.iter().map(|c| c.attempts as u64).sum();
+    let memory_mb = config.memory_mb.unwrap_or(4096);
+    let gb_seconds = seconds * memory_mb as f64 / 1024.0;
+    let (usd, basis) = match config.kind {
+        AdapterKind::Lambda => (
+            gb_seconds * LAMBDA_GB_SECOND + requests as f64 * LAMBDA_REQUEST,
+            format!("AWS Lambda x86 list price, {memory_mb} MB"),
+        ),
+        _ => {
+            let vcpu = config.vcpu.unwrap_or(2.0);
+            (
+                seconds * vcpu * RUN_VCPU_SECOND
+                    + gb_seconds * RUN_GIB_SECOND
+                    + requests as f64 * RUN_REQUEST,
+                format!("Cloud Run request-based list price, {vcpu} vCPU / {memory_mb} MiB"),
+            )
+        }
+    };
+    Some(json!({
+        "worker_seconds": (seconds * 1000.0).round() / 1000.0,
+        "gb_seconds": (gb_seconds * 1000.0).round() / 1000.0,
+        "requests": requests,
+        "estimated_usd": (usd * 1e6).round() / 1e6,
+        "basis": basis,
+    }))
+}
 
 /// The state to show: a `running` job whose orchestrator is gone is `interrupted`.
 pub fn shown_state(job: &JobRecord, locks: &Path) -> &'static str {
@@ -48,6 +96,9 @@ pub fn job_json(
         "created_ms": job.created_ms,
         "updated_ms": job.updated_ms,
     });
+    if let Some(c) = cost(job, chunks) {
+        v["cost"] = c;
+    }
     if with_chunks {
         v["chunk_list"] = chunks
             .iter()
@@ -101,6 +152,16 @@ pub fn job_detail(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> Stri
     s.push('\n');
     if let Some(e) = &job.error {
         s.push_str(&format!("error: {e}\n"));
+    }
+    if let Some(c) = cost(job, chunks) {
+        s.push_str(&format!(
+            "compute: {} worker-seconds, {} GB-seconds, {} requests, about ${:.4} ({})\n",
+            c["worker_seconds"],
+            c["gb_seconds"],
+            c["requests"],
+            c["estimated_usd"].as_f64().unwrap_or(0.0),
+            c["basis"].as_str().unwrap_or("")
+        ));
     }
     if shown_state(job, locks) == "interrupted"
         || matches!(job.state, JobState::Failed | JobState::Cancelled)

@@ -1,0 +1,23 @@
+# The worker image: one image for Cloud Run (services and jobs) and AWS Lambda (container
+# image, custom runtime). Build: docker build -t helios-infra .
+#   Cloud Run service: default command (`worker serve`, listens on $PORT).
+#   Cloud Run job:     command `worker run`, with --job/--chunk from the environment
+#                      (HELIOS_JOB_URL, CLOUD_RUN_TASK_INDEX; see docs/deploy-gcp.md).
+#   Lambda:            image config Command = ["worker", "lambda"].
+FROM rust:1-bookworm AS build
+WORKDIR /src
+RUN apt-get update && apt-get install -y --no-install-recommends cmake clang && rm -rf /var/lib/apt/lists/*
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+RUN cargo build --release --locked --bin helios-infra
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg chromium-headless-shell fonts-dejavu-core fonts-liberation ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/helios-infra /usr/local/bin/helios-infra
+# Chromium and FFmpeg write temporary files; Lambda only allows /tmp.
+ENV TMPDIR=/tmp HELIOS_CHROMIUM=/usr/lib/chromium/chromium-headless-shell
+ENTRYPOINT ["/usr/local/bin/helios-infra"]
+CMD ["worker", "serve"]
