@@ -102,7 +102,7 @@ impl GoogleIdTokens {
 
     async fn mint(&self) -> Result<(String, u64), WorkerFailure> {
         match &self.source {
-            Source::Key(key) => self.from_key(key).await,
+            Source::Key(key) => self.exchange_key(key).await,
             Source::Metadata(host) => {
                 let url = format!(
                     "http://{host}/computeMetadata/v1/instance/service-accounts/default/identity"
@@ -133,7 +133,7 @@ impl GoogleIdTokens {
         }
     }
 
-    async fn from_key(&self, key: &ServiceAccountKey) -> Result<(String, u64), WorkerFailure> {
+    async fn exchange_key(&self, key: &ServiceAccountKey) -> Result<(String, u64), WorkerFailure> {
         #[derive(serde::Serialize)]
         struct Claims<'a> {
             iss: &'a str,
