@@ -267,6 +267,22 @@ fn worker_run_prints_report_or_classified_error() {
     assert!(env.path("store/jobs/manual1/attempts/1/4.mp4").exists());
     assert!(env.path("store/jobs/manual1/attempts/1/4.json").exists());
 
+    // As a Cloud Run Jobs task: job URL, chunk and attempt from the environment.
+    let out = env
+        .cmd(&["worker", "run"])
+        .env("HELIOS_JOB_URL", &url)
+        .env("CLOUD_RUN_TASK_INDEX", "0")
+        .env("CLOUD_RUN_TASK_ATTEMPT", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["segment"], "jobs/manual1/attempts/0/2.mp4");
+
     let out = env.run(&["worker", "run", "--job", &url, "--chunk", "9"]);
     assert_eq!(out.status.code(), Some(65));
     let err: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -195,16 +195,20 @@ pub struct StitchArgs {
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {
     /// Render one chunk attempt and print its report (or error) as JSON.
+    ///
+    /// In batch engines the chunk comes from the task index: Cloud Run Jobs
+    /// (`CLOUD_RUN_TASK_INDEX`, attempt from `CLOUD_RUN_TASK_ATTEMPT`) and Kubernetes Indexed
+    /// Jobs (`JOB_COMPLETION_INDEX`), with the job URL in `HELIOS_JOB_URL`.
     Run {
         /// Storage URL of the job's job.json.
-        #[arg(long)]
+        #[arg(long, env = "HELIOS_JOB_URL")]
         job: String,
-        /// Chunk index.
+        /// Chunk index (default: the batch engine's task index).
         #[arg(long)]
-        chunk: u32,
-        /// Attempt number (names the attempt's storage keys).
-        #[arg(long, default_value_t = 1)]
-        attempt: u32,
+        chunk: Option<u32>,
+        /// Attempt number, from 1 (names the attempt's storage keys).
+        #[arg(long)]
+        attempt: Option<u32>,
     },
     /// Run as an AWS Lambda function (custom runtime): the event is the chunk request, the
     /// answer the report or {"error": …}. Needs AWS_LAMBDA_RUNTIME_API (set by Lambda).

@@ -82,10 +82,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             chunk,
             attempt,
         }) => {
+            let env_u32 = |name: &str| {
+                std::env::var(name)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+            };
+            let chunk = chunk
+                .or_else(|| env_u32("CLOUD_RUN_TASK_INDEX"))
+                .or_else(|| env_u32("JOB_COMPLETION_INDEX"))
+                .ok_or_else(|| anyhow::anyhow!("give --chunk N (or run as a Cloud Run Jobs / Indexed Job task, which sets the task index)"))?;
+            // Cloud Run counts task attempts from 0; attempt keys count from 1.
+            let attempt = attempt
+                .or_else(|| env_u32("CLOUD_RUN_TASK_ATTEMPT").map(|a| a + 1))
+                .unwrap_or(1);
             let req = ChunkRequest {
                 job: job.clone(),
-                chunk: *chunk,
-                attempt: *attempt,
+                chunk,
+                attempt,
             };
             let result = worker::run_chunk(&req).await;
             let code = match &result {
