@@ -38,6 +38,7 @@ fn spec(chunks: u32) -> JobSpec {
         chunks: plan_chunks(frames, ChunkPlan::Count(chunks)),
         retry: RetryPolicy::default(),
         concurrency: 1,
+        webhook: None,
     }
 }
 
@@ -58,6 +59,7 @@ async fn measure(chunks: u32, concurrency: u32, durable: bool) -> Duration {
         state_dir: dir.path().to_path_buf(),
         events: None,
         cancel: CancellationToken::new(),
+        webhook_secret: None,
     };
     let mut s = spec(chunks);
     s.concurrency = concurrency;

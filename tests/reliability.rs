@@ -324,3 +324,128 @@ fn corrupted_segment_is_rendered_again_never_stitched() {
     let after = env.status(&id);
     assert_eq!(after["chunk_list"][2]["committed_attempt"], 2);
 }
+
+/// A receiver that answers 500 to its first request and 200 afterwards, keeping
+/// (headers, body) of each request.
+fn flaky_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/render", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = got.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { break };
+            let mut buf = Vec::new();
+            let mut tmp = [0u8; 4096];
+            loop {
+                let k = conn.read(&mut tmp).unwrap_or(0);
+                if k == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&tmp[..k]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= i + 4 + len {
+                        log.lock().unwrap().push((
+                            head,
+                            String::from_utf8_lossy(&buf[i + 4..i + 4 + len]).to_string(),
+                        ));
+                        break;
+                    }
+                }
+            }
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn webhooks_are_signed_with_hmac_sha256_and_retried() {
+    use hmac::Mac;
+    let env = Env::new();
+    let (url, got) = flaky_receiver();
+    let r = ffmpeg_renderer();
+    env.ok(&with_renderer(
+        &[
+            "render",
+            "-o",
+            "w.mp4",
+            "--frames",
+            "0..10",
+            "--size",
+            "64x64",
+            "--chunks",
+            "2",
+            "--webhook",
+            &url,
+            "--webhook-secret",
+            "hush",
+        ],
+        &r,
+    ));
+    let got = got.lock().unwrap().clone();
+    assert_eq!(
+        got.len(),
+        2,
+        "the first delivery failed (500) and was retried"
+    );
+    let (head, body) = &got[1];
+    let note: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(note["event"], "job.succeeded");
+    assert_eq!(note["frames"], 10);
+    assert!(note["output"].as_str().unwrap().ends_with("w.mp4"));
+    let sig = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("x-helios-signature:")
+                .then(|| l.split_once(':').unwrap().1.trim().to_string())
+        })
+        .expect("signature header");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hush").unwrap();
+    mac.update(body.as_bytes());
+    assert_eq!(
+        sig,
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    );
+}
+
+#[test]
+fn a_failed_job_notifies_its_webhook_with_the_error() {
+    let env = Env::new();
+    let (url, got) = flaky_receiver();
+    let r = env.renderer("fail-always:0");
+    let out = env.run(&with_renderer(
+        &render_args("f.mp4", &["--retries", "0", "--webhook", &url]),
+        &r,
+    ));
+    assert!(!out.status.success());
+    let got = got.lock().unwrap().clone();
+    let note: serde_json::Value = serde_json::from_str(&got.last().unwrap().1).unwrap();
+    assert_eq!(note["event"], "job.failed");
+    assert!(
+        note["error"].as_str().unwrap().contains("out of unicorns"),
+        "{note}"
+    );
+}

@@ -21,6 +21,14 @@ pub struct Cli {
     /// Print progress and results as JSON lines on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Key signing webhook notifications (HMAC-SHA256 in X-Helios-Signature).
+    #[arg(
+        long,
+        global = true,
+        env = "HELIOS_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -102,6 +110,9 @@ pub struct PlanSettings {
     /// Repeatable; tracks are mixed once for the whole timeline.
     #[arg(long = "audio", value_name = "FILE[@FRAME]", value_parser = parse_audio)]
     pub audio: Vec<(String, u64)>,
+    /// Notify this URL (JSON POST, signed with --webhook-secret) when the job ends.
+    #[arg(long)]
+    pub webhook: Option<String>,
     /// Do not add the sound of the composition's <audio>/<video> elements (found by loading
     /// the page once at plan time; Helios' data-helios-offset/seek/fade-in/fade-out honoured).
     #[arg(long)]

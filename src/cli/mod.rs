@@ -280,6 +280,7 @@ struct State {
     home: PathBuf,
     store: Arc<SqliteStore>,
     storage: Storage,
+    webhook_secret: Option<String>,
 }
 
 impl State {
@@ -297,6 +298,7 @@ impl State {
             home: cli.home.clone(),
             store: Arc::new(store),
             storage: Storage::open(&storage_url)?,
+            webhook_secret: cli.webhook_secret.clone().filter(|s| !s.is_empty()),
         })
     }
 
@@ -318,6 +320,7 @@ impl State {
                 state_dir: self.home.clone(),
                 events: Some(tx),
                 cancel: CancellationToken::new(),
+                webhook_secret: self.webhook_secret.clone(),
             },
             rx,
         ))

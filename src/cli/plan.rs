@@ -114,6 +114,7 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
             ..RetryPolicy::default()
         },
         concurrency,
+        webhook: p.webhook.clone(),
     };
     crate::spec::validate(&spec)?;
     check_audio(&spec, bundle_dir).await?;

@@ -8,6 +8,7 @@ pub mod events;
 pub mod lock;
 mod run;
 pub mod store;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -134,4 +135,6 @@ pub struct Orchestrator {
     pub events: Option<EventSink>,
     /// Cancels the running job (Ctrl-C); the job stays resumable.
     pub cancel: CancellationToken,
+    /// Key that signs webhook notifications (never stored with the job).
+    pub webhook_secret: Option<String>,
 }

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    backoff, ChunkState, CommittedSegment, Event, JobLock, JobRecord, JobState, JobStore,
+    backoff, webhook, ChunkState, CommittedSegment, Event, JobLock, JobRecord, JobState, JobStore,
     Orchestrator, OrchestratorError, Outcome, StoreError,
 };
 use crate::adapters::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
@@ -116,6 +116,7 @@ impl Orchestrator {
         stop_poll.cancel();
         let _ = poller.await;
 
+        self.notify(id, &result).await;
         match &result {
             Ok(outcome) => {
                 self.store.set_job_state(id, JobState::Succeeded, None)?;
@@ -143,6 +144,38 @@ impl Orchestrator {
             }
         }
         result
+    }
+
+    /// Sends the job's webhook, if it has one, for a finished run.
+    async fn notify(&self, id: &str, result: &Result<Outcome, OrchestratorError>) {
+        let Ok(job) = self.store.job(id) else { return };
+        let Some(url) = job.spec.webhook.clone() else {
+            return;
+        };
+        let (event, state, output, error) = match result {
+            Ok(o) => (
+                "job.succeeded",
+                "succeeded",
+                Some(o.output.display().to_string()),
+                None,
+            ),
+            Err(OrchestratorError::Cancelled { .. }) => ("job.cancelled", "cancelled", None, None),
+            Err(OrchestratorError::Lock(_)) => return,
+            Err(e) => ("job.failed", "failed", None, Some(e.to_string())),
+        };
+        let note = webhook::Notification {
+            event,
+            job: id.to_string(),
+            state: state.into(),
+            output,
+            frames: job.spec.frame_count(),
+            error,
+        };
+        webhook::deliver(
+            &webhook::Webhook::new(url, self.webhook_secret.clone()),
+            &note,
+        )
+        .await;
     }
 
     async fn run_locked(

@@ -555,6 +555,7 @@ mod tests {
                 chunks: plan_chunks(frames, ChunkPlan::Count(3)),
                 retry: RetryPolicy::default(),
                 concurrency: 2,
+                webhook: None,
             },
             storage_url: "memory://t".into(),
             output: "/tmp/out.mp4".into(),

@@ -29,6 +29,9 @@ pub struct JobSpec {
     /// How many chunks may render at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
+    /// URL notified (signed JSON POST) when the job succeeds, fails or is cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
 }
 
 fn default_concurrency() -> u32 {

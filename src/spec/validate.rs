@@ -364,6 +364,14 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
     if spec.concurrency == 0 {
         err("concurrency", "must be at least 1".into());
     }
+    if let Some(w) = &spec.webhook {
+        if !(w.starts_with("http://") || w.starts_with("https://"))
+            || w.len() < 10
+            || w.chars().any(char::is_whitespace)
+        {
+            err("webhook", format!("{w:?} is not an http(s) URL"));
+        }
+    }
 
     if errs.is_empty() {
         Ok(())
@@ -483,6 +491,7 @@ mod tests {
             chunks: plan_chunks(FrameRange::new(0, 100), ChunkPlan::Count(4)),
             retry: RetryPolicy::default(),
             concurrency: 2,
+            webhook: None,
         }
     }
 
