@@ -327,10 +327,10 @@ fn corrupted_segment_is_rendered_again_never_stitched() {
 
 /// A receiver that answers 500 to its first request and 200 afterwards, keeping
 /// (headers, body) of each request.
-fn flaky_receiver() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
-) {
+/// Requests a receiver got: (headers, body).
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+fn flaky_receiver() -> (String, Received) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hooks/render", listener.local_addr().unwrap());
