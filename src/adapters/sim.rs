@@ -1,12 +1,14 @@
 //! The sim adapter: an in-process stand-in for workers, for tests and benchmarks of the
-//! orchestrator. It renders nothing; it writes a small placeholder segment under the
-//! attempt's key and answers with a well-formed report after a fixed latency.
+//! orchestrator. It renders nothing: it writes a small placeholder segment under the
+//! attempt's key and answers with a report — after a seeded random latency, and with seeded
+//! rates of transient failure, hang and corrupt output, so that chaos runs are reproducible.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use super::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
@@ -15,17 +17,92 @@ use crate::spec::{self, JobSpec};
 use crate::storage::{keys, Storage};
 use crate::worker::Timings;
 
-/// Answers every attempt successfully after `latency`, without rendering.
+/// Behaviour of simulated workers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Shortest and longest attempt, uniformly distributed.
+    pub latency: (Duration, Duration),
+    /// Share of attempts that fail with a retryable error.
+    pub fail_rate: f64,
+    /// Share of attempts that never answer (the orchestrator's timeout must catch them).
+    pub hang_rate: f64,
+    /// Share of attempts whose segment does not match their report.
+    pub corrupt_rate: f64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            latency: (Duration::ZERO, Duration::ZERO),
+            fail_rate: 0.0,
+            hang_rate: 0.0,
+            corrupt_rate: 0.0,
+        }
+    }
+}
+
+/// What a simulated attempt does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimOutcome {
+    /// Writes a good segment and reports it.
+    Ok,
+    /// Fails with a retryable error.
+    Fail,
+    /// Never answers.
+    Hang,
+    /// Writes a segment that does not match the report.
+    Corrupt,
+}
+
+impl SimConfig {
+    /// The outcome and latency of one attempt: a function of (seed, chunk, attempt) only,
+    /// so the same run gives the same draws whatever the scheduling order.
+    pub fn draw(&self, chunk: u32, attempt: u32) -> (SimOutcome, Duration) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(
+            self.seed ^ ((chunk as u64) << 32 | attempt as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        let x: f64 = rng.random();
+        let outcome = if x < self.fail_rate {
+            SimOutcome::Fail
+        } else if x < self.fail_rate + self.hang_rate {
+            SimOutcome::Hang
+        } else if x < self.fail_rate + self.hang_rate + self.corrupt_rate {
+            SimOutcome::Corrupt
+        } else {
+            SimOutcome::Ok
+        };
+        let (lo, hi) = self.latency;
+        let latency = if hi > lo {
+            lo + (hi - lo).mul_f64(rng.random::<f64>())
+        } else {
+            lo
+        };
+        (outcome, latency)
+    }
+}
+
+/// Simulated workers.
 pub struct SimAdapter {
-    latency: Duration,
+    config: SimConfig,
     specs: Mutex<HashMap<String, Arc<JobSpec>>>,
 }
 
 impl SimAdapter {
-    /// A sim adapter whose attempts take `latency`.
+    /// Workers that always succeed after `latency`.
     pub fn new(latency: Duration) -> Self {
+        Self::with_config(SimConfig {
+            latency: (latency, latency),
+            ..SimConfig::default()
+        })
+    }
+
+    /// Workers behaving as `config` says.
+    pub fn with_config(config: SimConfig) -> Self {
         Self {
-            latency,
+            config,
             specs: Mutex::default(),
         }
     }
@@ -72,8 +149,22 @@ impl WorkerAdapter for SimAdapter {
                 format!("no chunk {}", req.chunk),
             )
         })?;
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
+        let (outcome, latency) = self.config.draw(req.chunk, req.attempt);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        match outcome {
+            SimOutcome::Fail => {
+                return Err(WorkerFailure::retryable(
+                    FailureKind::RendererFailed,
+                    format!(
+                        "simulated failure of chunk {} attempt {}",
+                        req.chunk, req.attempt
+                    ),
+                ))
+            }
+            SimOutcome::Hang => std::future::pending::<()>().await,
+            SimOutcome::Ok | SimOutcome::Corrupt => {}
         }
         let body = format!("sim segment {job} {} {}", chunk.index, req.attempt).into_bytes();
         let segment = keys::attempt_segment(
@@ -84,8 +175,14 @@ impl WorkerAdapter for SimAdapter {
         );
         let sha256 = hex::encode(Sha256::digest(&body));
         let bytes = body.len() as u64;
+        // A corrupt attempt writes a truncated segment but reports the full one.
+        let written = if outcome == SimOutcome::Corrupt {
+            body[..body.len() / 2].to_vec()
+        } else {
+            body
+        };
         storage
-            .put(&segment, body.into())
+            .put(&segment, written.into())
             .await
             .map_err(|e| WorkerFailure::retryable(FailureKind::Storage, e.to_string()))?;
         Ok(ChunkReport {
@@ -99,7 +196,7 @@ impl WorkerAdapter for SimAdapter {
             bytes,
             sha256,
             timings: Timings {
-                total_ms: self.latency.as_millis() as u64,
+                total_ms: latency.as_millis() as u64,
                 ..Timings::default()
             },
             stats: Default::default(),
