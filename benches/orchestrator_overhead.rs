@@ -16,30 +16,14 @@ use tokio_util::sync::CancellationToken;
 
 fn spec(chunks: u32) -> JobSpec {
     let frames = FrameRange::new(0, chunks as u64);
-    JobSpec {
-        version: SPEC_VERSION,
-        id: None,
-        composition: Composition::Command(CommandComposition {
-            argv: vec!["noop".into(), "{output}".into()],
-            bundle: None,
-        }),
-        video: VideoSpec {
-            width: 64,
-            height: 64,
-            fps: Fps::new(30, 1),
-            frames,
-            codec: Codec::H264,
-            crf: None,
-            preset: None,
-            pixel_format: None,
-            lossless: false,
-        },
-        audio: Vec::new(),
-        chunks: plan_chunks(frames, ChunkPlan::Count(chunks)),
-        retry: RetryPolicy::default(),
-        concurrency: 1,
-        webhook: None,
-    }
+    JobSpec::command(
+        &["noop", "{output}"],
+        64,
+        64,
+        Fps::new(30, 1),
+        frames,
+        ChunkPlan::Count(chunks),
+    )
 }
 
 async fn measure(chunks: u32, concurrency: u32, durable: bool) -> Duration {

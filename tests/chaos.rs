@@ -38,25 +38,6 @@ async fn a_thousand_chunks_survive_failures_hangs_and_corrupt_output() {
     };
     let frames = FrameRange::new(0, 1000);
     let spec = JobSpec {
-        version: SPEC_VERSION,
-        id: None,
-        composition: Composition::Command(CommandComposition {
-            argv: vec!["sim".into(), "{output}".into()],
-            bundle: None,
-        }),
-        video: VideoSpec {
-            width: 64,
-            height: 64,
-            fps: Fps::new(30, 1),
-            frames,
-            codec: Codec::H264,
-            crf: None,
-            preset: None,
-            pixel_format: None,
-            lossless: false,
-        },
-        audio: Vec::new(),
-        chunks: plan_chunks(frames, ChunkPlan::Count(1000)),
         retry: RetryPolicy {
             max_attempts: 12,
             base_backoff_ms: 1,
@@ -64,7 +45,14 @@ async fn a_thousand_chunks_survive_failures_hangs_and_corrupt_output() {
             timeout_s: 0.25,
         },
         concurrency: 64,
-        webhook: None,
+        ..JobSpec::command(
+            &["sim", "{output}"],
+            64,
+            64,
+            Fps::new(30, 1),
+            frames,
+            ChunkPlan::Count(1000),
+        )
     };
     let job = orch
         .submit(spec, &storage, &dir.path().join("out.mp4"))

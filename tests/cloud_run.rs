@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
@@ -22,35 +22,8 @@ fn fake_google(token: &'static str, audience: String) -> (String, Arc<Mutex<Vec<
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { break };
-            let mut buf = Vec::new();
-            let mut tmp = [0u8; 8192];
-            // Read headers and a Content-Length body.
-            let (head, body) = loop {
-                let n = conn.read(&mut tmp).unwrap_or(0);
-                if n == 0 {
-                    break (String::new(), String::new());
-                }
-                buf.extend_from_slice(&tmp[..n]);
-                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..i]).to_string();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    while buf.len() < i + 4 + len {
-                        let n = conn.read(&mut tmp).unwrap_or(0);
-                        if n == 0 {
-                            break;
-                        }
-                        buf.extend_from_slice(&tmp[..n]);
-                    }
-                    break (head, String::from_utf8_lossy(&buf[i + 4..]).to_string());
-                }
-            };
+            let (head, body) = read_request(&mut conn).unwrap_or_default();
+            let body = String::from_utf8_lossy(&body).to_string();
             let line = head.lines().next().unwrap_or_default().to_string();
             log.lock().unwrap().push(format!("{line}\n{body}"));
             let wanted = url_encode(&audience);

@@ -331,7 +331,7 @@ fn corrupted_segment_is_rendered_again_never_stitched() {
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
 fn flaky_receiver() -> (String, Received) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hooks/render", listener.local_addr().unwrap());
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -339,32 +339,10 @@ fn flaky_receiver() -> (String, Received) {
     std::thread::spawn(move || {
         for (n, conn) in listener.incoming().enumerate() {
             let Ok(mut conn) = conn else { break };
-            let mut buf = Vec::new();
-            let mut tmp = [0u8; 4096];
-            loop {
-                let k = conn.read(&mut tmp).unwrap_or(0);
-                if k == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&tmp[..k]);
-                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..i]).to_string();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= i + 4 + len {
-                        log.lock().unwrap().push((
-                            head,
-                            String::from_utf8_lossy(&buf[i + 4..i + 4 + len]).to_string(),
-                        ));
-                        break;
-                    }
-                }
+            if let Some((head, body)) = read_request(&mut conn) {
+                log.lock()
+                    .unwrap()
+                    .push((head, String::from_utf8_lossy(&body).to_string()));
             }
             let status = if n == 0 {
                 "500 Internal Server Error"

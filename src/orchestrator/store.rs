@@ -534,28 +534,16 @@ mod tests {
         JobRecord {
             id: id.into(),
             spec: JobSpec {
-                version: 1,
                 id: Some(id.into()),
-                composition: Composition::Command(CommandComposition {
-                    argv: vec!["x".into(), "{output}".into()],
-                    bundle: None,
-                }),
-                video: VideoSpec {
-                    width: 64,
-                    height: 64,
-                    fps: Fps::new(30, 1),
-                    frames,
-                    codec: Codec::H264,
-                    crf: None,
-                    preset: None,
-                    pixel_format: None,
-                    lossless: false,
-                },
-                audio: Vec::new(),
-                chunks: plan_chunks(frames, ChunkPlan::Count(3)),
-                retry: RetryPolicy::default(),
                 concurrency: 2,
-                webhook: None,
+                ..JobSpec::command(
+                    &["x", "{output}"],
+                    64,
+                    64,
+                    Fps::new(30, 1),
+                    frames,
+                    ChunkPlan::Count(3),
+                )
             },
             storage_url: "memory://t".into(),
             output: "/tmp/out.mp4".into(),

@@ -39,6 +39,42 @@ fn default_concurrency() -> u32 {
 }
 
 impl JobSpec {
+    /// A spec for `argv` over `frames`, split by `plan`, with default encoding (h264),
+    /// retries and concurrency 1; no id until submitted.
+    pub fn command(
+        argv: &[&str],
+        width: u32,
+        height: u32,
+        fps: Fps,
+        frames: FrameRange,
+        plan: super::ChunkPlan,
+    ) -> Self {
+        Self {
+            version: SPEC_VERSION,
+            id: None,
+            composition: Composition::Command(CommandComposition {
+                argv: argv.iter().map(|s| s.to_string()).collect(),
+                bundle: None,
+            }),
+            video: VideoSpec {
+                width,
+                height,
+                fps,
+                frames,
+                codec: Codec::H264,
+                crf: None,
+                preset: None,
+                pixel_format: None,
+                lossless: false,
+            },
+            audio: Vec::new(),
+            chunks: super::plan_chunks(frames, plan),
+            retry: RetryPolicy::default(),
+            concurrency: 1,
+            webhook: None,
+        }
+    }
+
     /// Total number of frames in the job.
     pub fn frame_count(&self) -> u64 {
         self.video.frames.len()

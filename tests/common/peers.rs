@@ -161,35 +161,9 @@ pub fn throttling_proxy(upstream: &str, refuse: usize) -> ThrottlingProxy {
             let upstream = upstream.clone();
             let counter = counter.clone();
             std::thread::spawn(move || {
-                // Read one request: headers, then Content-Length bytes of body.
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 8192];
-                let header_end = loop {
-                    let Ok(n) = conn.read(&mut tmp) else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&tmp[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
+                let Some((head, body)) = super::read_request(&mut conn) else {
+                    return;
                 };
-                let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                while buf.len() < header_end + len {
-                    let Ok(n) = conn.read(&mut tmp) else { return };
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&tmp[..n]);
-                }
                 if counter.fetch_add(1, Ordering::SeqCst) < refuse {
                     let body = r#"{"Type":"User","message":"Rate exceeded","__type":"TooManyRequestsException","Reason":"ConcurrentInvocationLimitExceeded"}"#;
                     let resp = format!(
@@ -212,7 +186,7 @@ pub fn throttling_proxy(upstream: &str, refuse: usize) -> ThrottlingProxy {
                     return;
                 };
                 let _ = up.write_all(head.as_bytes());
-                let _ = up.write_all(&buf[header_end..]);
+                let _ = up.write_all(&body);
                 let mut answer = Vec::new();
                 let _ = up.read_to_end(&mut answer);
                 let _ = conn.write_all(&answer);
