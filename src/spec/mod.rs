@@ -5,6 +5,7 @@
 //! [`plan_chunks`] tiles a frame range into contiguous chunks.
 
 mod fps;
+pub mod fuzz;
 mod plan;
 mod types;
 mod validate;

@@ -201,3 +201,37 @@ mod tests {
         .is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn concat_list_never_panics_and_quotes_every_path(
+            names in proptest::collection::vec(".{0,40}", 1..20),
+            frames in proptest::collection::vec(1u64..100_000, 1..20),
+            num in 1u32..200_000,
+            den in 1u32..2_000,
+        ) {
+            let segs: Vec<Segment> = names.iter().zip(frames.iter().cycle()).map(|(n, f)| Segment { path: format!("/s/{n}").into(), frames: *f }).collect();
+            match concat_list(&segs, Fps::new(num, den)) {
+                Ok(list) => {
+                    // One file line per segment, and durations add up to the exact total.
+                    prop_assert_eq!(list.lines().filter(|l| l.starts_with("file '")).count(), segs.len());
+                    let total: u64 = segs.iter().map(|s| s.frames).sum();
+                    let micros: u128 = list.lines().filter_map(|l| l.strip_prefix("duration ")).map(|d| {
+                        let (a, b) = d.split_once('.').unwrap();
+                        a.parse::<u128>().unwrap() * 1_000_000 + b.parse::<u128>().unwrap()
+                    }).sum();
+                    let exact = total as u128 * den as u128 * 1_000_000;
+                    let expected = (exact + num as u128 / 2) / num as u128;
+                    prop_assert_eq!(micros, expected);
+                }
+                Err(StitchError::BadPath(p)) => prop_assert!(p.to_string_lossy().contains(['\n', '\r'])),
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
+        }
+    }
+}
