@@ -232,3 +232,93 @@ fn a_busy_worker_answers_429_and_the_job_backs_off_until_it_succeeds() {
     );
     assert_eq!(probe_stream(&env.path("out.mp4")).0, 60);
 }
+
+/// A "worker" that reads each request and hangs up without answering; counts requests.
+fn hang_up_worker() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            if read_request(&mut conn).is_some() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            drop(conn);
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn a_worker_that_keeps_losing_chunks_is_blocklisted_and_the_job_succeeds() {
+    let env = Env::new();
+    let good = WorkerServer::start(Some("t"));
+    let (bad, requests) = hang_up_worker();
+    let r = ffmpeg_renderer();
+    let workers = format!("{bad},{}", good.url);
+    let out = env.run(&with_renderer(
+        &lossless_args(
+            "b.mp4",
+            &[
+                "--adapter",
+                "http",
+                "--workers",
+                &workers,
+                "--worker-token",
+                "t",
+                "--concurrency",
+                "1",
+                "--retries",
+                "4",
+                "--max-worker-failures",
+                "2",
+                "--worker-rest",
+                "0",
+            ],
+        ),
+        &r,
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "blocklisted after 2 lost chunks"
+    );
+    assert_eq!(probe_stream(&env.path("b.mp4")).0, 60);
+}
+
+#[test]
+fn the_job_fails_when_no_healthy_worker_is_left() {
+    let env = Env::new();
+    let (a, _) = hang_up_worker();
+    let (b, _) = hang_up_worker();
+    let r = ffmpeg_renderer();
+    let workers = format!("{a},{b}");
+    let out = env.run(&with_renderer(
+        &lossless_args(
+            "x.mp4",
+            &[
+                "--adapter",
+                "http",
+                "--workers",
+                &workers,
+                "--retries",
+                "10",
+                "--max-worker-failures",
+                "2",
+                "--worker-rest",
+                "0",
+            ],
+        ),
+        &r,
+    ));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no healthy http worker left"), "{err}");
+}

@@ -18,8 +18,17 @@ use crate::orchestrator::backoff;
 use crate::spec::RetryPolicy;
 use crate::worker::protocol::WorkerResponse;
 
-/// How long a worker that failed at the connection level is skipped.
-const REST: Duration = Duration::from_secs(30);
+/// How long a worker that failed at the connection level is skipped, by default.
+pub const DEFAULT_REST: Duration = Duration::from_secs(30);
+/// Lost or unreachable this many times in a job, a worker gets no more of its chunks.
+pub const DEFAULT_MAX_WORKER_FAILURES: u32 = 3;
+
+/// What the adapter knows of one worker's health during a job.
+#[derive(Debug, Clone, Copy, Default)]
+struct Health {
+    resting_until: Option<Instant>,
+    failures: u32,
+}
 
 /// Supplies the `Authorization` bearer token for each request.
 #[async_trait]
@@ -65,7 +74,9 @@ impl Default for ThrottlePolicy {
 pub struct HttpAdapter {
     name: &'static str,
     endpoints: Vec<String>,
-    resting_until: Mutex<Vec<Option<Instant>>>,
+    health: Mutex<Vec<Health>>,
+    max_failures: u32,
+    rest: Duration,
     next: AtomicUsize,
     client: reqwest::Client,
     auth: ClientAuth,
@@ -101,7 +112,9 @@ impl HttpAdapter {
                 .into_iter()
                 .map(|e| e.trim_end_matches('/').to_string())
                 .collect(),
-            resting_until: Mutex::new(vec![None; n]),
+            health: Mutex::new(vec![Health::default(); n]),
+            max_failures: DEFAULT_MAX_WORKER_FAILURES,
+            rest: DEFAULT_REST,
             next: AtomicUsize::new(0),
             client,
             auth,
@@ -115,24 +128,44 @@ impl HttpAdapter {
         self
     }
 
-    /// The next worker that is not resting, starting after the last one used.
+    /// Sets how many failures blocklist a worker for the rest of the job, and how long a
+    /// worker is skipped after each failure.
+    pub fn with_health(mut self, max_failures: u32, rest: Duration) -> Self {
+        self.max_failures = max_failures.max(1);
+        self.rest = rest;
+        self
+    }
+
+    /// The next healthy worker that is not resting, starting after the last one used.
     fn pick(&self, skip: &[usize]) -> Option<usize> {
         let now = Instant::now();
-        let resting = self
-            .resting_until
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default();
+        let health = self.health.lock().map(|h| h.clone()).unwrap_or_default();
         let n = self.endpoints.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n).map(|k| (start + k) % n).find(|i| {
-            !skip.contains(i) && resting.get(*i).copied().flatten().is_none_or(|t| t <= now)
+            let h = health.get(*i).copied().unwrap_or_default();
+            !skip.contains(i)
+                && h.failures < self.max_failures
+                && h.resting_until.is_none_or(|t| t <= now)
         })
     }
 
-    fn rest(&self, i: usize) {
-        if let Ok(mut r) = self.resting_until.lock() {
-            r[i] = Some(Instant::now() + REST);
+    /// Whether every worker has been blocklisted.
+    fn none_healthy(&self) -> bool {
+        self.health
+            .lock()
+            .map(|h| h.iter().all(|w| w.failures >= self.max_failures))
+            .unwrap_or(false)
+    }
+
+    /// Counts a failure against worker `i` and rests it; enough failures blocklist it.
+    fn record_failure(&self, i: usize) {
+        if let Ok(mut h) = self.health.lock() {
+            h[i].failures += 1;
+            h[i].resting_until = Some(Instant::now() + self.rest);
+            if h[i].failures == self.max_failures {
+                tracing::warn!(worker = %self.endpoints[i], failures = h[i].failures, "worker blocklisted for this job");
+            }
         }
     }
 
@@ -165,6 +198,17 @@ impl WorkerAdapter for HttpAdapter {
         let mut unreachable: Vec<usize> = Vec::new();
         loop {
             let Some(i) = self.pick(&unreachable) else {
+                if self.none_healthy() {
+                    return Err(WorkerFailure::fatal(
+                        FailureKind::LostWorker,
+                        format!(
+                            "no healthy {} worker left: all {} failed {} times",
+                            self.name,
+                            self.endpoints.len(),
+                            self.max_failures
+                        ),
+                    ));
+                }
                 return Err(WorkerFailure::retryable(
                     FailureKind::LostWorker,
                     format!(
@@ -178,13 +222,13 @@ impl WorkerAdapter for HttpAdapter {
             match self.exchange(endpoint, req).await? {
                 Exchange::Done(r) => {
                     if matches!(&r, Err(f) if f.kind == FailureKind::LostWorker) {
-                        self.rest(i);
+                        self.record_failure(i);
                     }
                     return r;
                 }
                 Exchange::Unreachable(why) => {
                     tracing::warn!(worker = %endpoint, chunk = req.chunk, error = %why, "worker unreachable; trying another");
-                    self.rest(i);
+                    self.record_failure(i);
                     unreachable.push(i);
                 }
                 Exchange::Throttled(after, why) => {

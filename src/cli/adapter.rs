@@ -85,6 +85,13 @@ pub struct AdapterArgs {
     /// vCPUs of one Cloud Run instance, for the cost estimate in `status` (default 2).
     #[arg(long)]
     pub vcpu: Option<f64>,
+    /// http/cloudrun: a worker lost or unreachable this many times gets no more chunks of
+    /// the job; the job fails when no healthy worker is left.
+    #[arg(long, default_value_t = crate::adapters::http::DEFAULT_MAX_WORKER_FAILURES)]
+    pub max_worker_failures: u32,
+    /// http/cloudrun: seconds a worker is skipped after a failure.
+    #[arg(long, default_value_t = crate::adapters::http::DEFAULT_REST.as_secs_f64())]
+    pub worker_rest: f64,
     /// Seconds before an invocation that has not answered is abandoned (lambda).
     #[arg(long, default_value_t = 900.0)]
     pub invoke_timeout: f64,
@@ -160,6 +167,13 @@ impl AdapterArgs {
         })
     }
 
+    fn rest(&self) -> anyhow::Result<std::time::Duration> {
+        if !(self.worker_rest.is_finite() && self.worker_rest >= 0.0) {
+            bail!("--worker-rest must be a non-negative number of seconds");
+        }
+        Ok(std::time::Duration::from_secs_f64(self.worker_rest))
+    }
+
     /// Builds the adapter.
     pub async fn build(&self, config: &AdapterConfig) -> anyhow::Result<Arc<dyn WorkerAdapter>> {
         Ok(match config.kind {
@@ -172,7 +186,10 @@ impl AdapterArgs {
                     Some(t) => ClientAuth::Bearer(t.clone()),
                     None => ClientAuth::None,
                 };
-                Arc::new(HttpAdapter::new("http", config.workers.clone(), auth)?)
+                Arc::new(
+                    HttpAdapter::new("http", config.workers.clone(), auth)?
+                        .with_health(self.max_worker_failures, self.rest()?),
+                )
             }
             AdapterKind::Cloudrun => {
                 let auth = match &self.worker_token {
@@ -182,7 +199,10 @@ impl AdapterArgs {
                         ClientAuth::Source(Arc::new(GoogleIdTokens::from_env(&config.workers[0])?))
                     }
                 };
-                Arc::new(HttpAdapter::new("cloudrun", config.workers.clone(), auth)?)
+                Arc::new(
+                    HttpAdapter::new("cloudrun", config.workers.clone(), auth)?
+                        .with_health(self.max_worker_failures, self.rest()?),
+                )
             }
             AdapterKind::Lambda => {
                 if !(self.invoke_timeout.is_finite() && self.invoke_timeout > 0.0) {
