@@ -44,6 +44,7 @@ async fn measure(chunks: u32, concurrency: u32, durable: bool) -> Duration {
         events: None,
         cancel: CancellationToken::new(),
         webhook_secret: None,
+        speculation: None,
     };
     let mut s = spec(chunks);
     s.concurrency = concurrency;

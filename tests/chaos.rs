@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use helios_infra::adapters::sim::{SimAdapter, SimConfig, SimOutcome};
-use helios_infra::orchestrator::{ChunkState, Event, JobStore, Orchestrator, SqliteStore};
+use helios_infra::orchestrator::{
+    ChunkState, Event, JobStore, Orchestrator, Speculation, SqliteStore,
+};
 use helios_infra::spec::*;
 use helios_infra::stitch::ConcatStitcher;
 use helios_infra::storage::Storage;
@@ -24,6 +26,7 @@ async fn a_thousand_chunks_survive_failures_hangs_and_corrupt_output() {
         fail_rate: 0.20,
         hang_rate: 0.02,
         corrupt_rate: 0.02,
+        slow: Vec::new(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let orch = Orchestrator {
@@ -35,6 +38,7 @@ async fn a_thousand_chunks_survive_failures_hangs_and_corrupt_output() {
         events: Some(tx),
         cancel: CancellationToken::new(),
         webhook_secret: None,
+        speculation: None,
     };
     let frames = FrameRange::new(0, 1000);
     let spec = JobSpec {
@@ -102,4 +106,73 @@ async fn a_thousand_chunks_survive_failures_hangs_and_corrupt_output() {
             seg.sha256
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_straggler_gets_a_duplicate_and_the_first_result_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("jobs.db")).unwrap());
+    let storage = Storage::open(dir.path().join("storage").to_str().unwrap()).unwrap();
+    // Chunk 17's first attempt would take a minute; everything else 20 ms.
+    let config = SimConfig {
+        latency: (Duration::from_millis(20), Duration::from_millis(20)),
+        slow: vec![(17, 1, Duration::from_secs(60))],
+        ..SimConfig::default()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let orch = Orchestrator {
+        store: store.clone(),
+        adapter: Arc::new(SimAdapter::with_config(config)),
+        adapter_config: "{}".into(),
+        stitcher: Arc::new(ConcatStitcher),
+        state_dir: dir.path().to_path_buf(),
+        events: Some(tx),
+        cancel: CancellationToken::new(),
+        webhook_secret: None,
+        speculation: Some(Speculation {
+            factor: 3.0,
+            min_elapsed: Duration::from_millis(200),
+            min_done: 0.75,
+        }),
+    };
+    let frames = FrameRange::new(0, 20);
+    let spec = JobSpec {
+        retry: RetryPolicy {
+            timeout_s: 120.0,
+            ..RetryPolicy::default()
+        },
+        concurrency: 4,
+        ..JobSpec::command(
+            &["sim", "{output}"],
+            64,
+            64,
+            Fps::new(30, 1),
+            frames,
+            ChunkPlan::Count(20),
+        )
+    };
+    let job = orch
+        .submit(spec, &storage, &dir.path().join("out.mp4"))
+        .await
+        .unwrap();
+    assert_eq!(orch.render_chunks(&job, &storage).await.unwrap(), 20);
+    drop(orch);
+    let mut speculated = Vec::new();
+    let mut done: HashMap<u32, u32> = HashMap::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::ChunkSpeculated { chunk, attempt } => speculated.push((chunk, attempt)),
+            Event::ChunkDone { chunk, .. } => *done.entry(chunk).or_default() += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(speculated, vec![(17, 2)]);
+    assert!(done.values().all(|n| *n == 1) && done.len() == 20);
+    let c17 = store
+        .chunks(&job.id)
+        .unwrap()
+        .into_iter()
+        .find(|c| c.chunk.index == 17)
+        .unwrap();
+    assert_eq!(c17.segment.unwrap().attempt, 2, "the duplicate won");
 }

@@ -30,6 +30,8 @@ pub struct SimConfig {
     pub hang_rate: f64,
     /// Share of attempts whose segment does not match their report.
     pub corrupt_rate: f64,
+    /// Latency overrides for given (chunk, attempt) pairs: stragglers.
+    pub slow: Vec<(u32, u32, Duration)>,
 }
 
 impl Default for SimConfig {
@@ -40,6 +42,7 @@ impl Default for SimConfig {
             fail_rate: 0.0,
             hang_rate: 0.0,
             corrupt_rate: 0.0,
+            slow: Vec::new(),
         }
     }
 }
@@ -80,6 +83,11 @@ impl SimConfig {
         } else {
             lo
         };
+        let latency = self
+            .slow
+            .iter()
+            .find(|(c, a, _)| *c == chunk && *a == attempt)
+            .map_or(latency, |(_, _, d)| *d);
         (outcome, latency)
     }
 }

@@ -92,6 +92,13 @@ pub struct AdapterArgs {
     /// http/cloudrun: seconds a worker is skipped after a failure.
     #[arg(long, default_value_t = crate::adapters::http::DEFAULT_REST.as_secs_f64())]
     pub worker_rest: f64,
+    /// Start a duplicate of an attempt that runs far beyond its siblings' median once most
+    /// chunks are done (default: on for remote adapters, off for local).
+    #[arg(long, conflicts_with = "no_speculate")]
+    pub speculate: bool,
+    /// Never start speculative duplicates.
+    #[arg(long)]
+    pub no_speculate: bool,
     /// Seconds before an invocation that has not answered is abandoned (lambda).
     #[arg(long, default_value_t = 900.0)]
     pub invoke_timeout: f64,
@@ -165,6 +172,12 @@ impl AdapterArgs {
                 ..AdapterConfig::default()
             },
         })
+    }
+
+    /// Straggler speculation for this adapter.
+    pub fn speculation(&self, config: &AdapterConfig) -> Option<crate::orchestrator::Speculation> {
+        let on = !self.no_speculate && (self.speculate || config.kind != AdapterKind::Local);
+        on.then(crate::orchestrator::Speculation::default)
     }
 
     fn rest(&self) -> anyhow::Result<std::time::Duration> {

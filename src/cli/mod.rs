@@ -321,6 +321,7 @@ impl State {
                 events: Some(tx),
                 cancel: CancellationToken::new(),
                 webhook_secret: self.webhook_secret.clone(),
+                speculation: args.speculation(&config),
             },
             rx,
         ))

@@ -37,6 +37,13 @@ pub enum Event {
         /// Worker time, milliseconds.
         worker_ms: u64,
     },
+    /// A straggling chunk got a speculative duplicate attempt.
+    ChunkSpeculated {
+        /// Chunk index.
+        chunk: u32,
+        /// The duplicate's attempt number.
+        attempt: u32,
+    },
     /// An attempt failed and will be retried.
     ChunkRetry {
         /// Chunk index.

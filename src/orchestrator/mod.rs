@@ -137,4 +137,27 @@ pub struct Orchestrator {
     pub cancel: CancellationToken,
     /// Key that signs webhook notifications (never stored with the job).
     pub webhook_secret: Option<String>,
+    /// Duplicate straggling attempts (on by default for remote adapters).
+    pub speculation: Option<Speculation>,
+}
+
+/// When a running attempt counts as a straggler and gets a speculative duplicate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Speculation {
+    /// It has run longer than this multiple of the median successful attempt…
+    pub factor: f64,
+    /// …and at least this long…
+    pub min_elapsed: std::time::Duration,
+    /// …and at least this share of the job's chunks is done.
+    pub min_done: f64,
+}
+
+impl Default for Speculation {
+    fn default() -> Self {
+        Self {
+            factor: 3.0,
+            min_elapsed: std::time::Duration::from_secs(1),
+            min_done: 0.75,
+        }
+    }
 }

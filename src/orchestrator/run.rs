@@ -1,9 +1,9 @@
 //! Running a job: recover → render pending chunks → verify → stitch.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::Semaphore;
@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     backoff, webhook, ChunkState, CommittedSegment, Event, JobLock, JobRecord, JobState, JobStore,
-    Orchestrator, OrchestratorError, Outcome, StoreError,
+    Orchestrator, OrchestratorError, Outcome, Speculation, StoreError,
 };
 use crate::adapters::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
 use crate::media;
@@ -289,6 +289,9 @@ impl Orchestrator {
             cancel: self.cancel.clone(),
             events: self.events.clone(),
             failed: AtomicBool::new(false),
+            speculation: self.speculation.clone(),
+            done: AtomicU32::new(0),
+            durations: std::sync::Mutex::new(Vec::new()),
         });
         let sem = Arc::new(Semaphore::new(job.spec.concurrency.max(1) as usize));
         let mut tasks = JoinSet::new();
@@ -465,6 +468,10 @@ struct ChunkCtx {
     cancel: CancellationToken,
     events: Option<super::EventSink>,
     failed: AtomicBool,
+    speculation: Option<Speculation>,
+    /// Chunks committed in this run, and how long their successful attempts took.
+    done: AtomicU32,
+    durations: std::sync::Mutex<Vec<Duration>>,
 }
 
 impl ChunkCtx {
@@ -481,6 +488,103 @@ impl ChunkCtx {
         }
     }
 
+    /// One attempt, bounded by the timeout, with its report verified.
+    async fn attempt_once(
+        &self,
+        chunk: Chunk,
+        attempt: u32,
+        timeout: Duration,
+    ) -> Result<CommittedSegment, WorkerFailure> {
+        let req = ChunkRequest {
+            job: self.job_url.clone(),
+            chunk: chunk.index,
+            attempt,
+        };
+        match tokio::time::timeout(timeout, self.adapter.run_chunk(&req)).await {
+            Ok(Ok(report)) => verify_report(&report, &self.spec, chunk, attempt, &self.storage)
+                .await
+                .map_err(|reason| WorkerFailure::retryable(FailureKind::RenderOutput, reason)),
+            Ok(Err(failure)) => Err(failure),
+            Err(_) => Err(WorkerFailure::retryable(
+                FailureKind::Timeout,
+                format!(
+                    "attempt {attempt} timed out after {}s and was killed",
+                    timeout.as_secs_f64()
+                ),
+            )),
+        }
+    }
+
+    /// Whether an attempt running for `elapsed` is a straggler worth duplicating.
+    fn is_straggler(&self, elapsed: Duration, s: &Speculation) -> bool {
+        let total = self.spec.chunks.len().max(1) as f64;
+        if (self.done.load(Ordering::SeqCst) as f64) < s.min_done * total {
+            return false;
+        }
+        let Ok(d) = self.durations.lock() else {
+            return false;
+        };
+        if d.len() < 3 {
+            return false;
+        }
+        let mut sorted = d.clone();
+        sorted.sort();
+        let median = sorted[sorted.len() / 2];
+        elapsed > median.mul_f64(s.factor).max(s.min_elapsed)
+    }
+
+    /// Runs an attempt; if it straggles, starts a duplicate and takes the first verified
+    /// result (outputs are identical by determinism). Returns the winning attempt number.
+    async fn attempt_with_speculation(
+        &self,
+        chunk: Chunk,
+        attempt: u32,
+        timeout: Duration,
+    ) -> (u32, Result<CommittedSegment, WorkerFailure>) {
+        let first = self.attempt_once(chunk, attempt, timeout);
+        tokio::pin!(first);
+        let Some(spec) = self.speculation.clone() else {
+            return (attempt, first.await);
+        };
+        let started = Instant::now();
+        loop {
+            tokio::select! {
+                r = &mut first => return (attempt, r),
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                    if self.is_straggler(started.elapsed(), &spec) {
+                        break;
+                    }
+                }
+            }
+        }
+        let Ok(duplicate) = self.store.begin_attempt(&self.job, chunk.index) else {
+            return (attempt, first.await);
+        };
+        tracing::info!(job = %self.job, chunk = chunk.index, attempt, duplicate, "straggler: starting a duplicate attempt");
+        self.emit(Event::ChunkSpeculated {
+            chunk: chunk.index,
+            attempt: duplicate,
+        });
+        let second = self.attempt_once(chunk, duplicate, timeout);
+        tokio::pin!(second);
+        let (mut first_failed, mut second_failed) = (None, None);
+        loop {
+            tokio::select! {
+                r = &mut first, if first_failed.is_none() => match r {
+                    Ok(seg) => return (attempt, Ok(seg)),
+                    Err(f) => first_failed = Some(f),
+                },
+                r = &mut second, if second_failed.is_none() => match r {
+                    Ok(seg) => return (duplicate, Ok(seg)),
+                    Err(f) => second_failed = Some(f),
+                },
+            }
+            if let (Some(_), Some(f)) = (&first_failed, &second_failed) {
+                return (duplicate, Err(f.clone()));
+            }
+        }
+    }
+
     /// Attempts a chunk until it is committed, fails fatally or runs out of attempts.
     async fn render_chunk(&self, chunk: Chunk) -> Result<(), OrchestratorError> {
         let policy = &self.spec.retry;
@@ -494,39 +598,27 @@ impl ChunkCtx {
                 chunk: chunk.index,
                 attempt,
             });
-            let req = ChunkRequest {
-                job: self.job_url.clone(),
-                chunk: chunk.index,
-                attempt,
-            };
-            let outcome = tokio::select! {
+            let started = Instant::now();
+            let (winner, outcome) = tokio::select! {
                 _ = self.cancel.cancelled() => return Err(self.cancelled(chunk.index)),
-                r = tokio::time::timeout(timeout, self.adapter.run_chunk(&req)) => r,
+                r = self.attempt_with_speculation(chunk, attempt, timeout) => r,
             };
             let failure = match outcome {
-                Ok(Ok(report)) => {
-                    match verify_report(&report, &self.spec, chunk, attempt, &self.storage).await {
-                        Ok(seg) => {
-                            self.store.commit_chunk(&self.job, chunk.index, &seg)?;
-                            self.emit(Event::ChunkDone {
-                                chunk: chunk.index,
-                                attempt,
-                                frames: seg.frames,
-                                worker_ms: seg.worker_ms,
-                            });
-                            return Ok(());
-                        }
-                        Err(reason) => WorkerFailure::retryable(FailureKind::RenderOutput, reason),
+                Ok(seg) => {
+                    self.store.commit_chunk(&self.job, chunk.index, &seg)?;
+                    if let Ok(mut d) = self.durations.lock() {
+                        d.push(started.elapsed());
                     }
+                    self.done.fetch_add(1, Ordering::SeqCst);
+                    self.emit(Event::ChunkDone {
+                        chunk: chunk.index,
+                        attempt: winner,
+                        frames: seg.frames,
+                        worker_ms: seg.worker_ms,
+                    });
+                    return Ok(());
                 }
-                Ok(Err(failure)) => failure,
-                Err(_) => WorkerFailure::retryable(
-                    FailureKind::Timeout,
-                    format!(
-                        "attempt {attempt} timed out after {}s and was killed",
-                        policy.timeout_s
-                    ),
-                ),
+                Err(failure) => failure,
             };
             if !failure.retryable || n == policy.max_attempts {
                 let attempts_note = if failure.retryable {
