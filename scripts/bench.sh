@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -q
-bin=$PWD/target/release/helios-infra
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/helios-infra
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 reps=${REPS:-3}
