@@ -261,7 +261,8 @@ fn a_missing_resource_fails_the_job_naming_it() {
     );
 }
 
-/// Chromium main processes (the ones with a DevTools port) whose profile is under `dir`.
+/// Chromium main processes of chunk workers (the ones with a DevTools port) whose profile
+/// is under `dir`.
 fn browsers_under(dir: &Path) -> Vec<i32> {
     let needle = dir.display().to_string();
     std::fs::read_dir("/proc")
@@ -270,7 +271,11 @@ fn browsers_under(dir: &Path) -> Vec<i32> {
         .filter(|pid| {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd);
-            cmd.contains("--remote-debugging-port") && cmd.contains(&needle)
+            // A worker's browser (its profile is in the chunk's work dir), not the one that
+            // looks for media elements at plan time.
+            cmd.contains("--remote-debugging-port")
+                && cmd.contains(&needle)
+                && cmd.contains("helios-chunk-")
         })
         .collect()
 }
@@ -330,4 +335,111 @@ fn a_killed_browser_is_retried_and_the_job_succeeds() {
         attempts >= 3,
         "the killed browser's chunk was retried: {st}"
     );
+}
+
+/// A page that paints, as clock-style bit squares, the frame read from
+/// `document.timeline.currentTime` (row y=16, canvas 2D) and from the rAF timestamp through
+/// WebGL scissored clears (row y=80).
+const TIMELINE_AND_WEBGL: &str = r#"<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<style>html,body{margin:0;background:#000;overflow:hidden}canvas{position:absolute;left:0;top:0}</style></head>
+<body><canvas id="c2" width="1280" height="72"></canvas><canvas id="gl" width="1280" height="720" style="top:0"></canvas>
+<script>
+const c2 = document.getElementById('c2').getContext('2d');
+const gl = document.getElementById('gl').getContext('webgl', { preserveDrawingBuffer: true });
+function bits(n, draw) { for (let i = 0; i < 24; i++) if ((n >> i) & 1) draw(16 + 52 * i); }
+function frame(ts) {
+  const fromTimeline = Math.round(document.timeline.currentTime * 30 / 1000);
+  c2.fillStyle = '#000'; c2.fillRect(0, 0, 1280, 72); c2.fillStyle = '#fff';
+  bits(fromTimeline, x => c2.fillRect(x, 16, 48, 48));
+  if (gl) {
+    const n = Math.round(ts * 30 / 1000);
+    gl.disable(gl.SCISSOR_TEST); gl.clearColor(0, 0, 0, 0); gl.clear(gl.COLOR_BUFFER_BIT);
+    gl.enable(gl.SCISSOR_TEST); gl.clearColor(1, 1, 1, 1);
+    bits(n, x => { gl.scissor(x, 720 - 80 - 48, 48, 48); gl.clear(gl.COLOR_BUFFER_BIT); });
+  }
+  requestAnimationFrame(frame);
+}
+requestAnimationFrame(frame);
+</script></body></html>"#;
+
+#[test]
+fn document_timeline_and_webgl_follow_virtual_time() {
+    let env = Env::new();
+    let dir = env.path("tl");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), TIMELINE_AND_WEBGL).unwrap();
+    env.ok(&[
+        "render",
+        dir.to_str().unwrap(),
+        "-o",
+        "tl.mp4",
+        "--frames",
+        "1000..1006",
+        "--size",
+        "1280x720",
+        "--chunks",
+        "2",
+        "--lossless",
+    ]);
+    for (i, rows) in clock_readings(&env.path("tl.mp4"), 1280, 720)
+        .iter()
+        .enumerate()
+    {
+        let want = 1000 + i as u32;
+        assert_eq!(
+            rows[0], want,
+            "frame {want}: document.timeline reads {}",
+            rows[0]
+        );
+        assert_eq!(rows[1], want, "frame {want}: WebGL shows {}", rows[1]);
+    }
+}
+
+#[test]
+fn canvas_read_back_gives_the_same_frames_as_screenshots() {
+    let env = Env::new();
+    let canvas = example("canvas");
+    let base = [
+        "--frames",
+        "100..112",
+        "--size",
+        "1280x720",
+        "--chunks",
+        "2",
+        "--lossless",
+    ];
+    let mut a = vec!["render", &canvas, "-o", "shots.mp4"];
+    a.extend(base);
+    env.ok(&a);
+    let mut b = vec![
+        "render",
+        &canvas,
+        "-o",
+        "readback.mp4",
+        "--capture-canvas",
+        "#stage",
+    ];
+    b.extend(base);
+    env.ok(&b);
+    assert_eq!(
+        framemd5(&env.path("readback.mp4")),
+        framemd5(&env.path("shots.mp4"))
+    );
+    // A selector that matches nothing fails the job, saying so.
+    let out = env.run(&[
+        "render",
+        &canvas,
+        "-o",
+        "x.mp4",
+        "--frames",
+        "0..2",
+        "--size",
+        "1280x720",
+        "--chunks",
+        "1",
+        "--capture-canvas",
+        "#nope",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no <canvas> matches #nope"));
 }

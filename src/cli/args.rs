@@ -110,6 +110,10 @@ pub struct PlanSettings {
     /// Repeatable; tracks are mixed once for the whole timeline.
     #[arg(long = "audio", value_name = "FILE[@FRAME]", value_parser = parse_audio)]
     pub audio: Vec<(String, u64)>,
+    /// HTML compositions: capture this <canvas> (CSS selector, e.g. `canvas`) by read-back
+    /// instead of screenshots of the page — faster when the canvas is the whole picture.
+    #[arg(long, value_name = "SELECTOR")]
+    pub capture_canvas: Option<String>,
     /// Notify this URL (JSON POST, signed with --webhook-secret) when the job ends.
     #[arg(long)]
     pub webhook: Option<String>,

@@ -89,6 +89,7 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
                 entry: entry.clone(),
                 bundle,
                 seed: None,
+                capture_canvas: p.capture_canvas.clone(),
             }),
             (_, bundle) => Composition::Command(CommandComposition {
                 argv: p.argv.clone(),

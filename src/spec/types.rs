@@ -117,6 +117,10 @@ pub struct BrowserComposition {
     /// Seed of the page's `Math.random` (a fixed default keeps renders reproducible).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u32>,
+    /// Capture this `<canvas>` (a CSS selector) by read-back instead of screenshotting the
+    /// page: faster for canvas-only compositions; the canvas must be the output size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_canvas: Option<String>,
 }
 
 /// A program run once per chunk with placeholders substituted in its arguments.

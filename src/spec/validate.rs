@@ -275,6 +275,14 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
         }
         Composition::Browser(b) => {
             check_bundle_key(&b.bundle, "composition.bundle", &mut err);
+            if let Some(sel) = &b.capture_canvas {
+                if sel.trim().is_empty() || sel.len() > 200 {
+                    err(
+                        "composition.capture_canvas",
+                        format!("{sel:?} is not a CSS selector"),
+                    );
+                }
+            }
             if !is_safe_relative_path(&b.entry) {
                 err(
                     "composition.entry",

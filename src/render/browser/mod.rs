@@ -207,6 +207,17 @@ impl BrowserRenderer {
 
         let fps = v.fps.reduced();
         let mut stats = BTreeMap::new();
+        let canvas_js = self.composition.capture_canvas.as_ref().map(|sel| {
+            let sel = serde_json::to_string(sel).unwrap_or_default();
+            format!(
+                "(() => {{ const c = document.querySelector({sel});
+                   if (!c || typeof c.toDataURL !== 'function') throw new Error('no <canvas> matches ' + {sel});
+                   if (c.width !== {w} || c.height !== {h}) throw new Error('canvas ' + {sel} + ' is ' + c.width + 'x' + c.height + ', the video is {w}x{h}');
+                   return c.toDataURL('image/png'); }})()",
+                w = v.width,
+                h = v.height
+            )
+        });
         for f in req.chunk.start..req.chunk.end {
             let ms = (f as f64) * 1000.0 * fps.den as f64 / fps.num as f64;
             let frame = async {
@@ -249,24 +260,50 @@ impl BrowserRenderer {
                 }
             }
             check(&problem, chrome)?;
-            let shot = CaptureScreenshotParams::builder()
-                .format(CaptureScreenshotFormat::Png)
-                .optimize_for_speed(true)
-                .build();
-            let png = match tokio::time::timeout(FRAME_TIMEOUT, page.execute(shot)).await {
-                Ok(Ok(r)) => base64::engine::general_purpose::STANDARD
-                    .decode(AsRef::<str>::as_ref(&r.result.data))
+            let captured = match &canvas_js {
+                // Canvas read-back: the canvas's own pixels as PNG, no compositing pass.
+                Some(js) => {
+                    tokio::time::timeout(FRAME_TIMEOUT, async {
+                        let url: String = page
+                            .evaluate_expression(js.as_str())
+                            .await?
+                            .into_value()
+                            .unwrap_or_default();
+                        Ok::<_, CdpError>(
+                            url.split_once(',')
+                                .map(|(_, b64)| b64.to_string())
+                                .unwrap_or_default(),
+                        )
+                    })
+                    .await
+                }
+                None => {
+                    let shot = CaptureScreenshotParams::builder()
+                        .format(CaptureScreenshotFormat::Png)
+                        .optimize_for_speed(true)
+                        .build();
+                    tokio::time::timeout(FRAME_TIMEOUT, async {
+                        let r = page.execute(shot).await?;
+                        Ok::<_, CdpError>(AsRef::<str>::as_ref(&r.result.data).to_string())
+                    })
+                    .await
+                }
+            };
+            let png = match captured {
+                Ok(Ok(b64)) => base64::engine::general_purpose::STANDARD
+                    .decode(b64.as_str())
                     .map_err(|e| {
                         RenderError::BadOutput(format!(
-                            "screenshot of frame {f} is not base64: {e}"
+                            "capture of frame {f} is not base64 PNG: {e}"
                         ))
                     })?,
                 Ok(Err(e)) => {
+                    check(&problem, chrome)?;
                     return Err(cdp_error(
                         e,
                         &format!("capturing frame {f}"),
                         &chrome.stderr_tail(),
-                    ))
+                    ));
                 }
                 Err(_) => {
                     check(&problem, chrome)?;

@@ -65,6 +65,10 @@
   VDate.now = () => Math.floor(cfg.epoch + now);
   window.Date = VDate;
   performance.now = () => now;
+  // document.timeline follows real compositor frames in Chromium, not our clock: pin it.
+  try {
+    Object.defineProperty(document.timeline, 'currentTime', { configurable: true, get: () => now });
+  } catch (e) { /* a browser without a DocumentTimeline: nothing to pin */ }
 
   // ---- requestAnimationFrame: queued, run only by __heliosSeek
   let rafSeq = 0;
