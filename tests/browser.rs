@@ -292,7 +292,7 @@ fn a_killed_browser_is_retried_and_the_job_succeeds() {
             "-o",
             "k.mp4",
             "--frames",
-            "0..60",
+            "0..90",
             "--size",
             "640x360",
             "--chunks",
@@ -305,25 +305,34 @@ fn a_killed_browser_is_retried_and_the_job_succeeds() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Kill a worker's browser while it renders (retrying if the one found had just finished).
     let deadline = Instant::now() + Duration::from_secs(60);
-    let victim = loop {
-        if let Some(pid) = browsers_under(&tmp).first() {
-            break *pid;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no browser could be killed mid-chunk"
+        );
+        let Some(pid) = browsers_under(&tmp).first().copied() else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        if killed.success() {
+            break;
         }
-        assert!(Instant::now() < deadline, "no browser appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::thread::sleep(Duration::from_millis(700));
-    let _ = std::process::Command::new("kill")
-        .args(["-9", &victim.to_string()])
-        .status();
+    }
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(probe_stream(&env.path("k.mp4")).0, 60);
+    assert_eq!(probe_stream(&env.path("k.mp4")).0, 90);
     let st = env.status(&env.status_ids()[0]);
     let attempts: u64 = st["chunk_list"]
         .as_array()
