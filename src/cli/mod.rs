@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
@@ -380,14 +381,19 @@ async fn run_job(
 
 /// `stitch`: probe, check and concatenate arbitrary segment files.
 async fn stitch_files(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
-    let mut infos = Vec::new();
-    for p in paths {
+    // Probe a few segments at a time: each is an ffprobe process.
+    let infos: Vec<_> = futures::stream::iter(paths.iter().map(|p| async move {
         let info = media::probe(p)
             .await
             .with_context(|| format!("cannot read segment {}", p.display()))?;
         let frames = info.frames;
-        infos.push((info, frames));
-    }
+        Ok::<_, anyhow::Error>((info, frames))
+    }))
+    .buffered(4)
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<Result<_, _>>()?;
     let problems = check_segments(&infos);
     if !problems.is_empty() {
         let list: Vec<String> = problems

@@ -82,6 +82,8 @@ pub async fn probe(path: &Path) -> Result<SegmentInfo, MediaError> {
         what: what.clone(),
         reason,
     };
+    // One pass: stream parameters, the packet count, and every packet's flags (the first
+    // tells whether the segment starts on a keyframe).
     let mut cmd = Tool::Ffprobe.command()?;
     cmd.args([
         "-v",
@@ -92,39 +94,22 @@ pub async fn probe(path: &Path) -> Result<SegmentInfo, MediaError> {
         "-show_data_hash",
         "sha256",
         "-show_entries",
-        "stream=codec_name,profile,width,height,pix_fmt,r_frame_rate,time_base,extradata_hash,nb_read_packets",
+        "stream=codec_name,profile,width,height,pix_fmt,r_frame_rate,time_base,extradata_hash,nb_read_packets:packet=flags",
         "-of",
         "json",
     ])
     .arg(path);
     let out = run(Tool::Ffprobe, cmd, &what).await?;
     let parsed: ProbeOut = serde_json::from_slice(&out).map_err(|e| bad(e.to_string()))?;
+    let starts_with_keyframe = parsed
+        .packets
+        .first()
+        .is_some_and(|p| p.flags.starts_with('K'));
     let s = parsed
         .streams
         .into_iter()
         .next()
         .ok_or_else(|| bad("no video stream".into()))?;
-
-    let mut cmd = Tool::Ffprobe.command()?;
-    cmd.args([
-        "-v",
-        "error",
-        "-select_streams",
-        "v:0",
-        "-read_intervals",
-        "%+#1",
-        "-show_entries",
-        "packet=flags",
-        "-of",
-        "json",
-    ])
-    .arg(path);
-    let out = run(Tool::Ffprobe, cmd, &what).await?;
-    let first: ProbeOut = serde_json::from_slice(&out).map_err(|e| bad(e.to_string()))?;
-    let starts_with_keyframe = first
-        .packets
-        .first()
-        .is_some_and(|p| p.flags.starts_with('K'));
 
     Ok(SegmentInfo {
         frames: s
