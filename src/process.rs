@@ -75,6 +75,11 @@ pub async fn run(cmd: &mut Command) -> std::io::Result<Finished> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
+    collect(&mut child).await
+}
+
+/// Waits for a child spawned with piped stdout and stderr, capturing stdout and a stderr tail.
+pub async fn collect(child: &mut tokio::process::Child) -> std::io::Result<Finished> {
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let out_task = async {

@@ -63,17 +63,13 @@ impl WorkerAdapter for LocalAdapter {
             )
         })?;
         let mut guard = GroupKill(child.id().map(|p| p as i32));
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let read_out = async {
-            let mut buf = Vec::new();
-            let _ = tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut buf).await;
-            buf
-        };
-        let (out, err_tail, status) =
-            tokio::join!(read_out, process::read_tail(stderr), child.wait());
+        let done = process::collect(&mut child).await;
         guard.0 = None;
-        let status = status.map_err(|e| {
+        let process::Finished {
+            status,
+            stdout: out,
+            stderr: err_tail,
+        } = done.map_err(|e| {
             WorkerFailure::retryable(FailureKind::LostWorker, format!("lost worker: {e}"))
         })?;
 

@@ -111,19 +111,4 @@ impl RenderError {
                 | RenderError::Media(MediaError::Spawn { .. })
         )
     }
-
-    /// Short machine-readable kind, used in worker error payloads.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            RenderError::ProgramNotFound { .. } => "renderer_not_found",
-            RenderError::ProgramFailed { .. } => "renderer_failed",
-            RenderError::BadOutput(_) => "render_output",
-            RenderError::Composition(_) => "composition",
-            RenderError::BrowserMissing(_) => "missing_tool",
-            RenderError::BrowserCrashed(_) => "browser_crashed",
-            RenderError::Media(MediaError::Missing { .. }) => "missing_tool",
-            RenderError::Media(_) => "encode",
-            RenderError::Io { .. } => "io",
-        }
-    }
 }

@@ -105,15 +105,18 @@ pub enum FailureKind {
 impl FailureKind {
     /// The kind of a render error.
     pub fn from_render(e: &RenderError) -> Self {
-        match e.kind() {
-            "renderer_not_found" => FailureKind::RendererNotFound,
-            "renderer_failed" => FailureKind::RendererFailed,
-            "browser_crashed" => FailureKind::BrowserCrashed,
-            "render_output" => FailureKind::RenderOutput,
-            "composition" => FailureKind::Composition,
-            "missing_tool" => FailureKind::MissingTool,
-            "encode" => FailureKind::Encode,
-            _ => FailureKind::Io,
+        use crate::media::MediaError;
+        match e {
+            RenderError::ProgramNotFound { .. } => FailureKind::RendererNotFound,
+            RenderError::ProgramFailed { .. } => FailureKind::RendererFailed,
+            RenderError::BrowserCrashed(_) => FailureKind::BrowserCrashed,
+            RenderError::BadOutput(_) => FailureKind::RenderOutput,
+            RenderError::Composition(_) => FailureKind::Composition,
+            RenderError::BrowserMissing(_) | RenderError::Media(MediaError::Missing { .. }) => {
+                FailureKind::MissingTool
+            }
+            RenderError::Media(_) => FailureKind::Encode,
+            RenderError::Io { .. } => FailureKind::Io,
         }
     }
 }
