@@ -208,7 +208,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Cancel(a) => {
             let ctx = State::open(&cli)?;
             let job = ctx.store.job(&a.id)?;
-            if !ctx.store.request_cancel(&a.id)? {
+            if !ctx.store.request_cancel(&a.id).await? {
                 bail!("job {} has already ended ({})", a.id, job.state);
             }
             let locks = ctx.home.join("locks");
@@ -219,7 +219,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 );
             } else {
                 ctx.store
-                    .set_job_state(&a.id, JobState::Cancelled, Some("cancelled"))?;
+                    .set_job_state(&a.id, JobState::Cancelled, Some("cancelled"))
+                    .await?;
                 eprintln!(
                     "job {} cancelled (it was not running); `helios-infra resume {}` continues it",
                     a.id, a.id

@@ -24,7 +24,7 @@ pub use events::{Event, EventSink};
 pub use lock::{JobLock, LockError};
 pub use store::{
     ChunkRecord, ChunkState, CommittedSegment, JobRecord, JobState, JobStore, SqliteStore,
-    StoreError,
+    StoreError, StoreStats,
 };
 
 /// Why a job did not finish.

@@ -71,7 +71,7 @@ impl Orchestrator {
             created_ms: 0,
             updated_ms: 0,
         };
-        self.store.create_job(&record)?;
+        self.store.create_job(&record).await?;
         Ok(record)
     }
 
@@ -87,7 +87,7 @@ impl Orchestrator {
                 chunks_rendered: 0,
             });
         }
-        self.store.clear_cancel(id)?;
+        self.store.clear_cancel(id).await?;
         let storage = Storage::open(&job.storage_url)?;
 
         // Watch for `helios-infra cancel` from other processes.
@@ -105,7 +105,7 @@ impl Orchestrator {
                         _ = stop.cancelled() => break,
                         _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                     }
-                    if store.job(&id).map(|j| j.cancel_requested).unwrap_or(false) {
+                    if store.cancel_requested(&id).unwrap_or(false) {
                         cancel.cancel();
                         break;
                     }
@@ -119,7 +119,9 @@ impl Orchestrator {
         self.notify(id, &result).await;
         match &result {
             Ok(outcome) => {
-                self.store.set_job_state(id, JobState::Succeeded, None)?;
+                self.store
+                    .set_job_state(id, JobState::Succeeded, None)
+                    .await?;
                 self.emit(Event::JobSucceeded {
                     job: id.to_string(),
                     output: outcome.output.display().to_string(),
@@ -128,7 +130,8 @@ impl Orchestrator {
             }
             Err(OrchestratorError::Cancelled { .. }) => {
                 self.store
-                    .set_job_state(id, JobState::Cancelled, Some("cancelled"))?;
+                    .set_job_state(id, JobState::Cancelled, Some("cancelled"))
+                    .await?;
                 self.emit(Event::JobCancelled {
                     job: id.to_string(),
                 });
@@ -136,7 +139,10 @@ impl Orchestrator {
             Err(OrchestratorError::Lock(_)) => {}
             Err(e) => {
                 let msg = e.to_string();
-                let _ = self.store.set_job_state(id, JobState::Failed, Some(&msg));
+                let _ = self
+                    .store
+                    .set_job_state(id, JobState::Failed, Some(&msg))
+                    .await;
                 self.emit(Event::JobFailed {
                     job: id.to_string(),
                     error: msg,
@@ -184,13 +190,16 @@ impl Orchestrator {
         storage: &Storage,
     ) -> Result<Outcome, OrchestratorError> {
         self.recover(job, storage).await?;
-        self.store.set_job_state(&job.id, JobState::Running, None)?;
+        self.store
+            .set_job_state(&job.id, JobState::Running, None)
+            .await?;
         let mut rendered = 0;
         let mut last_problem = String::new();
         for _round in 0..MAX_STITCH_ROUNDS {
             rendered += self.render_chunks(job, storage).await?;
             self.store
-                .set_job_state(&job.id, JobState::Stitching, None)?;
+                .set_job_state(&job.id, JobState::Stitching, None)
+                .await?;
             match self.stitch(job, storage).await? {
                 Ok(output) => {
                     return Ok(Outcome {
@@ -206,7 +215,9 @@ impl Orchestrator {
                         .map(|p| p.to_string())
                         .collect::<Vec<_>>()
                         .join("; ");
-                    self.store.set_job_state(&job.id, JobState::Running, None)?;
+                    self.store
+                        .set_job_state(&job.id, JobState::Running, None)
+                        .await?;
                 }
             }
         }
@@ -240,14 +251,18 @@ impl Orchestrator {
                         verify_report(&report, &job.spec, c.chunk, attempt, storage).await
                     {
                         tracing::info!(job = %job.id, chunk = c.chunk.index, attempt, "adopting an attempt that finished while the orchestrator was down");
-                        self.store.commit_chunk(&job.id, c.chunk.index, &seg)?;
+                        self.store
+                            .commit_chunk(&job.id, c.chunk.index, &seg)
+                            .await?;
                         adopted = true;
                         break;
                     }
                 }
             }
             if !adopted {
-                self.store.release_chunk(&job.id, c.chunk.index, None)?;
+                self.store
+                    .release_chunk(&job.id, c.chunk.index, None)
+                    .await?;
             }
         }
         Ok(())
@@ -427,11 +442,13 @@ impl Orchestrator {
         if !problems.is_empty() {
             for p in &problems {
                 tracing::warn!(job = %job.id, chunk = p.index, reason = %p.reason, "segment rejected; rendering it again");
-                self.store.release_chunk(
-                    &job.id,
-                    p.index as u32,
-                    Some(&format!("segment rejected: {}", p.reason)),
-                )?;
+                self.store
+                    .release_chunk(
+                        &job.id,
+                        p.index as u32,
+                        Some(&format!("segment rejected: {}", p.reason)),
+                    )
+                    .await?;
                 self.emit(Event::SegmentRejected {
                     chunk: p.index as u32,
                     reason: p.reason.clone(),
@@ -481,8 +498,8 @@ impl ChunkCtx {
         }
     }
 
-    fn cancelled(&self, index: u32) -> OrchestratorError {
-        let _ = self.store.release_chunk(&self.job, index, None);
+    async fn cancelled(&self, index: u32) -> OrchestratorError {
+        let _ = self.store.release_chunk(&self.job, index, None).await;
         OrchestratorError::Cancelled {
             job: self.job.clone(),
         }
@@ -557,7 +574,7 @@ impl ChunkCtx {
                 }
             }
         }
-        let Ok(duplicate) = self.store.begin_attempt(&self.job, chunk.index) else {
+        let Ok(duplicate) = self.store.begin_attempt(&self.job, chunk.index).await else {
             return (attempt, first.await);
         };
         tracing::info!(job = %self.job, chunk = chunk.index, attempt, duplicate, "straggler: starting a duplicate attempt");
@@ -591,21 +608,23 @@ impl ChunkCtx {
         let timeout = Duration::from_secs_f64(policy.timeout_s);
         for n in 1..=policy.max_attempts {
             if self.cancel.is_cancelled() {
-                return Err(self.cancelled(chunk.index));
+                return Err(self.cancelled(chunk.index).await);
             }
-            let attempt = self.store.begin_attempt(&self.job, chunk.index)?;
+            let attempt = self.store.begin_attempt(&self.job, chunk.index).await?;
             self.emit(Event::ChunkStarted {
                 chunk: chunk.index,
                 attempt,
             });
             let started = Instant::now();
             let (winner, outcome) = tokio::select! {
-                _ = self.cancel.cancelled() => return Err(self.cancelled(chunk.index)),
+                _ = self.cancel.cancelled() => return Err(self.cancelled(chunk.index).await),
                 r = self.attempt_with_speculation(chunk, attempt, timeout) => r,
             };
             let failure = match outcome {
                 Ok(seg) => {
-                    self.store.commit_chunk(&self.job, chunk.index, &seg)?;
+                    self.store
+                        .commit_chunk(&self.job, chunk.index, &seg)
+                        .await?;
                     if let Ok(mut d) = self.durations.lock() {
                         d.push(started.elapsed());
                     }
@@ -627,7 +646,8 @@ impl ChunkCtx {
                     " (not retryable)"
                 };
                 self.store
-                    .fail_chunk(&self.job, chunk.index, &failure.message)?;
+                    .fail_chunk(&self.job, chunk.index, &failure.message)
+                    .await?;
                 self.emit(Event::ChunkFailed {
                     chunk: chunk.index,
                     attempts: n,
@@ -650,7 +670,8 @@ impl ChunkCtx {
                 "attempt failed; retrying after backoff"
             );
             self.store
-                .release_chunk(&self.job, chunk.index, Some(&failure.message))?;
+                .release_chunk(&self.job, chunk.index, Some(&failure.message))
+                .await?;
             self.emit(Event::ChunkRetry {
                 chunk: chunk.index,
                 attempt,
@@ -658,7 +679,7 @@ impl ChunkCtx {
                 error: failure.message,
             });
             tokio::select! {
-                _ = self.cancel.cancelled() => return Err(self.cancelled(chunk.index)),
+                _ = self.cancel.cancelled() => return Err(self.cancelled(chunk.index).await),
                 _ = tokio::time::sleep(delay) => {}
             }
         }

@@ -1,11 +1,19 @@
-//! The durable job store: jobs and chunks in SQLite (WAL, busy timeout, one transaction
-//! per state change), so that a killed orchestrator resumes exactly where it stopped.
+//! The durable job store: jobs and chunks in SQLite (WAL, synchronous=FULL, busy timeout),
+//! so that a killed orchestrator resumes exactly where it stopped.
+//!
+//! Writes are group-committed: one writer thread owns the write connection, drains every
+//! change queued while the previous transaction was being fsync'd, applies each in its own
+//! savepoint, commits them with one fsync and only then answers the callers. A change is
+//! therefore durable before the orchestrator acts on it, but a thousand concurrent chunks
+//! cost a handful of fsyncs rather than two thousand.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::spec::{Chunk, JobSpec};
 
@@ -83,6 +91,14 @@ pub enum StoreError {
         "job {0} already exists in the job store; use `helios-infra resume {0}` to continue it"
     )]
     Exists(String),
+    /// A group of changes could not be committed; none of them was saved.
+    #[error("the job store could not save a change: {0} (check free disk space and permissions of the store's folder)")]
+    Commit(String),
+    /// The writer thread is gone (the store was closed or its thread panicked).
+    #[error(
+        "the job store's writer has stopped; nothing after the last committed change was saved"
+    )]
+    WriterGone,
 }
 
 /// A job as stored.
@@ -145,46 +161,85 @@ pub struct CommittedSegment {
 }
 
 /// Persistence of jobs and chunks. SQLite is the implementation; the trait is the seam the
-/// orchestrator is written against.
+/// orchestrator is written against. Reads are synchronous; every write is durable when its
+/// future resolves.
+#[async_trait]
 pub trait JobStore: Send + Sync {
     /// Records a new job and its chunks (all pending) in one transaction.
-    fn create_job(&self, job: &JobRecord) -> Result<(), StoreError>;
+    async fn create_job(&self, job: &JobRecord) -> Result<(), StoreError>;
     /// One job.
     fn job(&self, id: &str) -> Result<JobRecord, StoreError>;
+    /// Whether `cancel` was requested for a job (cheaper than [`JobStore::job`]).
+    fn cancel_requested(&self, id: &str) -> Result<bool, StoreError>;
     /// All jobs, oldest first.
     fn jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
     /// A job's chunks by index.
     fn chunks(&self, id: &str) -> Result<Vec<ChunkRecord>, StoreError>;
     /// Sets the job state (and error, cleared when `None`).
-    fn set_job_state(
+    async fn set_job_state(
         &self,
         id: &str,
         state: JobState,
         error: Option<&str>,
     ) -> Result<(), StoreError>;
     /// Starts an attempt: the chunk becomes running; returns the attempt number.
-    fn begin_attempt(&self, id: &str, index: u32) -> Result<u32, StoreError>;
+    async fn begin_attempt(&self, id: &str, index: u32) -> Result<u32, StoreError>;
     /// Commits a verified attempt as the chunk's segment. Returns false (and changes
     /// nothing) if the chunk is already done: a committed segment is never replaced.
-    fn commit_chunk(
+    async fn commit_chunk(
         &self,
         id: &str,
         index: u32,
         seg: &CommittedSegment,
     ) -> Result<bool, StoreError>;
     /// Puts a chunk back to pending (retry, cancel, crash recovery, bad segment).
-    fn release_chunk(&self, id: &str, index: u32, error: Option<&str>) -> Result<(), StoreError>;
+    async fn release_chunk(
+        &self,
+        id: &str,
+        index: u32,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
     /// Marks a chunk failed for good.
-    fn fail_chunk(&self, id: &str, index: u32, error: &str) -> Result<(), StoreError>;
+    async fn fail_chunk(&self, id: &str, index: u32, error: &str) -> Result<(), StoreError>;
     /// Records a cancellation request; false if the job already ended.
-    fn request_cancel(&self, id: &str) -> Result<bool, StoreError>;
+    async fn request_cancel(&self, id: &str) -> Result<bool, StoreError>;
     /// Clears a cancellation request (when the job is resumed).
-    fn clear_cancel(&self, id: &str) -> Result<(), StoreError>;
+    async fn clear_cancel(&self, id: &str) -> Result<(), StoreError>;
 }
+
+/// A change queued for the writer: applied inside the group's transaction (or told why
+/// there is none), it returns whether it succeeded and the completion to run once the
+/// group's commit has succeeded or failed.
+type Op = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Completion) + Send>;
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Most changes applied in one transaction; bounds the latency of the first in a group.
+const MAX_GROUP: usize = 4096;
 
 /// The SQLite job store.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    /// Reads. For a file this is its own connection (WAL lets it read while the writer
+    /// commits); for an in-memory database it is the writer's connection.
+    read: Arc<Mutex<Connection>>,
+    ops: mpsc::UnboundedSender<Op>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stats: Arc<WriterStats>,
+}
+
+/// Counters of the writer thread, for benchmarks and logs.
+#[derive(Debug, Default)]
+struct WriterStats {
+    transactions: std::sync::atomic::AtomicU64,
+    changes: std::sync::atomic::AtomicU64,
+}
+
+/// How many transactions the store has committed and how many changes they carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Committed transactions (one fsync each, for a file).
+    pub transactions: u64,
+    /// Changes committed in them.
+    pub changes: u64,
 }
 
 fn now_ms() -> i64 {
@@ -232,36 +287,88 @@ impl SqliteStore {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn = Connection::open(path)?;
-        Self::init(conn)
+        let write = Arc::new(Mutex::new(Self::configure(Connection::open(path)?)?));
+        let read = Self::configure(Connection::open(path)?)?;
+        Ok(Self::start(write, Arc::new(Mutex::new(read))))
     }
 
     /// An in-memory store (tests, benchmarks).
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+        let conn = Arc::new(Mutex::new(Self::configure(Connection::open_in_memory()?)?));
+        Ok(Self::start(conn.clone(), conn))
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn configure(conn: Connection) -> Result<Connection, StoreError> {
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a state change is on disk before the orchestrator acts on it.
+        // FULL: a committed group is on disk before any of its callers is answered.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Ok(conn)
+    }
+
+    fn start(write: Arc<Mutex<Connection>>, read: Arc<Mutex<Connection>>) -> Self {
+        let (ops, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(WriterStats::default());
+        let counters = stats.clone();
+        let writer = std::thread::Builder::new()
+            .name("helios-job-store".into())
+            .spawn(move || writer_loop(&write, rx, &counters))
+            .ok();
+        Self {
+            read,
+            ops,
+            writer: Mutex::new(writer),
+            stats,
+        }
+    }
+
+    /// Transactions committed so far and the changes they carried.
+    pub fn stats(&self) -> StoreStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        StoreStats {
+            transactions: self.stats.transactions.load(Relaxed),
+            changes: self.stats.changes.load(Relaxed),
+        }
     }
 
     fn with<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self
-            .conn
+        let conn = self
+            .read
             .lock()
             .map_err(|_| StoreError::Corrupt("store lock poisoned".into()))?;
-        f(&mut conn)
+        f(&conn)
+    }
+
+    /// Queues a change for the next group commit and waits until it is durable.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |conn| match conn {
+            Err(e) => {
+                let _ = tx.send(Err(StoreError::Commit(e.to_string())));
+                (false, Box::new(|_| {}))
+            }
+            Ok(conn) => {
+                let applied = f(conn);
+                let ok = applied.is_ok();
+                let completion: Completion = Box::new(move |committed| {
+                    let _ = tx.send(match committed {
+                        Ok(()) => applied,
+                        Err(e) => Err(StoreError::Commit(e)),
+                    });
+                });
+                (ok, completion)
+            }
+        });
+        self.ops.send(op).map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
     fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRecordRaw, String)> {
@@ -280,6 +387,70 @@ impl SqliteStore {
             },
             row.get(1)?,
         ))
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer after it has committed what is queued.
+        let (closed, _) = mpsc::unbounded_channel();
+        self.ops = closed;
+        if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The writer thread: one transaction per group of queued changes, each change in its own
+/// savepoint so that one failing change (say, an unknown job) does not undo its neighbours.
+fn writer_loop(conn: &Mutex<Connection>, mut rx: mpsc::UnboundedReceiver<Op>, stats: &WriterStats) {
+    let mut group: Vec<Op> = Vec::new();
+    let mut done: Vec<Completion> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        let Ok(conn) = conn.lock() else {
+            // Poisoned by a panic elsewhere: dropping the ops answers their callers with
+            // WriterGone rather than pretending a change was saved.
+            return;
+        };
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "job store: could not begin a transaction");
+            for op in group.drain(..) {
+                let _ = op(Err(&msg));
+            }
+            continue;
+        }
+        for op in group.drain(..) {
+            let isolated = conn.execute_batch("SAVEPOINT op").is_ok();
+            let (applied, completion) = op(Ok(&conn));
+            if isolated {
+                if !applied {
+                    let _ = conn.execute_batch("ROLLBACK TO op");
+                }
+                let _ = conn.execute_batch("RELEASE op");
+            }
+            done.push(completion);
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        });
+        drop(conn);
+        if committed.is_ok() {
+            use std::sync::atomic::Ordering::Relaxed;
+            stats.transactions.fetch_add(1, Relaxed);
+            stats.changes.fetch_add(done.len() as u64, Relaxed);
+        }
+        for c in done.drain(..) {
+            c(committed.clone());
+        }
     }
 }
 
@@ -319,13 +490,14 @@ impl JobRecordRaw {
 const JOB_COLUMNS: &str =
     "id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms, adapter_config";
 
+#[async_trait]
 impl JobStore for SqliteStore {
-    fn create_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+    async fn create_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         let spec =
             serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.with(|conn| {
-            let tx = conn.transaction()?;
-            let exists: bool = tx
+        let job = job.clone();
+        self.write(move |conn| {
+            let exists: bool = conn
                 .query_row("SELECT 1 FROM jobs WHERE id = ?1", [&job.id], |_| Ok(true))
                 .optional()?
                 .unwrap_or(false);
@@ -333,21 +505,29 @@ impl JobStore for SqliteStore {
                 return Err(StoreError::Exists(job.id.clone()));
             }
             let now = now_ms();
-            tx.execute(
+            conn.execute(
                 "INSERT INTO jobs (id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms, adapter_config)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?7, ?8)",
                 params![job.id, spec, job.storage_url, job.output, job.adapter, job.state.as_str(), now, job.adapter_config],
             )?;
-            {
-                let mut ins = tx.prepare(
-                    "INSERT INTO chunks (job_id, idx, start_frame, end_frame, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
-                )?;
-                for c in &job.spec.chunks {
-                    ins.execute(params![job.id, c.index, c.start as i64, c.end as i64])?;
-                }
+            let mut ins = conn.prepare_cached(
+                "INSERT INTO chunks (job_id, idx, start_frame, end_frame, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
+            )?;
+            for c in &job.spec.chunks {
+                ins.execute(params![job.id, c.index, c.start as i64, c.end as i64])?;
             }
-            tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    fn cancel_requested(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            conn.prepare_cached("SELECT cancel_requested FROM jobs WHERE id = ?1")?
+                .query_row([id], |r| r.get::<_, i64>(0))
+                .optional()?
+                .map(|v| v != 0)
+                .ok_or_else(|| StoreError::NoSuchJob(id.to_string()))
         })
     }
 
@@ -423,33 +603,36 @@ impl JobStore for SqliteStore {
         })
     }
 
-    fn set_job_state(
+    async fn set_job_state(
         &self,
         id: &str,
         state: JobState,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.with(|conn| {
-            let n = conn.execute(
-                "UPDATE jobs SET state = ?2, error = ?3, updated_ms = ?4 WHERE id = ?1",
-                params![id, state.as_str(), error, now_ms()],
-            )?;
+        let (id, error) = (id.to_string(), error.map(str::to_string));
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE jobs SET state = ?2, error = ?3, updated_ms = ?4 WHERE id = ?1",
+                )?
+                .execute(params![id, state.as_str(), error, now_ms()])?;
             if n == 0 {
-                return Err(StoreError::NoSuchJob(id.to_string()));
+                return Err(StoreError::NoSuchJob(id));
             }
             Ok(())
         })
+        .await
     }
 
-    fn begin_attempt(&self, id: &str, index: u32) -> Result<u32, StoreError> {
-        self.with(|conn| {
+    async fn begin_attempt(&self, id: &str, index: u32) -> Result<u32, StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| {
             let attempt: Option<u32> = conn
-                .query_row(
+                .prepare_cached(
                     "UPDATE chunks SET attempts = attempts + 1, state = 'running'
                      WHERE job_id = ?1 AND idx = ?2 AND state != 'done' RETURNING attempts",
-                    params![id, index],
-                    |r| r.get(0),
-                )
+                )?
+                .query_row(params![id, index], |r| r.get(0))
                 .optional()?;
             attempt.ok_or_else(|| {
                 StoreError::Corrupt(format!(
@@ -457,54 +640,67 @@ impl JobStore for SqliteStore {
                 ))
             })
         })
+        .await
     }
 
-    fn commit_chunk(
+    async fn commit_chunk(
         &self,
         id: &str,
         index: u32,
         seg: &CommittedSegment,
     ) -> Result<bool, StoreError> {
-        self.with(|conn| {
-            let n = conn.execute(
-                "UPDATE chunks SET state = 'done', committed_attempt = ?3, segment_key = ?4, sha256 = ?5,
-                        bytes = ?6, frames = ?7, worker_ms = ?8, error = NULL
-                 WHERE job_id = ?1 AND idx = ?2 AND state != 'done'",
-                params![id, index, seg.attempt, seg.key, seg.sha256, seg.bytes as i64, seg.frames as i64, seg.worker_ms as i64],
-            )?;
+        let (id, seg) = (id.to_string(), seg.clone());
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE chunks SET state = 'done', committed_attempt = ?3, segment_key = ?4, sha256 = ?5,
+                            bytes = ?6, frames = ?7, worker_ms = ?8, error = NULL
+                     WHERE job_id = ?1 AND idx = ?2 AND state != 'done'",
+                )?
+                .execute(params![id, index, seg.attempt, seg.key, seg.sha256, seg.bytes as i64, seg.frames as i64, seg.worker_ms as i64])?;
             Ok(n == 1)
         })
+        .await
     }
 
-    fn release_chunk(&self, id: &str, index: u32, error: Option<&str>) -> Result<(), StoreError> {
-        self.with(|conn| {
-            conn.execute(
+    async fn release_chunk(
+        &self,
+        id: &str,
+        index: u32,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (id, error) = (id.to_string(), error.map(str::to_string));
+        self.write(move |conn| {
+            conn.prepare_cached(
                 "UPDATE chunks SET state = 'pending', committed_attempt = NULL, segment_key = NULL, sha256 = NULL,
                         bytes = NULL, frames = NULL, worker_ms = NULL, error = COALESCE(?3, error)
                  WHERE job_id = ?1 AND idx = ?2",
-                params![id, index, error],
-            )?;
+            )?
+            .execute(params![id, index, error])?;
             Ok(())
         })
+        .await
     }
 
-    fn fail_chunk(&self, id: &str, index: u32, error: &str) -> Result<(), StoreError> {
-        self.with(|conn| {
-            conn.execute(
+    async fn fail_chunk(&self, id: &str, index: u32, error: &str) -> Result<(), StoreError> {
+        let (id, error) = (id.to_string(), error.to_string());
+        self.write(move |conn| {
+            conn.prepare_cached(
                 "UPDATE chunks SET state = 'failed', error = ?3 WHERE job_id = ?1 AND idx = ?2 AND state != 'done'",
-                params![id, index, error],
-            )?;
+            )?
+            .execute(params![id, index, error])?;
             Ok(())
         })
+        .await
     }
 
-    fn request_cancel(&self, id: &str) -> Result<bool, StoreError> {
-        self.with(|conn| {
+    async fn request_cancel(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| {
             let state: Option<String> = conn
-                .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+                .query_row("SELECT state FROM jobs WHERE id = ?1", [&id], |r| r.get(0))
                 .optional()?;
-            let state =
-                JobState::parse(&state.ok_or_else(|| StoreError::NoSuchJob(id.to_string()))?)?;
+            let state = JobState::parse(&state.ok_or_else(|| StoreError::NoSuchJob(id.clone()))?)?;
             if state.is_terminal() {
                 return Ok(false);
             }
@@ -514,13 +710,16 @@ impl JobStore for SqliteStore {
             )?;
             Ok(true)
         })
+        .await
     }
 
-    fn clear_cancel(&self, id: &str) -> Result<(), StoreError> {
-        self.with(|conn| {
+    async fn clear_cancel(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| {
             conn.execute("UPDATE jobs SET cancel_requested = 0 WHERE id = ?1", [id])?;
             Ok(())
         })
+        .await
     }
 }
 
@@ -568,23 +767,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn committed_segment_is_never_replaced() {
+    #[tokio::test]
+    async fn committed_segment_is_never_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("jobs.db")).unwrap();
-        s.create_job(&job("J1")).unwrap();
+        s.create_job(&job("J1")).await.unwrap();
         assert!(matches!(
-            s.create_job(&job("J1")),
+            s.create_job(&job("J1")).await,
             Err(StoreError::Exists(_))
         ));
-        assert_eq!(s.begin_attempt("J1", 1).unwrap(), 1);
-        assert_eq!(s.begin_attempt("J1", 1).unwrap(), 2);
-        assert!(s.commit_chunk("J1", 1, &seg(2)).unwrap());
+        assert_eq!(s.begin_attempt("J1", 1).await.unwrap(), 1);
+        assert_eq!(s.begin_attempt("J1", 1).await.unwrap(), 2);
+        assert!(s.commit_chunk("J1", 1, &seg(2)).await.unwrap());
         assert!(
-            !s.commit_chunk("J1", 1, &seg(1)).unwrap(),
+            !s.commit_chunk("J1", 1, &seg(1)).await.unwrap(),
             "late attempt must not overwrite"
         );
-        assert!(s.begin_attempt("J1", 1).is_err());
+        assert!(s.begin_attempt("J1", 1).await.is_err());
         let c = &s.chunks("J1").unwrap()[1];
         assert_eq!(c.state, ChunkState::Done);
         assert_eq!(c.segment.as_ref().unwrap().attempt, 2);
@@ -595,14 +794,64 @@ mod tests {
         assert_eq!(s.job("J1").unwrap().state, JobState::Queued);
     }
 
-    #[test]
-    fn cancel_requests_only_for_live_jobs() {
+    #[tokio::test]
+    async fn cancel_requests_only_for_live_jobs() {
         let s = SqliteStore::in_memory().unwrap();
-        s.create_job(&job("J2")).unwrap();
-        assert!(s.request_cancel("J2").unwrap());
+        s.create_job(&job("J2")).await.unwrap();
+        assert!(s.request_cancel("J2").await.unwrap());
         assert!(s.job("J2").unwrap().cancel_requested);
-        s.set_job_state("J2", JobState::Succeeded, None).unwrap();
-        assert!(!s.request_cancel("J2").unwrap());
+        s.set_job_state("J2", JobState::Succeeded, None)
+            .await
+            .unwrap();
+        assert!(!s.request_cancel("J2").await.unwrap());
         assert!(matches!(s.job("nope"), Err(StoreError::NoSuchJob(_))));
+    }
+
+    /// Many concurrent writers share transactions, one failing change in a group does not
+    /// undo its neighbours, and everything answered is on disk when reopened.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_commits_are_isolated_and_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.db");
+        let mut big = job("G");
+        big.spec.chunks = (0..500)
+            .map(|i| Chunk {
+                index: i,
+                start: i as u64,
+                end: i as u64 + 1,
+            })
+            .collect();
+        let s = Arc::new(SqliteStore::open(&path).unwrap());
+        s.create_job(&big).await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..500u32 {
+            let s = s.clone();
+            tasks.spawn(async move {
+                let attempt = s.begin_attempt("G", i).await.unwrap();
+                // Interleave changes that fail: unknown jobs and done chunks.
+                assert!(matches!(
+                    s.set_job_state("missing", JobState::Running, None).await,
+                    Err(StoreError::NoSuchJob(_))
+                ));
+                assert!(s.commit_chunk("G", i, &seg(attempt)).await.unwrap());
+                assert!(s.begin_attempt("G", i).await.is_err());
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+        let stats = s.stats();
+        assert_eq!(stats.changes, 1 + 500 * 4);
+        assert!(stats.transactions >= 1 && stats.transactions <= stats.changes);
+        drop(tasks);
+        drop(Arc::try_unwrap(s).ok().expect("no other owner"));
+        let s = SqliteStore::open(&path).unwrap();
+        let chunks = s.chunks("G").unwrap();
+        assert_eq!(chunks.len(), 500);
+        for c in chunks {
+            assert_eq!(c.state, ChunkState::Done, "chunk {}", c.chunk.index);
+            assert_eq!(c.attempts, 1);
+            assert_eq!(c.segment, Some(seg(1)));
+        }
     }
 }
