@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use super::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
@@ -64,10 +63,17 @@ impl SimConfig {
     /// The outcome and latency of one attempt: a function of (seed, chunk, attempt) only,
     /// so the same run gives the same draws whatever the scheduling order.
     pub fn draw(&self, chunk: u32, attempt: u32) -> (SimOutcome, Duration) {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(
-            self.seed ^ ((chunk as u64) << 32 | attempt as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        );
-        let x: f64 = rng.random();
+        // SplitMix64 over (seed, chunk, attempt): cheap, and stable across crate versions.
+        let mut state =
+            self.seed ^ ((chunk as u64) << 32 | attempt as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut next = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) as f64 / u64::MAX as f64
+        };
+        let x = next();
         let outcome = if x < self.fail_rate {
             SimOutcome::Fail
         } else if x < self.fail_rate + self.hang_rate {
@@ -79,7 +85,7 @@ impl SimConfig {
         };
         let (lo, hi) = self.latency;
         let latency = if hi > lo {
-            lo + (hi - lo).mul_f64(rng.random::<f64>())
+            lo + (hi - lo).mul_f64(next())
         } else {
             lo
         };
@@ -95,7 +101,8 @@ impl SimConfig {
 /// Simulated workers.
 pub struct SimAdapter {
     config: SimConfig,
-    specs: Mutex<HashMap<String, Arc<JobSpec>>>,
+    /// Job URL → its storage and parsed spec; workers would each read it once too.
+    specs: Mutex<HashMap<String, (Storage, Arc<JobSpec>)>>,
 }
 
 impl SimAdapter {
@@ -115,17 +122,14 @@ impl SimAdapter {
         }
     }
 
-    async fn spec(
-        &self,
-        storage: &Storage,
-        key: &str,
-        url: &str,
-    ) -> Result<Arc<JobSpec>, WorkerFailure> {
+    async fn spec(&self, url: &str) -> Result<(Storage, Arc<JobSpec>), WorkerFailure> {
         if let Some(s) = self.specs.lock().ok().and_then(|m| m.get(url).cloned()) {
             return Ok(s);
         }
+        let (storage, key) = Storage::open_object_url(url)
+            .map_err(|e| WorkerFailure::fatal(FailureKind::InvalidRequest, e.to_string()))?;
         let bytes = storage
-            .get(key)
+            .get(&key)
             .await
             .map_err(|e| WorkerFailure::fatal(FailureKind::InvalidRequest, e.to_string()))?;
         let text = String::from_utf8_lossy(&bytes);
@@ -134,9 +138,9 @@ impl SimAdapter {
                 .map_err(|e| WorkerFailure::fatal(FailureKind::InvalidSpec, e.to_string()))?,
         );
         if let Ok(mut m) = self.specs.lock() {
-            m.insert(url.to_string(), parsed.clone());
+            m.insert(url.to_string(), (storage.clone(), parsed.clone()));
         }
-        Ok(parsed)
+        Ok((storage, parsed))
     }
 }
 
@@ -147,9 +151,7 @@ impl WorkerAdapter for SimAdapter {
     }
 
     async fn run_chunk(&self, req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> {
-        let (storage, key) = Storage::open_object_url(&req.job)
-            .map_err(|e| WorkerFailure::fatal(FailureKind::InvalidRequest, e.to_string()))?;
-        let spec = self.spec(&storage, &key, &req.job).await?;
+        let (storage, spec) = self.spec(&req.job).await?;
         let job = spec.id.clone().unwrap_or_default();
         let chunk = *spec.chunk(req.chunk).ok_or_else(|| {
             WorkerFailure::fatal(

@@ -210,7 +210,13 @@ pub trait JobStore: Send + Sync {
 /// A change queued for the writer: applied inside the group's transaction (or told why
 /// there is none), it returns whether it succeeded and the completion to run once the
 /// group's commit has succeeded or failed.
-type Op = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Completion) + Send>;
+struct Op {
+    /// Whether the change runs several statements and needs a savepoint of its own; a single
+    /// statement is atomic by itself, and skipping the savepoint halves the writer's work.
+    isolate: bool,
+    apply: Apply,
+}
+type Apply = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Completion) + Send>;
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// Most changes applied in one transaction; bounds the latency of the first in a group.
@@ -344,16 +350,35 @@ impl SqliteStore {
         f(&conn)
     }
 
-    /// Queues a change for the next group commit and waits until it is durable.
+    /// Queues a single-statement change for the next group commit and waits until it is
+    /// durable.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.queue(false, f).await
+    }
+
+    /// Like [`SqliteStore::write`], for a change of several statements: it gets a savepoint
+    /// so that failing halfway leaves nothing behind.
+    async fn write_isolated<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.queue(true, f).await
+    }
+
+    async fn queue<T: Send + 'static>(
+        &self,
+        isolate: bool,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        let op: Op = Box::new(move |conn| match conn {
+        let apply = Box::new(move |conn: Result<&Connection, &str>| match conn {
             Err(e) => {
                 let _ = tx.send(Err(StoreError::Commit(e.to_string())));
-                (false, Box::new(|_| {}))
+                let nothing: Completion = Box::new(|_| {});
+                (false, nothing)
             }
             Ok(conn) => {
                 let applied = f(conn);
@@ -367,7 +392,9 @@ impl SqliteStore {
                 (ok, completion)
             }
         });
-        self.ops.send(op).map_err(|_| StoreError::WriterGone)?;
+        self.ops
+            .send(Op { isolate, apply })
+            .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -423,18 +450,18 @@ fn writer_loop(conn: &Mutex<Connection>, mut rx: mpsc::UnboundedReceiver<Op>, st
             let msg = e.to_string();
             tracing::error!(error = %msg, "job store: could not begin a transaction");
             for op in group.drain(..) {
-                let _ = op(Err(&msg));
+                let _ = (op.apply)(Err(&msg));
             }
             continue;
         }
         for op in group.drain(..) {
-            let isolated = conn.execute_batch("SAVEPOINT op").is_ok();
-            let (applied, completion) = op(Ok(&conn));
+            let isolated = op.isolate && run_cached(&conn, "SAVEPOINT op");
+            let (applied, completion) = (op.apply)(Ok(&conn));
             if isolated {
                 if !applied {
-                    let _ = conn.execute_batch("ROLLBACK TO op");
+                    run_cached(&conn, "ROLLBACK TO op");
                 }
-                let _ = conn.execute_batch("RELEASE op");
+                run_cached(&conn, "RELEASE op");
             }
             done.push(completion);
         }
@@ -452,6 +479,13 @@ fn writer_loop(conn: &Mutex<Connection>, mut rx: mpsc::UnboundedReceiver<Op>, st
             c(committed.clone());
         }
     }
+}
+
+/// Runs a parameterless statement through the statement cache.
+fn run_cached(conn: &Connection, sql: &str) -> bool {
+    conn.prepare_cached(sql)
+        .and_then(|mut st| st.execute([]))
+        .is_ok()
 }
 
 struct JobRecordRaw {
@@ -496,7 +530,7 @@ impl JobStore for SqliteStore {
         let spec =
             serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let job = job.clone();
-        self.write(move |conn| {
+        self.write_isolated(move |conn| {
             let exists: bool = conn
                 .query_row("SELECT 1 FROM jobs WHERE id = ?1", [&job.id], |_| Ok(true))
                 .optional()?
@@ -696,7 +730,7 @@ impl JobStore for SqliteStore {
 
     async fn request_cancel(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_string();
-        self.write(move |conn| {
+        self.write_isolated(move |conn| {
             let state: Option<String> = conn
                 .query_row("SELECT state FROM jobs WHERE id = ?1", [&id], |r| r.get(0))
                 .optional()?;

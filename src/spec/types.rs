@@ -82,7 +82,12 @@ impl JobSpec {
 
     /// The chunk with this index, if any.
     pub fn chunk(&self, index: u32) -> Option<&Chunk> {
-        self.chunks.iter().find(|c| c.index == index)
+        // Validated plans are numbered 0..n in order, so the index is the position; the
+        // scan is for hand-written specs that are not (yet) validated.
+        match self.chunks.get(index as usize) {
+            Some(c) if c.index == index => Some(c),
+            _ => self.chunks.iter().find(|c| c.index == index),
+        }
     }
 }
 
