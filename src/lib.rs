@@ -6,6 +6,7 @@
 
 pub mod adapters;
 pub mod cli;
+pub mod failpoint;
 pub mod media;
 pub mod orchestrator;
 pub mod process;

@@ -72,6 +72,7 @@ impl Orchestrator {
             updated_ms: 0,
         };
         self.store.create_job(&record).await?;
+        crate::failpoint::hit("after-submit");
         Ok(record)
     }
 
@@ -200,6 +201,7 @@ impl Orchestrator {
             self.store
                 .set_job_state(&job.id, JobState::Stitching, None)
                 .await?;
+            crate::failpoint::hit("before-stitch");
             match self.stitch(job, storage).await? {
                 Ok(output) => {
                     return Ok(Outcome {
@@ -452,10 +454,12 @@ impl Orchestrator {
                 job: job.id.clone(),
                 source: e,
             })?;
+        crate::failpoint::hit("after-concat");
         let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("mp4");
         storage
             .put_file(&keys::output(&job.id, ext), &output)
             .await?;
+        crate::failpoint::hit("after-upload");
         Ok(Ok(output))
     }
 }

@@ -68,6 +68,14 @@ impl StorageError {
     }
 }
 
+/// Test crash point: an upload of `key` has its data written but is not complete.
+fn mid_upload_failpoint(key: &str) {
+    if crate::failpoint::enabled() {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        crate::failpoint::hit(&format!("mid-upload:{name}"));
+    }
+}
+
 /// A storage root: `file:///abs/dir`, a plain directory path, or `memory://name`.
 #[derive(Clone)]
 pub struct Storage {
@@ -228,6 +236,7 @@ impl Storage {
                     e,
                 ));
             }
+            mid_upload_failpoint(key);
             return tokio::fs::rename(&tmp, &dest)
                 .await
                 .map_err(io(format!("cannot move {} into place", dest.display())));
@@ -246,6 +255,9 @@ impl Storage {
             MULTIPART_PART_BYTES,
         );
         let copied = tokio::io::copy(&mut src, &mut writer).await;
+        if copied.is_ok() {
+            mid_upload_failpoint(key);
+        }
         let finished = match copied {
             Ok(_) => tokio::io::AsyncWriteExt::shutdown(&mut writer).await,
             Err(e) => {
