@@ -112,3 +112,19 @@ pub fn describe_status(status: &ExitStatus) -> String {
         None => "unknown exit status".into(),
     }
 }
+
+/// Gives a renderer process a clean, fixed environment instead of the worker's: the
+/// worker may hold storage or cloud credentials that a user's renderer (or a page's
+/// browser) has no business seeing, and host variables would make frames depend on the
+/// machine. Kept: `PATH` (to find programs); set: `HOME` and `TMPDIR` to the attempt's
+/// private directory, a UTF-8 locale and UTC.
+pub fn clean_env(cmd: &mut tokio::process::Command, home: &std::path::Path) {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    cmd.env_clear()
+        .env("PATH", path)
+        .env("HOME", home)
+        .env("TMPDIR", home)
+        .env("LANG", "C.UTF-8")
+        .env("LC_ALL", "C.UTF-8")
+        .env("TZ", "UTC");
+}

@@ -94,6 +94,23 @@ impl Renderer for CommandRenderer {
         let mut cmd = Command::new(&program);
         cmd.args(&argv[1..])
             .current_dir(req.bundle_dir.unwrap_or(req.workdir));
+        process::clean_env(&mut cmd, req.workdir);
+        // The placeholders, also as variables, for renderers that prefer to read them there.
+        let v = &req.spec.video;
+        for (name, value) in [
+            ("HELIOS_FRAME_START", req.chunk.start.to_string()),
+            ("HELIOS_FRAME_END", req.chunk.end.to_string()),
+            ("HELIOS_FRAME_COUNT", req.chunk.len().to_string()),
+            ("HELIOS_FPS", v.fps.to_string()),
+            ("HELIOS_WIDTH", v.width.to_string()),
+            ("HELIOS_HEIGHT", v.height.to_string()),
+            ("HELIOS_OUTPUT", raw.display().to_string()),
+        ] {
+            cmd.env(name, value);
+        }
+        if let Some(b) = req.bundle_dir {
+            cmd.env("HELIOS_BUNDLE", b);
+        }
         let done = process::run(&mut cmd)
             .await
             .map_err(|source| RenderError::ProgramNotFound {

@@ -59,6 +59,33 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// A key that would name something outside the storage root, or nothing at all.
+    #[error("storage key {key:?} is not allowed: {reason}")]
+    BadKey {
+        /// The key given.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Why a key cannot be used, if it cannot: keys are relative, `/`-separated names with no
+/// empty, `.` or `..` segments, so no key (from a job spec, a report or a bug) can reach
+/// outside the storage root or the job's prefix, whatever the backend.
+pub fn check_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("it is empty");
+    }
+    if key.starts_with('/') {
+        return Err("it is absolute");
+    }
+    if key.contains('\\') || key.contains('\0') {
+        return Err("it contains a backslash or a NUL byte");
+    }
+    if key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return Err("it has an empty, '.' or '..' segment");
+    }
+    Ok(())
 }
 
 impl StorageError {
@@ -182,13 +209,19 @@ impl Storage {
         format!("{}/{}", self.url, key)
     }
 
-    /// The file backing `key`, when the storage is a local directory.
+    /// The file backing `key`, when the storage is a local directory (and the key is
+    /// allowed, see [`check_key`]).
     pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        check_key(key).ok()?;
         self.local_root.as_ref().map(|r| r.join(key))
     }
 
-    fn path(&self, key: &str) -> ObjPath {
-        ObjPath::from(key)
+    fn path(&self, key: &str) -> Result<ObjPath, StorageError> {
+        check_key(key).map_err(|reason| StorageError::BadKey {
+            key: key.to_string(),
+            reason,
+        })?;
+        Ok(ObjPath::from(key))
     }
 
     fn err(&self, key: &str, e: object_store::Error) -> StorageError {
@@ -208,7 +241,7 @@ impl Storage {
     /// Writes an object atomically: readers see the old object or the whole new one.
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
         self.store
-            .put(&self.path(key), PutPayload::from(data))
+            .put(&self.path(key)?, PutPayload::from(data))
             .await
             .map(|_| ())
             .map_err(|e| self.err(key, e))
@@ -217,6 +250,7 @@ impl Storage {
     /// Uploads a local file. Local storage copies it into place through a temporary file
     /// and a rename (atomic, and never the whole file in memory).
     pub async fn put_file(&self, key: &str, file: &Path) -> Result<(), StorageError> {
+        let path = self.path(key)?;
         if let Some(dest) = self.local_path(key) {
             let io = |context: String| move |source| StorageError::Io { context, source };
             let dir = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -251,7 +285,7 @@ impl Storage {
             })?;
         let mut writer = object_store::buffered::BufWriter::with_capacity(
             self.store.clone(),
-            self.path(key),
+            path,
             MULTIPART_PART_BYTES,
         );
         let copied = tokio::io::copy(&mut src, &mut writer).await;
@@ -275,7 +309,7 @@ impl Storage {
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let r = self
             .store
-            .get(&self.path(key))
+            .get(&self.path(key)?)
             .await
             .map_err(|e| self.err(key, e))?;
         r.bytes().await.map_err(|e| self.err(key, e))
@@ -284,6 +318,7 @@ impl Storage {
     /// Makes an object available as a local file: the backing file itself for local
     /// storage, otherwise a download into `dir`.
     pub async fn fetch_to_dir(&self, key: &str, dir: &Path) -> Result<PathBuf, StorageError> {
+        let path = self.path(key)?;
         if let Some(p) = self.local_path(key) {
             if tokio::fs::metadata(&p).await.is_ok() {
                 return Ok(p);
@@ -300,7 +335,7 @@ impl Storage {
         };
         let r = self
             .store
-            .get(&self.path(key))
+            .get(&path)
             .await
             .map_err(|e| self.err(key, e))?;
         let mut stream = r.into_stream();
@@ -318,7 +353,7 @@ impl Storage {
 
     /// Size of an object, or `None` if it does not exist.
     pub async fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
-        match self.store.head(&self.path(key)).await {
+        match self.store.head(&self.path(key)?).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err(key, e)),
@@ -327,7 +362,11 @@ impl Storage {
 
     /// Keys under a prefix (recursive), sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let p = self.path(prefix);
+        let p = if prefix.is_empty() {
+            ObjPath::default()
+        } else {
+            self.path(prefix.trim_end_matches('/'))?
+        };
         let mut keys: Vec<String> = self
             .store
             .list(Some(&p))
@@ -341,7 +380,7 @@ impl Storage {
 
     /// Deletes an object; a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        match self.store.delete(&self.path(key)).await {
+        match self.store.delete(&self.path(key)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(key, e)),
         }
@@ -351,6 +390,27 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn keys_cannot_leave_the_root() {
+        for bad in ["", "/etc/passwd", "../x", "jobs/../../x", "jobs//x", "jobs/./x", "a\\b"] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_key("jobs/J/attempts/0/1.mp4").is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        let s = Storage::open(root.to_str().unwrap()).unwrap();
+        assert!(matches!(s.get("../secret").await, Err(StorageError::BadKey { .. })));
+        assert!(matches!(
+            s.fetch_to_dir("../secret", dir.path()).await,
+            Err(StorageError::BadKey { .. })
+        ));
+        assert!(s.local_path("../secret").is_none());
+        assert!(s.put("../escape", Bytes::from_static(b"x")).await.is_err());
+        assert!(!dir.path().join("escape").exists());
+    }
 
     async fn put_get_list(s: &Storage) {
         s.put("jobs/a/job.json", Bytes::from_static(b"{}"))

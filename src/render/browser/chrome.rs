@@ -128,10 +128,10 @@ impl Chrome {
         ])
         .arg(format!("--user-data-dir={}", profile_dir.display()))
         .arg("about:blank")
-        .env("TZ", "UTC")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+        process::clean_env(&mut cmd, profile_dir);
         process::die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
