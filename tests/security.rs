@@ -13,7 +13,10 @@ use common::*;
 
 const SECRETS: [(&str, &str); 4] = [
     ("AWS_SECRET_ACCESS_KEY", "aws-sekrit-4711"),
-    ("GOOGLE_APPLICATION_CREDENTIALS", "/secret/gcp-key-4711.json"),
+    (
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "/secret/gcp-key-4711.json",
+    ),
     ("HELIOS_WORKER_TOKEN", "worker-sekrit-4711"),
     ("MY_APP_PASSWORD", "hunter2-4711"),
 ];
@@ -114,10 +117,7 @@ fn renderers_get_a_clean_environment_and_workers_stay_in_their_temp_dir_and_job_
         assert!(seen.contains(&format!("HELIOS_FRAME_START={start}\n")));
         assert!(seen.contains("TZ=UTC\n"));
         // HOME and TMPDIR are the attempt's private directory, under the worker's TMPDIR.
-        let home = seen
-            .lines()
-            .find_map(|l| l.strip_prefix("HOME="))
-            .unwrap();
+        let home = seen.lines().find_map(|l| l.strip_prefix("HOME=")).unwrap();
         assert!(
             Path::new(home).starts_with(&tmp),
             "HOME={home} is not under {}",
@@ -231,7 +231,17 @@ fn hostile_specs_are_refused_before_anything_is_read_or_written() {
     std::fs::write(canary.join("secret.txt"), "do not read").unwrap();
     let r = ffmpeg_renderer();
     env.ok(&with_renderer(
-        &["plan", "--emit", "base.json", "--frames", "0..10", "--size", "64x64", "--chunks", "1"],
+        &[
+            "plan",
+            "--emit",
+            "base.json",
+            "--frames",
+            "0..10",
+            "--size",
+            "64x64",
+            "--chunks",
+            "1",
+        ],
         &r,
     ));
     let base: serde_json::Value =
@@ -279,7 +289,16 @@ fn hostile_specs_are_refused_before_anything_is_read_or_written() {
     let evil = with(&|s| s["id"] = "../../outside".into());
     std::fs::write(&planted, evil.to_string()).unwrap();
     let url = format!("file://{}", planted.display());
-    let out = env.run(&["worker", "run", "--job", &url, "--chunk", "0", "--attempt", "1"]);
+    let out = env.run(&[
+        "worker",
+        "run",
+        "--job",
+        &url,
+        "--chunk",
+        "0",
+        "--attempt",
+        "1",
+    ]);
     assert!(!out.status.success());
     let text = format!(
         "{}{}",

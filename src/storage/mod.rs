@@ -82,7 +82,10 @@ pub fn check_key(key: &str) -> Result<(), &'static str> {
     if key.contains('\\') || key.contains('\0') {
         return Err("it contains a backslash or a NUL byte");
     }
-    if key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+    if key
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
         return Err("it has an empty, '.' or '..' segment");
     }
     Ok(())
@@ -333,11 +336,7 @@ impl Storage {
             context: format!("cannot write {}", dest.display()),
             source: e,
         };
-        let r = self
-            .store
-            .get(&path)
-            .await
-            .map_err(|e| self.err(key, e))?;
+        let r = self.store.get(&path).await.map_err(|e| self.err(key, e))?;
         let mut stream = r.into_stream();
         let mut out = tokio::fs::File::create(&dest).await.map_err(io)?;
         while let Some(chunk) = stream.try_next().await.map_err(|e| self.err(key, e))? {
@@ -393,7 +392,15 @@ mod tests {
 
     #[tokio::test]
     async fn keys_cannot_leave_the_root() {
-        for bad in ["", "/etc/passwd", "../x", "jobs/../../x", "jobs//x", "jobs/./x", "a\\b"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "jobs/../../x",
+            "jobs//x",
+            "jobs/./x",
+            "a\\b",
+        ] {
             assert!(check_key(bad).is_err(), "{bad:?}");
         }
         assert!(check_key("jobs/J/attempts/0/1.mp4").is_ok());
@@ -402,7 +409,10 @@ mod tests {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(dir.path().join("secret"), "s").unwrap();
         let s = Storage::open(root.to_str().unwrap()).unwrap();
-        assert!(matches!(s.get("../secret").await, Err(StorageError::BadKey { .. })));
+        assert!(matches!(
+            s.get("../secret").await,
+            Err(StorageError::BadKey { .. })
+        ));
         assert!(matches!(
             s.fetch_to_dir("../secret", dir.path()).await,
             Err(StorageError::BadKey { .. })
