@@ -120,3 +120,9 @@ text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "
 doc.write_text(text)
 PY
 echo "bench: wrote the pipeline block of docs/BENCHMARKS.md" >&2
+
+# The scale model vs sim runs of the orchestrator: rewrites its own block (scale) of
+# docs/BENCHMARKS.md and docs/scale-model.svg.
+echo "bench: scale model vs sim runs" >&2
+cargo bench --locked -q --bench scale_model >/dev/null
+echo "bench: wrote the scale block of docs/BENCHMARKS.md and docs/scale-model.svg" >&2

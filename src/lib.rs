@@ -8,6 +8,7 @@ pub mod adapters;
 pub mod cli;
 pub mod failpoint;
 pub mod media;
+pub mod model;
 pub mod orchestrator;
 pub mod process;
 pub mod render;

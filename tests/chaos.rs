@@ -26,7 +26,7 @@ async fn a_thousand_chunks_survive_failures_hangs_and_corrupt_output() {
         fail_rate: 0.20,
         hang_rate: 0.02,
         corrupt_rate: 0.02,
-        slow: Vec::new(),
+        ..SimConfig::default()
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let orch = Orchestrator {

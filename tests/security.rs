@@ -139,7 +139,10 @@ fn renderers_get_a_clean_environment_and_workers_stay_in_their_temp_dir_and_job_
 }
 
 /// An HTTP worker in front of a real `worker serve` that records each request.
-fn recording_proxy(target: String) -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+/// Requests seen by the proxy: (head, body).
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+fn recording_proxy(target: String) -> (String, Seen) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));

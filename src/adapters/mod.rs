@@ -2,6 +2,7 @@
 //! engines (local processes now; Lambda, Cloud Run, Kubernetes later): every adapter sends
 //! the same [`ChunkRequest`] and returns the worker's report or its classified failure.
 
+pub mod cloudrun_job;
 pub mod google_auth;
 pub mod http;
 pub mod lambda;

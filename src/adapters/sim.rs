@@ -1,7 +1,8 @@
 //! The sim adapter: an in-process stand-in for workers, for tests and benchmarks of the
 //! orchestrator. It renders nothing: it writes a small placeholder segment under the
-//! attempt's key and answers with a report — after a seeded random latency, and with seeded
-//! rates of transient failure, hang and corrupt output, so that chaos runs are reproducible.
+//! attempt's key and answers with a report — after a latency of a cold start plus a cost per
+//! frame plus a seeded random part, and with seeded rates of transient failure, hang and
+//! corrupt output, so that chaos runs are reproducible.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,15 +22,21 @@ use crate::worker::Timings;
 pub struct SimConfig {
     /// Seed of every random draw.
     pub seed: u64,
-    /// Shortest and longest attempt, uniformly distributed.
+    /// Shortest and longest random part of an attempt's latency, uniformly distributed;
+    /// added to `cold_start` and `per_frame` time.
     pub latency: (Duration, Duration),
+    /// Fixed start-up time of every attempt (a cold worker: runtime, browser, bundle).
+    pub cold_start: Duration,
+    /// Render time per frame of the chunk.
+    pub per_frame: Duration,
     /// Share of attempts that fail with a retryable error.
     pub fail_rate: f64,
     /// Share of attempts that never answer (the orchestrator's timeout must catch them).
     pub hang_rate: f64,
     /// Share of attempts whose segment does not match their report.
     pub corrupt_rate: f64,
-    /// Latency overrides for given (chunk, attempt) pairs: stragglers.
+    /// Latency overrides for given (chunk, attempt) pairs: stragglers. An override replaces
+    /// the whole latency of that attempt (cold start and per-frame time included).
     pub slow: Vec<(u32, u32, Duration)>,
 }
 
@@ -38,6 +45,8 @@ impl Default for SimConfig {
         Self {
             seed: 0,
             latency: (Duration::ZERO, Duration::ZERO),
+            cold_start: Duration::ZERO,
+            per_frame: Duration::ZERO,
             fail_rate: 0.0,
             hang_rate: 0.0,
             corrupt_rate: 0.0,
@@ -60,8 +69,9 @@ pub enum SimOutcome {
 }
 
 impl SimConfig {
-    /// The outcome and latency of one attempt: a function of (seed, chunk, attempt) only,
-    /// so the same run gives the same draws whatever the scheduling order.
+    /// The outcome and random latency of one attempt (or its `slow` override): a function
+    /// of (seed, chunk, attempt) only, so the same run gives the same draws whatever the
+    /// scheduling order. [`SimConfig::attempt`] adds the cold start and per-frame time.
     pub fn draw(&self, chunk: u32, attempt: u32) -> (SimOutcome, Duration) {
         // SplitMix64 over (seed, chunk, attempt): cheap, and stable across crate versions.
         let mut state =
@@ -95,6 +105,25 @@ impl SimConfig {
             .find(|(c, a, _)| *c == chunk && *a == attempt)
             .map_or(latency, |(_, _, d)| *d);
         (outcome, latency)
+    }
+
+    /// The outcome and total latency of one attempt at a chunk of `frames` frames:
+    /// `cold_start + frames × per_frame` plus the random latency of [`SimConfig::draw`], or
+    /// the `slow` override alone. Like `draw`, a function of its arguments only.
+    pub fn attempt(&self, chunk: u32, attempt: u32, frames: u64) -> (SimOutcome, Duration) {
+        let (outcome, drawn) = self.draw(chunk, attempt);
+        if self
+            .slow
+            .iter()
+            .any(|(c, a, _)| *c == chunk && *a == attempt)
+        {
+            return (outcome, drawn);
+        }
+        let frames = u32::try_from(frames).unwrap_or(u32::MAX);
+        let work = self
+            .cold_start
+            .saturating_add(self.per_frame.saturating_mul(frames));
+        (outcome, work.saturating_add(drawn))
     }
 }
 
@@ -159,7 +188,7 @@ impl WorkerAdapter for SimAdapter {
                 format!("no chunk {}", req.chunk),
             )
         })?;
-        let (outcome, latency) = self.config.draw(req.chunk, req.attempt);
+        let (outcome, latency) = self.config.attempt(req.chunk, req.attempt, chunk.len());
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
@@ -211,5 +240,33 @@ impl WorkerAdapter for SimAdapter {
             },
             stats: Default::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_is_cold_start_plus_frames_plus_the_draw() {
+        let config = SimConfig {
+            seed: 7,
+            latency: (Duration::from_millis(10), Duration::from_millis(20)),
+            cold_start: Duration::from_millis(1500),
+            per_frame: Duration::from_millis(60),
+            slow: vec![(3, 1, Duration::from_secs(9))],
+            ..SimConfig::default()
+        };
+        for (chunk, attempt) in [(0, 1), (1, 1), (1, 2), (500, 3)] {
+            let (outcome, drawn) = config.draw(chunk, attempt);
+            let (o, total) = config.attempt(chunk, attempt, 10);
+            assert_eq!(o, outcome);
+            assert_eq!(total, Duration::from_millis(2100) + drawn);
+            assert!(drawn >= Duration::from_millis(10) && drawn <= Duration::from_millis(20));
+        }
+        // An override is the whole latency.
+        assert_eq!(config.attempt(3, 1, 10).1, Duration::from_secs(9));
+        // The default adds nothing: existing behaviour is unchanged.
+        assert_eq!(SimConfig::default().attempt(4, 1, 1000).1, Duration::ZERO);
     }
 }

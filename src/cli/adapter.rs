@@ -1,4 +1,5 @@
-//! Choosing where chunks run: `--adapter local|http|cloudrun` and its settings.
+//! Choosing where chunks run: `--adapter local|http|cloudrun|cloudrun-job|lambda` and its
+//! settings.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::cloudrun_job::{check_job_name, CloudRunJobAdapter, CloudRunJobOptions};
 use crate::adapters::google_auth::GoogleIdTokens;
 use crate::adapters::http::{ClientAuth, HttpAdapter};
 use crate::adapters::lambda::{LambdaAdapter, LambdaOptions};
@@ -26,6 +28,9 @@ pub enum AdapterKind {
     Cloudrun,
     /// An AWS Lambda function running `worker lambda` (--function NAME|ARN).
     Lambda,
+    /// Cloud Run Jobs executions, one task per chunk (--cloud-run-job NAME).
+    #[serde(rename = "cloudrun-job")]
+    CloudrunJob,
 }
 
 /// What is recorded with a job so that `resume` reaches the same workers. Never secrets.
@@ -51,6 +56,12 @@ pub struct AdapterConfig {
     /// vCPUs of one worker (cloudrun), for cost estimates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vcpu: Option<f64>,
+    /// Cloud Run job resource name (cloudrun-job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_run_job: Option<String>,
+    /// Cloud Run Admin API endpoint, when not the default (cloudrun-job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_run_endpoint: Option<String>,
 }
 
 /// Adapter flags of `render`, `run` and `resume`.
@@ -78,6 +89,17 @@ pub struct AdapterArgs {
     /// Lambda version or alias to invoke.
     #[arg(long)]
     pub qualifier: Option<String>,
+    /// Cloud Run job for --adapter cloudrun-job: projects/PROJECT/locations/REGION/jobs/JOB,
+    /// or just JOB with --project and --region.
+    #[arg(long)]
+    pub cloud_run_job: Option<String>,
+    /// Google Cloud project of --cloud-run-job JOB.
+    #[arg(long, env = "GOOGLE_CLOUD_PROJECT")]
+    pub project: Option<String>,
+    /// Cloud Run Admin API endpoint (default https://run.googleapis.com; a plain http://
+    /// endpoint, such as an emulator, is called without credentials).
+    #[arg(long, env = "CLOUD_RUN_ENDPOINT")]
+    pub cloud_run_endpoint: Option<String>,
     /// Memory of one worker in MB, for the cost estimate in `status` (lambda: the function's
     /// memory size, default 4096; cloudrun: default 4096).
     #[arg(long)]
@@ -99,7 +121,8 @@ pub struct AdapterArgs {
     /// Never start speculative duplicates.
     #[arg(long)]
     pub no_speculate: bool,
-    /// Seconds before an invocation that has not answered is abandoned (lambda).
+    /// Seconds before an invocation that has not answered is abandoned (lambda); the task
+    /// timeout of each execution (cloudrun-job).
     #[arg(long, default_value_t = 900.0)]
     pub invoke_timeout: f64,
 }
@@ -120,7 +143,7 @@ impl AdapterArgs {
         let region = pick(&self.region, &recorded.region);
         let qualifier = pick(&self.qualifier, &recorded.qualifier);
         let workers = match kind {
-            AdapterKind::Local | AdapterKind::Lambda => Vec::new(),
+            AdapterKind::Local | AdapterKind::Lambda | AdapterKind::CloudrunJob => Vec::new(),
             AdapterKind::Http if !self.workers.is_empty() => self.workers.clone(),
             AdapterKind::Cloudrun if self.service.is_some() => {
                 self.service.iter().cloned().collect()
@@ -145,6 +168,32 @@ impl AdapterArgs {
             }
             _ => {}
         }
+        let cloud_run_job = match (&self.cloud_run_job, kind) {
+            (Some(name), AdapterKind::CloudrunJob) if !name.contains('/') => {
+                let (Some(project), Some(region)) = (&self.project, &self.region) else {
+                    bail!("--cloud-run-job {name} needs --project and --region (or give projects/PROJECT/locations/REGION/jobs/{name})");
+                };
+                Some(format!("projects/{project}/locations/{region}/jobs/{name}"))
+            }
+            (Some(name), AdapterKind::CloudrunJob) => Some(name.clone()),
+            _ if same => recorded.cloud_run_job.clone(),
+            _ => None,
+        };
+        if kind == AdapterKind::CloudrunJob {
+            match &cloud_run_job {
+                None => bail!("--adapter cloudrun-job needs --cloud-run-job projects/PROJECT/locations/REGION/jobs/JOB"),
+                Some(name) => check_job_name(name).map_err(|e| anyhow::anyhow!("--cloud-run-job: {e}"))?,
+            }
+        }
+        let cloud_run_endpoint = self
+            .cloud_run_endpoint
+            .clone()
+            .filter(|e| !e.is_empty())
+            .or(if same {
+                recorded.cloud_run_endpoint.clone()
+            } else {
+                None
+            });
         let memory_mb = self
             .memory_mb
             .or(if same { recorded.memory_mb } else { None });
@@ -157,13 +206,21 @@ impl AdapterArgs {
                 region,
                 qualifier,
                 memory_mb: memory_mb.or(Some(4096)),
-                vcpu: None,
+                ..AdapterConfig::default()
             },
             AdapterKind::Cloudrun => AdapterConfig {
                 kind,
                 workers,
                 memory_mb: memory_mb.or(Some(4096)),
                 vcpu: vcpu.or(Some(2.0)),
+                ..AdapterConfig::default()
+            },
+            AdapterKind::CloudrunJob => AdapterConfig {
+                kind,
+                memory_mb: memory_mb.or(Some(4096)),
+                vcpu: vcpu.or(Some(2.0)),
+                cloud_run_job,
+                cloud_run_endpoint,
                 ..AdapterConfig::default()
             },
             _ => AdapterConfig {
@@ -216,6 +273,17 @@ impl AdapterArgs {
                     HttpAdapter::new("cloudrun", config.workers.clone(), auth)?
                         .with_health(self.max_worker_failures, self.rest()?),
                 )
+            }
+            AdapterKind::CloudrunJob => {
+                if !(self.invoke_timeout.is_finite() && self.invoke_timeout > 0.0) {
+                    bail!("--invoke-timeout must be a positive number of seconds");
+                }
+                let opts = CloudRunJobOptions::new(
+                    config.cloud_run_job.clone().unwrap_or_default(),
+                    config.cloud_run_endpoint.clone(),
+                    std::time::Duration::from_secs_f64(self.invoke_timeout),
+                );
+                Arc::new(CloudRunJobAdapter::new(opts).await?)
             }
             AdapterKind::Lambda => {
                 if !(self.invoke_timeout.is_finite() && self.invoke_timeout > 0.0) {

@@ -88,20 +88,34 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                     .ok()
                     .and_then(|v| v.trim().parse::<u32>().ok())
             };
-            let chunk = chunk
-                .or_else(|| env_u32("CLOUD_RUN_TASK_INDEX"))
-                .or_else(|| env_u32("JOB_COMPLETION_INDEX"))
-                .ok_or_else(|| anyhow::anyhow!("give --chunk N (or run as a Cloud Run Jobs / Indexed Job task, which sets the task index)"))?;
-            // Cloud Run counts task attempts from 0; attempt keys count from 1.
-            let attempt = attempt
-                .or_else(|| env_u32("CLOUD_RUN_TASK_ATTEMPT").map(|a| a + 1))
-                .unwrap_or(1);
+            let task = env_u32("CLOUD_RUN_TASK_INDEX").or_else(|| env_u32("JOB_COMPLETION_INDEX"));
+            // The cloudrun-job adapter lists each task's chunk and attempt in HELIOS_TASKS
+            // ("chunk:attempt,…", by task index); without it, task N renders chunk N.
+            let listed = match (chunk, task, std::env::var("HELIOS_TASKS")) {
+                (None, Some(t), Ok(list)) => Some(task_entry(&list, t)?),
+                _ => None,
+            };
+            let batch = chunk.is_none() && task.is_some();
+            let (chunk, attempt) = match listed {
+                Some(pair) => pair,
+                None => {
+                    let chunk = chunk.or(task).ok_or_else(|| anyhow::anyhow!("give --chunk N (or run as a Cloud Run Jobs / Indexed Job task, which sets the task index)"))?;
+                    // Cloud Run counts task attempts from 0; attempt keys count from 1.
+                    let attempt = attempt
+                        .or_else(|| env_u32("CLOUD_RUN_TASK_ATTEMPT").map(|a| a + 1))
+                        .unwrap_or(1);
+                    (chunk, attempt)
+                }
+            };
             let req = ChunkRequest {
                 job: job.clone(),
                 chunk,
                 attempt,
             };
             let result = worker::run_chunk(&req).await;
+            if let (true, Err(f)) = (batch, &result) {
+                worker::record_failure(&req, f).await;
+            }
             let code = match &result {
                 Ok(_) => 0,
                 Err(f) if f.retryable => EXIT_RETRYABLE,
@@ -421,4 +435,21 @@ async fn stitch_files(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
         .collect();
     ConcatStitcher.stitch(&segments, fps, None, output).await?;
     Ok(())
+}
+
+/// Entry `task` of a `HELIOS_TASKS` list ("chunk:attempt,…").
+fn task_entry(list: &str, task: u32) -> anyhow::Result<(u32, u32)> {
+    let entry = list
+        .split(',')
+        .nth(task as usize)
+        .ok_or_else(|| anyhow::anyhow!("HELIOS_TASKS has no entry for task {task}"))?;
+    let (c, a) = entry
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("HELIOS_TASKS entry {entry:?} is not chunk:attempt"))?;
+    let parse = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| anyhow::anyhow!("HELIOS_TASKS entry {entry:?} is not chunk:attempt"))
+    };
+    Ok((parse(c)?, parse(a)?))
 }

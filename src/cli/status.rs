@@ -19,7 +19,10 @@ const RUN_REQUEST: f64 = 0.000_000_4;
 /// Worker time is known for committed attempts; failed attempts count as requests only.
 pub fn cost(job: &JobRecord, chunks: &[ChunkRecord]) -> Option<serde_json::Value> {
     let config: AdapterConfig = serde_json::from_str(&job.adapter_config).ok()?;
-    if !matches!(config.kind, AdapterKind::Lambda | AdapterKind::Cloudrun) {
+    if !matches!(
+        config.kind,
+        AdapterKind::Lambda | AdapterKind::Cloudrun | AdapterKind::CloudrunJob
+    ) {
         return None;
     }
     let seconds: f64 = chunks
@@ -35,6 +38,14 @@ pub fn cost(job: &JobRecord, chunks: &[ChunkRecord]) -> Option<serde_json::Value
             gb_seconds * LAMBDA_GB_SECOND + requests as f64 * LAMBDA_REQUEST,
             format!("AWS Lambda x86 list price, {memory_mb} MB"),
         ),
+        AdapterKind::CloudrunJob => {
+            // Jobs are billed for instance time only; there is no per-request fee.
+            let vcpu = config.vcpu.unwrap_or(2.0);
+            (
+                seconds * vcpu * RUN_VCPU_SECOND + gb_seconds * RUN_GIB_SECOND,
+                format!("Cloud Run Jobs list price, {vcpu} vCPU / {memory_mb} MiB"),
+            )
+        }
         _ => {
             let vcpu = config.vcpu.unwrap_or(2.0);
             (

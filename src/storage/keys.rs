@@ -15,6 +15,22 @@ pub fn attempt_report(job: &str, chunk: u32, attempt: u32) -> String {
     format!("jobs/{job}/attempts/{chunk}/{attempt}.json")
 }
 
+/// `jobs/<id>/attempts/<index>/<attempt>.error.json`: why that attempt failed, written by
+/// batch workers (Cloud Run Jobs tasks), whose answer has no other way back.
+pub fn attempt_error(job: &str, chunk: u32, attempt: u32) -> String {
+    format!("jobs/{job}/attempts/{chunk}/{attempt}.error.json")
+}
+
+/// `jobs/<id>/attempts/`: every attempt of every chunk.
+pub fn attempts(job: &str) -> String {
+    format!("jobs/{job}/attempts")
+}
+
+/// The job id of a `…/jobs/<id>/job.json` key.
+pub fn job_of_spec_key(key: &str) -> Option<&str> {
+    key.strip_prefix("jobs/")?.strip_suffix("/job.json")
+}
+
 /// `jobs/<id>/attempts/<index>/`: every attempt of a chunk.
 pub fn chunk_attempts(job: &str, chunk: u32) -> String {
     format!("jobs/{job}/attempts/{chunk}")

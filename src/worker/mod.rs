@@ -136,6 +136,30 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
     Ok(report)
 }
 
+/// Records a failed attempt in storage (`attempt_error`), for batch engines whose tasks
+/// have no answer channel. Best effort: if storage itself is what failed, the orchestrator
+/// still learns of the failure when the execution ends without a report.
+pub async fn record_failure(req: &ChunkRequest, failure: &WorkerFailure) {
+    let Ok((storage, key)) = Storage::open_object_url(&req.job) else {
+        return;
+    };
+    let Some(job) = keys::job_of_spec_key(&key) else {
+        return;
+    };
+    let Ok(json) = serde_json::to_vec(failure) else {
+        return;
+    };
+    if let Err(e) = storage
+        .put(
+            &keys::attempt_error(job, req.chunk, req.attempt),
+            json.into(),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "cannot record the failure in storage");
+    }
+}
+
 async fn load_spec(storage: &Storage, key: &str) -> Result<JobSpec, WorkerFailure> {
     let bytes = storage.get(key).await.map_err(|e| match e {
         StorageError::NotFound { .. } => WorkerFailure::fatal(
