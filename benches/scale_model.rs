@@ -426,6 +426,7 @@ fn plot(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_labels(5)
         .y_label_formatter(&|y| format!("${y:.3}"))
         .x_desc("chunks (log)")
         .y_desc("USD (log)")
