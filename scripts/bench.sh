@@ -102,8 +102,8 @@ calls per chunk, plus verification and the stitch of 1,000 segments.
 
 In process (\`cargo bench --bench orchestrator_overhead\`): the scheduler and the job store
 alone, with the sim adapter (no rendering; it still writes a placeholder segment and a report)
-and in-memory object storage. Each row is the fastest of 3 runs, each a fresh process running
-one job (peak RSS: the largest of the 3). Transactions are the job store's commits (one fsync
+and in-memory object storage. Each row is the median of 5 runs, each a fresh process running
+one job (peak RSS: the largest of the 5). Transactions are the job store's commits (one fsync
 each for the file); after each durable run the database is reopened and every chunk must be
 done with exactly one attempt ("lost updates" counts those that are not).
 
