@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-/// AWS Lambda x86 list price per GB-second (USD); the same as `src/cli/status.rs`.
+/// AWS Lambda x86 list price per GB-second (USD), also used by `status`.
 pub const LAMBDA_GB_SECOND: f64 = 0.000_016_666_7;
-/// AWS Lambda list price per request (USD); the same as `src/cli/status.rs`.
+/// AWS Lambda list price per request (USD), also used by `status`.
 pub const LAMBDA_REQUEST: f64 = 0.000_000_2;
 
 /// A job and the workers that render it.

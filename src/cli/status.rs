@@ -7,10 +7,10 @@ use serde_json::json;
 use super::adapter::{AdapterConfig, AdapterKind};
 use crate::orchestrator::{ChunkRecord, ChunkState, JobLock, JobRecord, JobState};
 
-/// List prices used for estimates (USD): AWS Lambda x86 per GB-second and per request;
-/// Cloud Run request-based billing per vCPU-second, per GiB-second and per request.
-const LAMBDA_GB_SECOND: f64 = 0.000_016_666_7;
-const LAMBDA_REQUEST: f64 = 0.000_000_2;
+use crate::model::{LAMBDA_GB_SECOND, LAMBDA_REQUEST};
+
+/// List prices used for estimates (USD; Lambda's are shared with the scale model): Cloud
+/// Run request-based billing per vCPU-second, per GiB-second and per request.
 const RUN_VCPU_SECOND: f64 = 0.000_024;
 const RUN_GIB_SECOND: f64 = 0.000_002_5;
 const RUN_REQUEST: f64 = 0.000_000_4;
