@@ -138,6 +138,73 @@ fn renderers_get_a_clean_environment_and_workers_stay_in_their_temp_dir_and_job_
     }
 }
 
+#[test]
+fn a_renderer_gets_exactly_the_variables_the_job_names() {
+    let env = Env::new();
+    let state = env.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let r = env_recording_renderer(&state);
+    let args = [
+        "render",
+        "-o",
+        "out.mp4",
+        "--frames",
+        "0..10",
+        "--size",
+        "64x64",
+        "--chunks",
+        "1",
+        "--pass-env",
+        "RENDER_QUALITY,NOT_SET_ANYWHERE",
+    ];
+    let mut cmd = env.cmd(&with_renderer(&args, &r));
+    cmd.env("RENDER_QUALITY", "ultra");
+    for (k, v) in SECRETS {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = std::fs::read_to_string(state.join("env-0")).unwrap();
+    assert!(seen.contains("RENDER_QUALITY=ultra\n"), "{seen}");
+    assert!(!seen.contains("NOT_SET_ANYWHERE"), "{seen}");
+    for (k, v) in SECRETS {
+        assert!(!seen.contains(v), "the renderer saw {k}:\n{seen}");
+    }
+    // The spec carries the name, never the value.
+    let id = env.only_job();
+    let spec =
+        std::fs::read_to_string(env.home().join(format!("storage/jobs/{id}/job.json"))).unwrap();
+    assert!(
+        spec.contains("RENDER_QUALITY") && !spec.contains("ultra"),
+        "{spec}"
+    );
+    // A name that is not a variable name is refused.
+    let bad = env.run(&with_renderer(
+        &[
+            "render",
+            "-o",
+            "x.mp4",
+            "--frames",
+            "0..10",
+            "--size",
+            "64x64",
+            "--pass-env",
+            "A=B",
+        ],
+        &r,
+    ));
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("composition.pass_env[0]"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
 /// An HTTP worker in front of a real `worker serve` that records each request.
 /// Requests seen by the proxy: (head, body).
 type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;

@@ -126,6 +126,10 @@ pub struct PlanSettings {
     /// A folder packed into the job's bundle; a command sees it as {bundle} (and runs in it).
     #[arg(long)]
     pub bundle: Option<PathBuf>,
+    /// Variables the renderer command takes from each worker's environment (names only,
+    /// comma-separated or repeated); by default it gets a clean environment.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub pass_env: Vec<String>,
     /// Renderer command, after `--`: an argument vector with placeholders {start} {end}
     /// {count} {output} {width} {height} {fps} {bundle}; never run through a shell.
     #[arg(last = true)]

@@ -36,6 +36,9 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
     if page.is_some() && p.bundle.is_some() {
         bail!("--bundle is for commands; an HTML composition's folder is its bundle");
     }
+    if page.is_some() && !p.pass_env.is_empty() {
+        bail!("--pass-env is for renderer commands; an HTML composition runs in a browser that never sees the worker's environment");
+    }
     let (start, end) = match (p.frames, p.duration) {
         (Some(r), _) => r,
         (None, Some(secs)) => {
@@ -94,6 +97,7 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
             (_, bundle) => Composition::Command(CommandComposition {
                 argv: p.argv.clone(),
                 bundle,
+                pass_env: p.pass_env.clone(),
             }),
         },
         video: VideoSpec {

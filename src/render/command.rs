@@ -111,6 +111,12 @@ impl Renderer for CommandRenderer {
         if let Some(b) = req.bundle_dir {
             cmd.env("HELIOS_BUNDLE", b);
         }
+        // What the job asked for by name, from this worker's environment.
+        for name in &self.composition.pass_env {
+            if let Some(value) = std::env::var_os(name) {
+                cmd.env(name, value);
+            }
+        }
         let done = process::run(&mut cmd)
             .await
             .map_err(|source| RenderError::ProgramNotFound {

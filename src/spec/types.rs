@@ -55,6 +55,7 @@ impl JobSpec {
             composition: Composition::Command(CommandComposition {
                 argv: argv.iter().map(|s| s.to_string()).collect(),
                 bundle: None,
+                pass_env: Vec::new(),
             }),
             video: VideoSpec {
                 width,
@@ -137,6 +138,11 @@ pub struct CommandComposition {
     /// Optional bundle unpacked for the program; its path is `{bundle}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<String>,
+    /// Names of variables the program gets from the worker's own environment (the program
+    /// otherwise sees only PATH, HOME, TMPDIR, locale, TZ and the HELIOS_* chunk variables).
+    /// Names only: values, secrets included, never travel in the spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
 }
 
 /// A half-open frame range `[start, end)`.

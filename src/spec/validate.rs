@@ -230,6 +230,20 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
     // Composition.
     match &spec.composition {
         Composition::Command(c) => {
+            for (i, name) in c.pass_env.iter().enumerate() {
+                let ok = !name.is_empty()
+                    && name.len() <= 128
+                    && name
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                    && !name.starts_with(|ch: char| ch.is_ascii_digit());
+                if !ok {
+                    err(
+                        &format!("composition.pass_env[{i}]"),
+                        format!("{name:?} is not an environment variable name (A-Z a-z 0-9 _, not starting with a digit)"),
+                    );
+                }
+            }
             if c.argv.is_empty() || c.argv[0].is_empty() {
                 err(
                     "composition.argv",
@@ -483,6 +497,7 @@ mod tests {
             composition: Composition::Command(CommandComposition {
                 argv: vec!["render".into(), "{start}".into(), "{output}".into()],
                 bundle: None,
+                pass_env: Vec::new(),
             }),
             video: VideoSpec {
                 width: 320,
