@@ -42,6 +42,9 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 load_start=$(loadavg)
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
+# The revision measured is the one built now, at the start, whatever lands during the run.
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || rev+=" + uncommitted changes in src/Cargo"
 
 # --- build and install everything (idempotent) ------------------------------------------
 if [[ -n ${HELIOS_INFRA_BIN:-} ]]; then
@@ -198,8 +201,6 @@ chromium_ver() { "$1" --version 2>/dev/null | head -n1; }
 pkgver() { node -p "require('./scripts/bench-helios/node_modules/$1/package.json').version"; }
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 mem=$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
-rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || rev+=" + uncommitted changes in src/Cargo"
 if [[ -n ${HELIOS_INFRA_BIN:-} ]]; then rev="binary $bin (HELIOS_INFRA_BIN, not built by this run; tree $rev)"; else rev+=", release build"; fi
 
 mode_note= dom_why=
@@ -226,8 +227,8 @@ cat >"$block" <<MD
 
 Measured by \`bash scripts/bench-browser.sh\` (which rewrites this block only), $started.
 Machine: $(nproc) cores ($cpu), $mem; load average $load_start at the start and $load_end
-at the end (other jobs were running; all columns share it because repetitions are
-interleaved). helios-infra $rev; $(chromium_ver /usr/lib/chromium/chromium-headless-shell) (Debian);
+at the end (the benchmark's own browsers and encoders load both cores; all columns share
+it because repetitions are interleaved). helios-infra $rev; $(chromium_ver /usr/lib/chromium/chromium-headless-shell) (Debian);
 $(ffmpeg -version | head -n1 | cut -d' ' -f1-3); Node $(node --version);
 \`@helios-project/renderer\` $(pkgver @helios-project/renderer) with Playwright $(pkgver playwright).
 
