@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use helios_infra::adapters::sim::SimAdapter;
 use helios_infra::orchestrator::{ChunkState, JobStore, Orchestrator, SqliteStore};
 use helios_infra::spec::*;
-use helios_infra::stitch::ConcatStitcher;
 use helios_infra::storage::Storage;
-use tokio_util::sync::CancellationToken;
 
 /// The same allocator as the `helios-infra` binary.
 #[global_allocator]
@@ -61,17 +59,11 @@ async fn scheduling(chunks: u32, concurrency: u32, durable: bool) -> Measured {
         SqliteStore::in_memory().unwrap()
     });
     let storage = Storage::open("memory://bench").unwrap();
-    let orch = Orchestrator {
-        store: store.clone(),
-        adapter: Arc::new(SimAdapter::new(Duration::ZERO)),
-        adapter_config: "{}".into(),
-        stitcher: Arc::new(ConcatStitcher),
-        state_dir: dir.path().to_path_buf(),
-        events: None,
-        cancel: CancellationToken::new(),
-        webhook_secret: None,
-        speculation: None,
-    };
+    let orch = Orchestrator::new(
+        store.clone(),
+        Arc::new(SimAdapter::new(Duration::ZERO)),
+        dir.path(),
+    );
     let mut s = spec(chunks);
     s.concurrency = concurrency;
     let job = orch

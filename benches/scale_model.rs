@@ -35,11 +35,9 @@ use helios_infra::adapters::{ChunkReport, ChunkRequest, WorkerAdapter, WorkerFai
 use helios_infra::model::{Prediction, ScaleModel, LAMBDA_GB_SECOND, LAMBDA_REQUEST};
 use helios_infra::orchestrator::{ChunkState, JobStore, Orchestrator, SqliteStore};
 use helios_infra::spec::*;
-use helios_infra::stitch::ConcatStitcher;
 use helios_infra::storage::Storage;
 use plotters::prelude::*;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 /// 2 minutes of video at 30 fps.
 const FRAMES: u64 = 3600;
@@ -222,17 +220,7 @@ async fn sim_run(chunks: u32, seed: u64) -> SimRun {
     let store = Arc::new(SqliteStore::in_memory().expect("in-memory job store"));
     let storage =
         Storage::open(&format!("memory://scale-{chunks}-{seed}")).expect("memory storage");
-    let orch = Orchestrator {
-        store: store.clone(),
-        adapter: Arc::new(adapter),
-        adapter_config: "{}".into(),
-        stitcher: Arc::new(ConcatStitcher),
-        state_dir: dir.path().to_path_buf(),
-        events: None,
-        cancel: CancellationToken::new(),
-        webhook_secret: None,
-        speculation: None,
-    };
+    let orch = Orchestrator::new(store.clone(), Arc::new(adapter), dir.path());
     let job = orch
         .submit(spec, &storage, &dir.path().join("out.mp4"))
         .await

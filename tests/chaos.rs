@@ -11,9 +11,7 @@ use helios_infra::orchestrator::{
     ChunkState, Event, JobStore, Orchestrator, Speculation, SqliteStore,
 };
 use helios_infra::spec::*;
-use helios_infra::stitch::ConcatStitcher;
 use helios_infra::storage::Storage;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_chunks_survive_failures_hangs_and_corrupt_output() {
@@ -30,15 +28,12 @@ async fn a_thousand_chunks_survive_failures_hangs_and_corrupt_output() {
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let orch = Orchestrator {
-        store: store.clone(),
-        adapter: Arc::new(SimAdapter::with_config(config.clone())),
-        adapter_config: "{}".into(),
-        stitcher: Arc::new(ConcatStitcher),
-        state_dir: dir.path().to_path_buf(),
         events: Some(tx),
-        cancel: CancellationToken::new(),
-        webhook_secret: None,
-        speculation: None,
+        ..Orchestrator::new(
+            store.clone(),
+            Arc::new(SimAdapter::with_config(config.clone())),
+            dir.path(),
+        )
     };
     let frames = FrameRange::new(0, 1000);
     let spec = JobSpec {
@@ -121,19 +116,17 @@ async fn a_straggler_gets_a_duplicate_and_the_first_result_wins() {
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let orch = Orchestrator {
-        store: store.clone(),
-        adapter: Arc::new(SimAdapter::with_config(config)),
-        adapter_config: "{}".into(),
-        stitcher: Arc::new(ConcatStitcher),
-        state_dir: dir.path().to_path_buf(),
         events: Some(tx),
-        cancel: CancellationToken::new(),
-        webhook_secret: None,
         speculation: Some(Speculation {
             factor: 3.0,
             min_elapsed: Duration::from_millis(200),
             min_done: 0.75,
         }),
+        ..Orchestrator::new(
+            store.clone(),
+            Arc::new(SimAdapter::with_config(config)),
+            dir.path(),
+        )
     };
     let frames = FrameRange::new(0, 20);
     let spec = JobSpec {

@@ -329,15 +329,11 @@ impl State {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         Ok((
             Orchestrator {
-                store: self.store.clone(),
-                adapter,
                 adapter_config: serde_json::to_string(&config)?,
-                stitcher: Arc::new(ConcatStitcher),
-                state_dir: self.home.clone(),
                 events: Some(tx),
-                cancel: CancellationToken::new(),
                 webhook_secret: self.webhook_secret.clone(),
                 speculation: args.speculation(&config),
+                ..Orchestrator::new(self.store.clone(), adapter, self.home.clone())
             },
             rx,
         ))

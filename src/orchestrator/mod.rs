@@ -141,6 +141,28 @@ pub struct Orchestrator {
     pub speculation: Option<Speculation>,
 }
 
+impl Orchestrator {
+    /// An orchestrator with the concat stitcher and no adapter config, events, webhook
+    /// secret or speculation; set those fields as needed (struct update syntax).
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        adapter: Arc<dyn WorkerAdapter>,
+        state_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            store,
+            adapter,
+            adapter_config: "{}".into(),
+            stitcher: Arc::new(crate::stitch::ConcatStitcher),
+            state_dir: state_dir.into(),
+            events: None,
+            cancel: CancellationToken::new(),
+            webhook_secret: None,
+            speculation: None,
+        }
+    }
+}
+
 /// When a running attempt counts as a straggler and gets a speculative duplicate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Speculation {
