@@ -327,11 +327,7 @@ fn a_killed_browser_is_retried_and_the_job_succeeds() {
         }
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(probe_stream(&env.path("k.mp4")).0, 90);
     let st = env.status(&env.status_ids()[0]);
     let attempts: u64 = st["chunk_list"]

@@ -99,10 +99,8 @@ fn render_on(env: &Env, service: &str, vars: &[(&str, String)]) -> std::process:
     ));
     cmd.env_remove("HELIOS_WORKER_TOKEN")
         .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-        .env_remove("GCE_METADATA_HOST");
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
+        .env_remove("GCE_METADATA_HOST")
+        .envs(vars.iter().map(|(k, v)| (k, v)));
     cmd.output().unwrap()
 }
 
@@ -131,11 +129,7 @@ fn cloud_run_calls_carry_an_id_token_from_a_service_account_key() {
             env.path("key.json").display().to_string(),
         )],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(probe_stream(&env.path("run.mp4")).0, 20);
     // One token for the whole job: cached, not minted per chunk.
     assert_eq!(seen.lock().unwrap().len(), 1, "{:?}", seen.lock().unwrap());
@@ -147,11 +141,7 @@ fn cloud_run_calls_carry_an_id_token_from_the_metadata_server() {
     let (google, _) = fake_google("metadata-id-token", service.url.clone());
     let env = Env::new();
     let out = render_on(&env, &service.url, &[("GCE_METADATA_HOST", google)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 }
 
 #[test]

@@ -249,11 +249,7 @@ fn a_failed_task_is_retried_in_a_new_execution() {
     let r = env.renderer("fail-once:10");
     let (endpoint, fake) = start_fake();
     let out = env.run(&with_renderer(&args("out.mp4", &endpoint, JOB, "3"), &r));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(probe_stream(&env.path("out.mp4")).0, 30);
     let runs = fake.runs.lock().unwrap();
     assert_eq!(runs.len(), 2, "{runs:?}");

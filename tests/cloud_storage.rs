@@ -128,16 +128,7 @@ fn render_in_bucket(env: &Env, storage: &str, vars: &[(&'static str, String)]) {
         ],
         &r,
     );
-    let mut cmd = env.cmd(&args);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.ok_with_env(&args, vars.iter().map(|(k, v)| (k, v)));
     // Nothing went to local storage: the job lives in the bucket.
     assert!(!env.home().join("storage/jobs").exists());
     env.ok(&with_renderer(

@@ -186,11 +186,7 @@ fn a_worker_killed_mid_chunk_is_replaced_and_the_job_succeeds() {
     a.child.kill().unwrap();
     a.child.wait().unwrap();
     let out = job.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(probe_stream(&env.path("out.mp4")).0, 60);
     let st = env.status(&env.status_ids()[0]);
     let retried = st["chunk_list"]
@@ -280,11 +276,7 @@ fn a_worker_that_keeps_losing_chunks_is_blocklisted_and_the_job_succeeds() {
         ),
         &r,
     ));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(
         requests.load(std::sync::atomic::Ordering::SeqCst),
         2,

@@ -43,11 +43,10 @@ fn render(
         "60",
     ];
     args.extend_from_slice(extra);
-    let mut cmd = env.cmd(&with_renderer(&args, &r));
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    env.cmd(&with_renderer(&args, &r))
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -60,11 +59,7 @@ fn a_lambda_render_with_s3_storage_equals_a_local_render() {
         .collect();
     let env = Env::new();
     let out = render(&env, &vars, "lambda.mp4", &["--concurrency", "2"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let r = ffmpeg_renderer();
     env.ok(&with_renderer(
         &[
@@ -143,11 +138,11 @@ fn a_missing_function_is_a_clear_error() {
         "--function",
         "no-such-function",
     ];
-    let mut cmd = env.cmd(&with_renderer(&args, &r));
-    for (k, v) in &vars {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
+    let out = env
+        .cmd(&with_renderer(&args, &r))
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-function"), "{err}");

@@ -275,11 +275,7 @@ fn worker_run_prints_report_or_classified_error() {
         .env("CLOUD_RUN_TASK_ATTEMPT", "1")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["segment"], "jobs/manual1/attempts/0/2.mp4");
 

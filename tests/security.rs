@@ -78,16 +78,10 @@ fn renderers_get_a_clean_environment_and_workers_stay_in_their_temp_dir_and_job_
         "3",
         "--lossless",
     ];
-    let mut cmd = env.cmd(&with_renderer(&args, &r));
-    cmd.env("TMPDIR", &tmp);
-    for (k, v) in SECRETS {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let tmp_var = [("TMPDIR", tmp.to_str().unwrap())];
+    env.ok_with_env(
+        &with_renderer(&args, &r),
+        tmp_var.into_iter().chain(SECRETS),
     );
     assert_eq!(probe_stream(&env.path("out.mp4")).0, 30);
 
@@ -157,16 +151,10 @@ fn a_renderer_gets_exactly_the_variables_the_job_names() {
         "--pass-env",
         "RENDER_QUALITY,NOT_SET_ANYWHERE",
     ];
-    let mut cmd = env.cmd(&with_renderer(&args, &r));
-    cmd.env("RENDER_QUALITY", "ultra");
-    for (k, v) in SECRETS {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let quality = [("RENDER_QUALITY", "ultra")];
+    env.ok_with_env(
+        &with_renderer(&args, &r),
+        quality.into_iter().chain(SECRETS),
     );
     let seen = std::fs::read_to_string(state.join("env-0")).unwrap();
     assert!(seen.contains("RENDER_QUALITY=ultra\n"), "{seen}");
@@ -269,16 +257,7 @@ fn http_workers_receive_only_the_chunk_request() {
         "--worker-token",
         "tok",
     ];
-    let mut cmd = env.cmd(&with_renderer(&args, &r));
-    for (k, v) in SECRETS {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.ok_with_env(&with_renderer(&args, &r), SECRETS);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2, "one request per chunk");
     for (head, body) in seen.iter() {

@@ -7,6 +7,15 @@ pub mod peers;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Asserts that a finished process succeeded, showing its stderr if not.
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A test's private working directory and `--home`.
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -41,7 +50,7 @@ impl Env {
         self.cmd(args).output().expect("run helios-infra")
     }
 
-    /// Runs and asserts success, returning stderr.
+    /// Runs and asserts success, returning the output.
     pub fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
         assert!(
@@ -50,6 +59,21 @@ impl Env {
             String::from_utf8_lossy(&out.stderr),
             String::from_utf8_lossy(&out.stdout)
         );
+        out
+    }
+
+    /// Like [`Env::ok`], with extra environment variables for the process.
+    pub fn ok_with_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+        &self,
+        args: &[&str],
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Output {
+        let out = self
+            .cmd(args)
+            .envs(vars)
+            .output()
+            .expect("run helios-infra");
+        assert_ok(&out);
         out
     }
 
