@@ -271,13 +271,5 @@ $dom_why
 <!-- browser:end -->
 MD
 
-python3 - "$block" <<'PY'
-import pathlib, re, sys
-doc = pathlib.Path("docs/BENCHMARKS.md")
-block = pathlib.Path(sys.argv[1]).read_text().strip()
-text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-pat = re.compile(r"<!-- browser:start -->.*?<!-- browser:end -->", re.S)
-text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
-doc.write_text(text)
-PY
+python3 scripts/replace-block.py browser "$block"
 log "wrote the browser block of docs/BENCHMARKS.md"

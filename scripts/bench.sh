@@ -116,15 +116,7 @@ At concurrency 1 there is nothing to group: two fsyncs per chunk.
 <!-- pipeline:end -->
 MD
 # Replace this script's block in docs/BENCHMARKS.md, keeping the rest (other scripts' blocks).
-python3 - "$block" <<'PY'
-import pathlib, re, sys
-doc = pathlib.Path("docs/BENCHMARKS.md")
-block = pathlib.Path(sys.argv[1]).read_text().strip()
-text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-pat = re.compile(r"<!-- pipeline:start -->.*?<!-- pipeline:end -->", re.S)
-text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
-doc.write_text(text)
-PY
+python3 scripts/replace-block.py pipeline "$block"
 echo "bench: wrote the pipeline block of docs/BENCHMARKS.md" >&2
 
 # The scale model vs sim runs of the orchestrator: rewrites its own block (scale) of
