@@ -69,9 +69,9 @@ pub enum SimOutcome {
 }
 
 impl SimConfig {
-    /// The outcome and random latency of one attempt (or its `slow` override): a function
-    /// of (seed, chunk, attempt) only, so the same run gives the same draws whatever the
-    /// scheduling order. [`SimConfig::attempt`] adds the cold start and per-frame time.
+    /// The outcome and random latency of one attempt: a function of (seed, chunk, attempt)
+    /// only, so the same run gives the same draws whatever the scheduling order.
+    /// [`SimConfig::attempt`] adds the cold start and per-frame time, or the `slow` override.
     pub fn draw(&self, chunk: u32, attempt: u32) -> (SimOutcome, Duration) {
         // SplitMix64 over (seed, chunk, attempt): cheap, and stable across crate versions.
         let mut state =
@@ -99,11 +99,6 @@ impl SimConfig {
         } else {
             lo
         };
-        let latency = self
-            .slow
-            .iter()
-            .find(|(c, a, _)| *c == chunk && *a == attempt)
-            .map_or(latency, |(_, _, d)| *d);
         (outcome, latency)
     }
 
@@ -112,12 +107,12 @@ impl SimConfig {
     /// the `slow` override alone. Like `draw`, a function of its arguments only.
     pub fn attempt(&self, chunk: u32, attempt: u32, frames: u64) -> (SimOutcome, Duration) {
         let (outcome, drawn) = self.draw(chunk, attempt);
-        if self
+        if let Some((_, _, slow)) = self
             .slow
             .iter()
-            .any(|(c, a, _)| *c == chunk && *a == attempt)
+            .find(|(c, a, _)| *c == chunk && *a == attempt)
         {
-            return (outcome, drawn);
+            return (outcome, *slow);
         }
         let frames = u32::try_from(frames).unwrap_or(u32::MAX);
         let work = self
