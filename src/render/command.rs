@@ -51,6 +51,30 @@ pub fn substitute(arg: &str, lookup: impl Fn(&str) -> Option<String>) -> String 
     out
 }
 
+/// Each placeholder of a chunk, the variable that carries it too, and its value (`bundle`
+/// only when the job has one).
+fn chunk_values(
+    spec: &JobSpec,
+    chunk: Chunk,
+    output: &Path,
+    bundle: Option<&Path>,
+) -> Vec<(&'static str, &'static str, String)> {
+    let v = &spec.video;
+    let mut values = vec![
+        ("start", "HELIOS_FRAME_START", chunk.start.to_string()),
+        ("end", "HELIOS_FRAME_END", chunk.end.to_string()),
+        ("count", "HELIOS_FRAME_COUNT", chunk.len().to_string()),
+        ("output", "HELIOS_OUTPUT", output.display().to_string()),
+        ("width", "HELIOS_WIDTH", v.width.to_string()),
+        ("height", "HELIOS_HEIGHT", v.height.to_string()),
+        ("fps", "HELIOS_FPS", v.fps.to_string()),
+    ];
+    if let Some(b) = bundle {
+        values.push(("bundle", "HELIOS_BUNDLE", b.display().to_string()));
+    }
+    values
+}
+
 /// The argument vector for one chunk.
 pub fn chunk_argv(
     argv: &[String],
@@ -59,19 +83,12 @@ pub fn chunk_argv(
     output: &Path,
     bundle: Option<&Path>,
 ) -> Vec<String> {
-    let v = &spec.video;
-    let lookup = |name: &str| -> Option<String> {
-        Some(match name {
-            "start" => chunk.start.to_string(),
-            "end" => chunk.end.to_string(),
-            "count" => chunk.len().to_string(),
-            "output" => output.display().to_string(),
-            "width" => v.width.to_string(),
-            "height" => v.height.to_string(),
-            "fps" => v.fps.to_string(),
-            "bundle" => bundle?.display().to_string(),
-            _ => return None,
-        })
+    let values = chunk_values(spec, chunk, output, bundle);
+    let lookup = |name: &str| {
+        values
+            .iter()
+            .find(|(placeholder, _, _)| *placeholder == name)
+            .map(|(_, _, value)| value.clone())
     };
     argv.iter().map(|a| substitute(a, lookup)).collect()
 }
@@ -96,20 +113,8 @@ impl Renderer for CommandRenderer {
             .current_dir(req.bundle_dir.unwrap_or(req.workdir));
         process::clean_env(&mut cmd, req.workdir);
         // The placeholders, also as variables, for renderers that prefer to read them there.
-        let v = &req.spec.video;
-        for (name, value) in [
-            ("HELIOS_FRAME_START", req.chunk.start.to_string()),
-            ("HELIOS_FRAME_END", req.chunk.end.to_string()),
-            ("HELIOS_FRAME_COUNT", req.chunk.len().to_string()),
-            ("HELIOS_FPS", v.fps.to_string()),
-            ("HELIOS_WIDTH", v.width.to_string()),
-            ("HELIOS_HEIGHT", v.height.to_string()),
-            ("HELIOS_OUTPUT", raw.display().to_string()),
-        ] {
+        for (_, name, value) in chunk_values(req.spec, req.chunk, &raw, req.bundle_dir) {
             cmd.env(name, value);
-        }
-        if let Some(b) = req.bundle_dir {
-            cmd.env("HELIOS_BUNDLE", b);
         }
         // What the job asked for by name, from this worker's environment.
         for name in &self.composition.pass_env {

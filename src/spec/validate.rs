@@ -492,29 +492,15 @@ mod tests {
 
     fn spec() -> JobSpec {
         JobSpec {
-            version: 1,
-            id: None,
-            composition: Composition::Command(CommandComposition {
-                argv: vec!["render".into(), "{start}".into(), "{output}".into()],
-                bundle: None,
-                pass_env: Vec::new(),
-            }),
-            video: VideoSpec {
-                width: 320,
-                height: 240,
-                fps: Fps::new(30, 1),
-                frames: FrameRange::new(0, 100),
-                codec: Codec::H264,
-                crf: None,
-                preset: None,
-                pixel_format: None,
-                lossless: false,
-            },
-            audio: Vec::new(),
-            chunks: plan_chunks(FrameRange::new(0, 100), ChunkPlan::Count(4)),
-            retry: RetryPolicy::default(),
             concurrency: 2,
-            webhook: None,
+            ..JobSpec::command(
+                &["render", "{start}", "{output}"],
+                320,
+                240,
+                Fps::new(30, 1),
+                FrameRange::new(0, 100),
+                ChunkPlan::Count(4),
+            )
         }
     }
 
