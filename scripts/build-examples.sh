@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the example compositions that need a build step (today: examples/compositions/helios-core).
+# Build the example compositions that need a build step: examples/compositions/helios-core
+# (bundled with esbuild) and examples/compositions/gsap (GSAP copied into vendor/).
 #
 #   bash scripts/build-examples.sh
 #
@@ -34,3 +35,10 @@ if [[ ! -s dist/main.js ]]; then
 fi
 echo "build-examples: built $root/examples/compositions/helios-core/dist/main.js"
 echo "build-examples: entry $root/examples/compositions/helios-core/index.html"
+
+cd "$root/examples/compositions/gsap"
+echo "build-examples: npm ci in $(pwd)"
+npm ci --no-audit --no-fund --ignore-scripts
+mkdir -p vendor
+cp node_modules/gsap/dist/gsap.min.js vendor/gsap.min.js
+echo "build-examples: copied GSAP to $root/examples/compositions/gsap/vendor/gsap.min.js"

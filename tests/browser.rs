@@ -104,10 +104,13 @@ fn frame_f_shows_time_f_over_fps_at_ntsc_rate_and_far_into_the_timeline() {
     let html = std::fs::read_to_string(format!("{}/index.html", example("clock"))).unwrap();
     let dir = env.path("clock");
     std::fs::create_dir_all(&dir).unwrap();
-    for (frames, fps) in [
-        ("0..12", "30000/1001"),
-        ("53995..54005", "30000/1001"),
-        ("0..6", "30"),
+    // Several browsers per worker share each chunk in contiguous blocks; the frames still
+    // come out in order, each showing its own time.
+    for (frames, fps, browsers) in [
+        ("0..40", "30000/1001", "3"),
+        ("53990..54022", "30000/1001", "2"),
+        ("0..6", "30", "1"),
+        ("0..40", "30", "2"),
     ] {
         let page = dir.join(format!("clock-{}.html", fps.replace('/', "_")));
         // Bake the rate into the page (workers open the entry without a query string).
@@ -130,12 +133,22 @@ fn frame_f_shows_time_f_over_fps_at_ntsc_rate_and_far_into_the_timeline() {
             "1280x720",
             "--chunks",
             "2",
+            "--browsers",
+            browsers,
             "--lossless",
         ]);
-        let (start, _) = frames.split_once("..").unwrap();
-        let start: u32 = start.parse().unwrap();
+        let id = env.status_ids().pop().unwrap();
+        for c in env.status(&id)["chunk_list"].as_array().unwrap() {
+            assert_eq!(
+                c["stages"]["browsers"].to_string(),
+                browsers,
+                "{fps} {frames}: {c}"
+            );
+        }
+        let (start, end) = frames.split_once("..").unwrap();
+        let (start, end): (u32, u32) = (start.parse().unwrap(), end.parse().unwrap());
         let readings = clock_readings(&env.path("clock.mp4"), 1280, 720);
-        assert!(!readings.is_empty());
+        assert_eq!(readings.len() as u32, end - start, "{fps} {frames}");
         for (i, rows) in readings.iter().enumerate() {
             let want = start + i as u32;
             assert_eq!(
@@ -447,4 +460,82 @@ fn canvas_read_back_gives_the_same_frames_as_screenshots() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no <canvas> matches #nope"));
+}
+
+#[test]
+fn a_type_error_names_its_class_message_and_where_it_was_thrown() {
+    let env = Env::new();
+    let dir = env.path("typeerror");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        "<!doctype html><link rel=icon href='data:,'><body style='background:#123'>\n\
+         <script>\n\
+         function draw(ts) {\n\
+           if (ts >= 100) { const scene = null; scene.render(); }\n\
+           requestAnimationFrame(draw);\n\
+         }\n\
+         requestAnimationFrame(draw);\n\
+         </script>",
+    )
+    .unwrap();
+    let out = env.run(&[
+        "render",
+        dir.to_str().unwrap(),
+        "-o",
+        "t.mp4",
+        "--frames",
+        "0..12",
+        "--size",
+        "320x180",
+        "--chunks",
+        "1",
+        "--browsers",
+        "2",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TypeError: Cannot read properties of null"),
+        "{err}"
+    );
+    assert!(err.contains("index.html:4"), "where it was thrown: {err}");
+    assert!(
+        err.contains("1 attempt(s)") && err.contains("not retryable"),
+        "{err}"
+    );
+}
+
+#[test]
+fn more_browsers_than_frames_are_clamped_and_said_so() {
+    let env = Env::new();
+    let out = env.ok(&[
+        "render",
+        &example("clock"),
+        "-o",
+        "c.mp4",
+        "--frames",
+        "0..30",
+        "--size",
+        "640x360",
+        "--chunks",
+        "2",
+        "--browsers",
+        "40",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--browsers 40 is more than the 15 frames of the shortest chunk"),
+        "{err}"
+    );
+    assert_eq!(probe_stream(&env.path("c.mp4")).0, 30);
+    let st = env.status(&env.only_job());
+    let used: Vec<u64> = st["chunk_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["stages"]["browsers"].as_u64().unwrap())
+        .collect();
+    // One browser per 8 frames at most: 15 frames share 2 browsers.
+    assert_eq!(used, vec![2, 2], "{st}");
 }

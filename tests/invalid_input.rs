@@ -212,3 +212,43 @@ fn renderer_ignoring_the_frame_range_is_caught() {
         "{err}"
     );
 }
+
+#[test]
+fn zero_browsers_is_rejected() {
+    let env = Env::new();
+    let dir = env.path("page");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<p>hi</p>").unwrap();
+    fails_with(
+        &env,
+        &[
+            "render",
+            dir.to_str().unwrap(),
+            "-o",
+            "o.mp4",
+            "--frames",
+            "0..10",
+            "--browsers",
+            "0",
+        ],
+        &["--browsers must be at least 1"],
+    );
+    let r = ffmpeg_renderer();
+    fails_with(
+        &env,
+        &with_renderer(
+            &[
+                "render",
+                "-o",
+                "o.mp4",
+                "--frames",
+                "0..10",
+                "--browsers",
+                "2",
+            ],
+            &r,
+        ),
+        &["--browsers is for HTML compositions"],
+    );
+    assert!(!env.path("o.mp4").exists());
+}

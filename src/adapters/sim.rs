@@ -234,6 +234,7 @@ impl WorkerAdapter for SimAdapter {
                 ..Timings::default()
             },
             stats: Default::default(),
+            stages: None,
         })
     }
 }

@@ -116,6 +116,10 @@ pub struct PlanSettings {
     /// instead of screenshots of the page — faster when the canvas is the whole picture.
     #[arg(long, value_name = "SELECTOR")]
     pub capture_canvas: Option<String>,
+    /// HTML compositions: browser processes per worker, sharing each chunk (contiguous
+    /// blocks merged in order into one encoder). Default: chosen by each worker from its cores.
+    #[arg(long, value_name = "N")]
+    pub browsers: Option<u32>,
     /// Notify this URL (JSON POST, signed with --webhook-secret) when the job ends.
     #[arg(long)]
     pub webhook: Option<String>,

@@ -25,7 +25,7 @@ use crate::stitch::{check_segments, ConcatStitcher, Segment, Stitcher};
 use crate::storage::Storage;
 use crate::worker::server::ServerAuth;
 use crate::worker::{self, protocol::WorkerResponse, ChunkRequest};
-use adapter::AdapterArgs;
+use adapter::{AdapterArgs, AdapterKind};
 
 use args::{Cli, Command, WorkerCommand};
 
@@ -167,7 +167,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Render(a) => {
             let ctx = State::open(&cli)?;
-            let spec = plan::build_spec(&a.plan, &ctx.storage).await?;
+            let local = matches!(a.adapter.adapter, None | Some(AdapterKind::Local));
+            let spec = plan::build_spec(&a.plan, &ctx.storage, local).await?;
             plan::check_output(&a.output, &spec)?;
             preflight()?;
             let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
@@ -176,7 +177,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Plan(a) => {
             let ctx = State::open(&cli)?;
-            let spec = plan::build_spec(&a.plan, &ctx.storage).await?;
+            // A plan is run with the local adapter unless said otherwise.
+            let spec = plan::build_spec(&a.plan, &ctx.storage, true).await?;
             let json = serde_json::to_string_pretty(&spec)? + "\n";
             if a.emit.as_os_str() == "-" {
                 print!("{json}");
@@ -253,7 +255,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             for job in &jobs {
                 let chunks = ctx.store.chunks(&job.id)?;
                 if cli.json {
-                    values.push(status::job_json(job, &chunks, &locks, a.id.is_some()));
+                    let mut v = status::job_json(job, &chunks, &locks, a.id.is_some());
+                    if a.id.is_some() {
+                        status::add_reports(&mut v, job, &chunks).await;
+                    }
+                    values.push(v);
                 } else if a.id.is_some() {
                     print!("{}", status::job_detail(job, &chunks, &locks));
                 } else {

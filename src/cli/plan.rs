@@ -15,6 +15,12 @@ use crate::storage::{self, keys, Storage};
 /// Frames per chunk below which extra chunks cost more in start-up than they save.
 const MIN_DEFAULT_CHUNK_FRAMES: u64 = 30;
 
+/// Cores one local worker of an HTML composition is planned to have: its browsers and its
+/// encoder share them. Measured on 2 cores (docs/BENCHMARKS.md): one chunk on one worker
+/// with three browsers beat every split into more workers or chunks, which pay for extra
+/// browser start-ups, encoders and segments.
+const CORES_PER_BROWSER_WORKER: u32 = 4;
+
 /// Default concurrency: one worker per core.
 pub fn default_concurrency() -> u32 {
     std::thread::available_parallelism()
@@ -22,8 +28,15 @@ pub fn default_concurrency() -> u32 {
         .unwrap_or(2)
 }
 
-/// Builds (and validates) a spec; uploads the bundle, if any, to `storage`.
-pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<JobSpec> {
+/// Builds (and validates) a spec; uploads the bundle, if any, to `storage`. `local` says
+/// that the workers will share this machine (the local adapter): the default plan of an
+/// HTML composition then divides this machine's cores among workers and browsers. For
+/// other adapters, each worker chooses its browsers from its own cores.
+pub async fn build_spec(
+    p: &PlanSettings,
+    storage: &Storage,
+    local: bool,
+) -> anyhow::Result<JobSpec> {
     // An HTML composition (a folder or a page), or a command after `--`.
     let page = match (&p.composition, p.argv.is_empty()) {
         (Some(c), true) => Some(composition_entry(c)?),
@@ -35,6 +48,12 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
     };
     if page.is_some() && p.bundle.is_some() {
         bail!("--bundle is for commands; an HTML composition's folder is its bundle");
+    }
+    if page.is_none() && p.browsers.is_some() {
+        bail!("--browsers is for HTML compositions; a renderer command runs once per chunk");
+    }
+    if p.browsers == Some(0) {
+        bail!("--browsers must be at least 1 (browser processes per worker), or left out to let each worker choose from its cores");
     }
     if page.is_some() && !p.pass_env.is_empty() {
         bail!("--pass-env is for renderer commands; an HTML composition runs in a browser that never sees the worker's environment");
@@ -53,14 +72,30 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
         (None, None) => bail!("say how much to render: --frames START..END or --duration SECONDS"),
     };
     let range = FrameRange::new(start, end);
-    let concurrency = p.concurrency.unwrap_or_else(default_concurrency);
+    let cores = default_concurrency();
+    // An HTML composition's worker keeps several cores busy by itself (browsers side by side
+    // plus the encoder), so it gets several cores; a command gets one.
+    let concurrency = p.concurrency.unwrap_or(match page {
+        Some(_) if local => (cores / CORES_PER_BROWSER_WORKER).max(1),
+        _ => cores,
+    });
     let plan = match (p.chunks, p.frames_per_chunk) {
         (Some(n), _) => ChunkPlan::Count(n),
         (None, Some(f)) => ChunkPlan::FramesPerChunk(f),
         (None, None) => {
             let by_size = range.len().div_ceil(MIN_DEFAULT_CHUNK_FRAMES).max(1);
-            ChunkPlan::Count((concurrency as u64 * 2).min(by_size) as u32)
+            // Two chunks per command worker even out uneven chunks; a browser worker
+            // balances its own browsers, and every extra chunk costs a start-up.
+            let per_worker = if page.is_some() { 1 } else { 2 };
+            ChunkPlan::Count((u64::from(concurrency) * per_worker).min(by_size) as u32)
         }
+    };
+    let browsers = match p.browsers {
+        Some(n) => Some(n),
+        None if local && page.is_some() => Some(crate::render::browser::browsers_for_cores(
+            (cores / concurrency.max(1)).max(1),
+        )),
+        None => None,
     };
     if matches!(plan, ChunkPlan::Count(0)) {
         bail!("--chunks must be at least 1");
@@ -93,6 +128,7 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
                 bundle,
                 seed: None,
                 capture_canvas: p.capture_canvas.clone(),
+                browsers,
             }),
             (_, bundle) => Composition::Command(CommandComposition {
                 argv: p.argv.clone(),
@@ -122,6 +158,15 @@ pub async fn build_spec(p: &PlanSettings, storage: &Storage) -> anyhow::Result<J
         webhook: p.webhook.clone(),
     };
     crate::spec::validate(&spec)?;
+    if let (Some(n), Some(fewest)) = (p.browsers, spec.chunks.iter().map(|c| c.len()).min()) {
+        if u64::from(n) > fewest {
+            eprintln!(
+                "note: --browsers {n} is more than the {fewest} frames of the shortest chunk; \
+                 a worker starts at most one browser per {} frames of its chunk",
+                crate::render::browser::MIN_FRAMES_PER_BROWSER
+            );
+        }
+    }
     check_audio(&spec, bundle_dir).await?;
     Ok(spec)
 }

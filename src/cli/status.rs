@@ -133,6 +133,38 @@ pub fn job_json(
     v
 }
 
+/// Adds each committed attempt's timings and per-stage breakdown (from its report in
+/// storage) to the chunks of `job_json`'s output. Reports that cannot be read are skipped:
+/// status never fails because storage is slow or gone.
+pub async fn add_reports(v: &mut serde_json::Value, job: &JobRecord, chunks: &[ChunkRecord]) {
+    use futures::StreamExt as _;
+    let Ok(storage) = crate::storage::Storage::open(&job.storage_url) else {
+        return;
+    };
+    let storage = &storage;
+    let reports: Vec<Option<crate::worker::protocol::ChunkReport>> =
+        futures::stream::iter(chunks.iter().map(|c| async move {
+            let seg = c.segment.as_ref()?;
+            let key = crate::storage::keys::attempt_report(&job.id, c.chunk.index, seg.attempt);
+            let bytes = storage.get(&key).await.ok()?;
+            serde_json::from_slice(&bytes).ok()
+        }))
+        .buffered(16)
+        .collect()
+        .await;
+    let Some(list) = v["chunk_list"].as_array_mut() else {
+        return;
+    };
+    for (entry, report) in list.iter_mut().zip(reports) {
+        if let Some(r) = report {
+            entry["timings"] = json!(r.timings);
+            if let Some(st) = r.stages {
+                entry["stages"] = json!(st);
+            }
+        }
+    }
+}
+
 /// One line per job.
 pub fn job_line(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> String {
     let total = job.spec.frame_count();

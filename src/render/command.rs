@@ -180,6 +180,7 @@ impl Renderer for CommandRenderer {
             render_time,
             encode_time: started.elapsed(),
             stats: Default::default(),
+            stages: None,
         })
     }
 }

@@ -124,10 +124,12 @@ pub async fn normalize(input: &Path, output: &Path, v: &VideoSpec) -> Result<(),
     Ok(())
 }
 
-/// Starts FFmpeg reading PNG images on stdin (one per frame, in order) and encoding them
-/// into a segment with the job's parameters; frame `n` gets presentation time `n / fps`.
-pub fn spawn_png_encoder(
+/// Starts FFmpeg reading raw frames on stdin (`pix_fmt` such as `rgba`, the video's size,
+/// one after another in order) and encoding them into a segment with the job's parameters;
+/// frame `n` gets presentation time `n / fps`.
+pub fn spawn_raw_encoder(
     v: &VideoSpec,
+    pix_fmt: &str,
     output: &Path,
 ) -> Result<tokio::process::Child, MediaError> {
     let mut cmd = Tool::Ffmpeg.command()?;
@@ -137,11 +139,13 @@ pub fn spawn_png_encoder(
         "error",
         "-y",
         "-f",
-        "image2pipe",
+        "rawvideo",
+        "-pix_fmt",
+        pix_fmt,
+        "-s",
+        &format!("{}x{}", v.width, v.height),
         "-framerate",
         &fps,
-        "-c:v",
-        "png",
         "-i",
         "-",
     ])

@@ -42,6 +42,34 @@ pub struct RenderedSegment {
     pub encode_time: Duration,
     /// Renderer counters (e.g. the page work done before the first frame).
     pub stats: std::collections::BTreeMap<String, u64>,
+    /// Where a browser chunk's time went, stage by stage.
+    pub stages: Option<StageTimings>,
+}
+
+/// Where the time of a browser chunk went. Stage times of browsers are summed over the
+/// browsers (browser-milliseconds); the writer's waits are its own wall time.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageTimings {
+    /// Browser processes that shared the chunk.
+    pub browsers: u32,
+    /// Starting the browsers and loading the composition (wall time, in parallel).
+    pub launch_ms: u64,
+    /// Seek round trips: moving the page's clock and running the frame's callbacks.
+    pub seek_ms: u64,
+    /// Waiting inside the page for `helios.waitUntilStable()`.
+    pub settle_ms: u64,
+    /// Capture round trips: paint, raster, PNG encoding in Chromium, transfer over CDP.
+    pub capture_ms: u64,
+    /// Decoding base64 and PNG in Rust (thread-pool time, parallel to capture).
+    pub decode_ms: u64,
+    /// The writer waiting for the next frame in order (capture-bound time).
+    pub frame_wait_ms: u64,
+    /// The writer blocked on FFmpeg's input (encoder-bound time).
+    pub encode_wait_ms: u64,
+    /// From the last frame to FFmpeg's exit.
+    pub encode_finish_ms: u64,
+    /// Frames of the chunk ÷ wall time from browser launch to a verified segment.
+    pub frames_per_s: f64,
 }
 
 /// Renders chunks.

@@ -127,6 +127,11 @@ pub struct BrowserComposition {
     /// page: faster for canvas-only compositions; the canvas must be the output size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture_canvas: Option<String>,
+    /// Browser processes one worker runs side by side for a chunk (each renders contiguous
+    /// blocks of it; frames merge in order into one encoder). Absent: chosen by the worker
+    /// from its cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browsers: Option<u32>,
 }
 
 /// A program run once per chunk with placeholders substituted in its arguments.

@@ -28,6 +28,9 @@ pub enum SpecError {
     Invalid(Vec<FieldError>),
 }
 
+/// Most browser processes one worker may run for a chunk.
+pub const MAX_BROWSERS: u32 = 64;
+
 fn list(errors: &[FieldError]) -> String {
     errors
         .iter()
@@ -289,6 +292,19 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
         }
         Composition::Browser(b) => {
             check_bundle_key(&b.bundle, "composition.bundle", &mut err);
+            if let Some(n) = b.browsers {
+                if n == 0 {
+                    err(
+                        "composition.browsers",
+                        "must be at least 1 (browser processes per worker)".into(),
+                    );
+                } else if n > MAX_BROWSERS {
+                    err(
+                        "composition.browsers",
+                        format!("{n} is more than {MAX_BROWSERS} browser processes per worker"),
+                    );
+                }
+            }
             if let Some(sel) = &b.capture_canvas {
                 if sel.trim().is_empty() || sel.len() > 200 {
                     err(

@@ -123,6 +123,7 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
             total_ms: total.elapsed().as_millis() as u64,
         },
         stats: segment.stats,
+        stages: segment.stages.map(Box::new),
     };
     let json = serde_json::to_vec(&report)
         .map_err(|e| WorkerFailure::retryable(FailureKind::Internal, e.to_string()))?;

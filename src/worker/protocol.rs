@@ -22,7 +22,7 @@ fn first_attempt() -> u32 {
 }
 
 /// What a successful attempt produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkReport {
     /// Job id.
     pub job: String,
@@ -47,6 +47,9 @@ pub struct ChunkReport {
     /// Renderer counters, e.g. the page work before the first frame (browser).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub stats: std::collections::BTreeMap<String, u64>,
+    /// Per-stage breakdown of a browser chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Box<crate::render::StageTimings>>,
 }
 
 /// Durations of a worker's phases, in milliseconds.

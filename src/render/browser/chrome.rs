@@ -78,10 +78,25 @@ pub fn locate() -> Result<PathBuf, LaunchError> {
         })
 }
 
+/// Environment variable that forces screenshot capture (`HELIOS_CAPTURE=screenshot`)
+/// instead of BeginFrame-driven frames on the headless shell.
+pub const CAPTURE_ENV: &str = "HELIOS_CAPTURE";
+
+/// Whether `path` can draw frames on demand: the old-headless shell supports
+/// `HeadlessExperimental.beginFrame`; the full browser's new headless mode does not.
+pub fn supports_begin_frames(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("headless-shell"))
+        && std::env::var(CAPTURE_ENV).map_or(true, |v| v != "screenshot")
+}
+
 /// A running browser, killed (with its profile directory) when dropped.
 pub struct Chrome {
     /// The CDP connection.
     pub browser: Browser,
+    /// Whether frames are drawn only on `HeadlessExperimental.beginFrame` (for targets
+    /// created with `enableBeginFrameControl`).
+    pub begin_frames: bool,
     child: Child,
     handler: JoinHandle<()>,
     stderr: Arc<Mutex<Vec<String>>>,
@@ -90,6 +105,7 @@ pub struct Chrome {
 impl Chrome {
     /// Launches `path` with a fresh profile under `profile_dir`.
     pub async fn launch(path: &Path, profile_dir: &Path) -> Result<Self, LaunchError> {
+        let begin_frames = supports_begin_frames(path);
         let failed = |reason: String, stderr: String| LaunchError::Failed {
             path: path.to_path_buf(),
             reason,
@@ -117,15 +133,31 @@ impl Chrome {
             "--disable-backgrounding-occluded-windows",
             "--disable-renderer-backgrounding",
             "--disable-ipc-flooding-protection",
-            // Screenshots are otherwise paced to ~20 fps; pixels are identical either way.
-            "--disable-frame-rate-limit",
-            "--disable-gpu-vsync",
             "--hide-scrollbars",
             "--mute-audio",
             "--force-color-profile=srgb",
             "--font-render-hinting=none",
             "--remote-debugging-port=0",
         ])
+        .args(if begin_frames {
+            // Frames are drawn only when we ask (HeadlessExperimental.beginFrame), and
+            // only once every tile of them is rastered at full resolution: no frame is
+            // produced for nothing, none is half-rastered because the machine is busy.
+            &[
+                "--deterministic-mode",
+                "--enable-begin-frame-control",
+                "--run-all-compositor-stages-before-draw",
+                "--disable-new-content-rendering-timeout",
+                "--disable-threaded-animation",
+                "--disable-threaded-scrolling",
+                "--disable-checker-imaging",
+                "--disable-image-animation-resync",
+                "--disable-low-res-tiling",
+            ][..]
+        } else {
+            // Screenshots are otherwise paced to ~20 fps; pixels are identical either way.
+            &["--disable-frame-rate-limit", "--disable-gpu-vsync"][..]
+        })
         .arg(format!("--user-data-dir={}", profile_dir.display()))
         .arg("about:blank")
         .stdin(Stdio::null())
@@ -200,6 +232,7 @@ impl Chrome {
         });
         Ok(Self {
             browser,
+            begin_frames,
             child,
             handler,
             stderr: tail,

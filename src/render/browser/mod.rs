@@ -6,49 +6,58 @@
 //! exposes `__heliosSeek(ms)`, which moves time to exactly `ms`, pauses and seeks every
 //! CSS animation, transition and WAAPI animation, runs the frame's callbacks, and drives
 //! `@helios-project/core` through `__HELIOS_VIRTUAL_TIME__`. Seeking is O(1): a chunk
-//! starting at frame S shows frame S without playing 0..S. One browser per chunk; frames
-//! go as PNG screenshots through a pipe into FFmpeg, never through image files.
+//! starting at frame S shows frame S without playing 0..S, so a chunk can be shared by
+//! several browser processes (`pipeline`), each rendering contiguous blocks of it. Frames
+//! are PNG screenshots decoded in Rust and streamed raw into FFmpeg, never through files.
+//!
+//! Modules follow the data: `chrome` (the process), `page` (one loaded page: seek,
+//! capture), `frames` (decoding), `pipeline` (browsers merged in order into the encoder).
 
 mod chrome;
+mod frames;
+mod page;
+mod pipeline;
 mod serve;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use base64::Engine as _;
-use chromiumoxide::cdp::browser_protocol::animation::{
-    EnableParams as AnimationEnableParams, SetPlaybackRateParams,
-};
 use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
-use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
-use chromiumoxide::cdp::browser_protocol::log::{EventEntryAdded, LogEntryLevel, LogEntrySource};
-use chromiumoxide::cdp::browser_protocol::network::{EventLoadingFailed, EventRequestWillBeSent};
-use chromiumoxide::cdp::browser_protocol::page::{
-    AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams,
-};
-use chromiumoxide::cdp::js_protocol::runtime::EventExceptionThrown;
+use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
 use chromiumoxide::error::CdpError;
-use chromiumoxide::Page;
-use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
 
 pub use chrome::{locate as locate_chromium, LaunchError, CHROMIUM_ENV};
 
-use super::{encoder, RenderError, RenderRequest, RenderedSegment, Renderer};
+use super::{encoder, RenderError, RenderRequest, RenderedSegment, Renderer, StageTimings};
 use crate::media;
-use crate::process;
 use crate::spec::BrowserComposition;
+use page::{FramePage, LOAD_TIMEOUT};
 
 const VIRTUAL_TIME_JS: &str = include_str!("virtual_time.js");
 
-/// How long the page may take to load and become ready.
-const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long one frame (seek + capture) may take before the page counts as hung.
-const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bound on `window.helios.waitUntilStable()` per frame, in page milliseconds.
-const HELIOS_STABLE_MS: u32 = 2000;
+/// A worker starts at most one browser per this many frames of its chunk.
+pub const MIN_FRAMES_PER_BROWSER: u64 = pipeline::MIN_BLOCK;
+
+/// Most browser processes one worker starts by default, whatever its core count: one
+/// encoder per worker does not keep up with more.
+const MAX_DEFAULT_BROWSERS: u32 = 4;
+
+/// Browser processes for a worker with `cores` cores: one more than its cores (a browser
+/// leaves its core idle while it waits on round trips; on 2 cores three browsers measured
+/// fastest), at least two, at most [`MAX_DEFAULT_BROWSERS`].
+pub fn browsers_for_cores(cores: u32) -> u32 {
+    cores.saturating_add(1).clamp(2, MAX_DEFAULT_BROWSERS)
+}
+
+/// Browser processes per worker when the spec does not say: chosen from the cores this
+/// worker has.
+pub fn default_browsers() -> u32 {
+    browsers_for_cores(
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(2),
+    )
+}
 
 /// Renders HTML compositions in Chromium.
 #[derive(Debug, Clone)]
@@ -63,21 +72,13 @@ impl BrowserRenderer {
     }
 }
 
-/// The first thing that went wrong in the page, as seen from CDP events.
-#[derive(Debug, Clone)]
-enum PageProblem {
-    Exception(String),
-    LoadFailed(String),
-    Crashed,
-}
-
-fn crashed(chrome_tail: &str, what: &str) -> RenderError {
+pub(crate) fn crashed(chrome_tail: &str, what: &str) -> RenderError {
     RenderError::BrowserCrashed(format!(
         "{what}; last lines of Chromium's stderr:\n{chrome_tail}"
     ))
 }
 
-fn cdp_error(e: CdpError, what: &str, tail: &str) -> RenderError {
+pub(crate) fn cdp_error(e: CdpError, what: &str, tail: &str) -> RenderError {
     match e {
         CdpError::JavascriptException(details) => {
             let msg = details
@@ -104,324 +105,150 @@ impl Renderer for BrowserRenderer {
                 self.composition.entry
             )));
         }
-        let path = chrome::locate().map_err(|e| RenderError::BrowserMissing(e.to_string()))?;
-        let io = |context: &str| {
-            let context = context.to_string();
-            move |source| RenderError::Io { context, source }
-        };
-        let server = serve::BundleServer::start(bundle)
-            .await
-            .map_err(io("cannot serve the bundle on loopback"))?;
-        let profile = req.workdir.join("chromium-profile");
-        std::fs::create_dir_all(&profile).map_err(io("cannot create the browser profile"))?;
+        let path = page::chromium_path()?;
+        let server =
+            serve::BundleServer::start(bundle)
+                .await
+                .map_err(|source| RenderError::Io {
+                    context: "cannot serve the bundle on loopback".into(),
+                    source,
+                })?;
+        let v = &req.spec.video;
+        let frames = req.chunk.len();
+        let asked = self.composition.browsers.unwrap_or_else(default_browsers);
+        // Browsers share a chunk in blocks of several frames: no more browsers than blocks.
+        let most = frames
+            .div_ceil(MIN_FRAMES_PER_BROWSER)
+            .clamp(1, u64::from(u32::MAX)) as u32;
+        let n = asked.clamp(1, most);
+        if n < asked {
+            tracing::info!(
+                chunk = req.chunk.index,
+                asked,
+                browsers = n,
+                "fewer browsers than asked: the chunk has only {frames} frames"
+            );
+        }
 
         let started = Instant::now();
-        let mut chrome = chrome::Chrome::launch(&path, &profile)
-            .await
-            .map_err(|e| match e {
-                LaunchError::NotFound { .. } => RenderError::BrowserMissing(e.to_string()),
-                LaunchError::Failed { .. } => RenderError::BrowserCrashed(e.to_string()),
-            })?;
-        let result = self.render_in(req, &mut chrome, &server, started).await;
-        chrome.shutdown().await;
-        result
-    }
-}
-
-impl BrowserRenderer {
-    async fn render_in(
-        &self,
-        req: &RenderRequest<'_>,
-        chrome: &mut chrome::Chrome,
-        server: &serve::BundleServer,
-        started: Instant,
-    ) -> Result<RenderedSegment, RenderError> {
-        let v = &req.spec.video;
-        let page = chrome
-            .browser
-            .new_page("about:blank")
-            .await
-            .map_err(|e| cdp_error(e, "cannot open a page", &chrome.stderr_tail()))?;
-        let problem = watch(&page)
-            .await
-            .map_err(|e| cdp_error(e, "cannot watch the page", &chrome.stderr_tail()))?;
-
-        let seed = self.composition.seed.unwrap_or(0x9e37_79b9);
-        let setup = async {
-            page.execute(SetDeviceMetricsOverrideParams::new(
-                v.width as i64,
-                v.height as i64,
-                1.0,
-                false,
-            ))
-            .await?;
-            // Stop the compositor's own animation clock: otherwise the first capture after
-            // load can show CSS animations a few real milliseconds ahead.
-            page.execute(AnimationEnableParams::default()).await?;
-            page.execute(SetPlaybackRateParams::new(0.0)).await?;
-            page.execute(AddScriptToEvaluateOnNewDocumentParams::new(format!(
-                "window.__HELIOS_CONFIG__ = {{ seed: {seed} }};"
-            )))
-            .await?;
-            page.execute(AddScriptToEvaluateOnNewDocumentParams::new(VIRTUAL_TIME_JS))
-                .await?;
-            page.goto(server.url(&self.composition.entry)).await?;
-            // Fonts and images before the first capture.
-            page.evaluate_expression("document.fonts.ready.then(() => true)")
-                .await?;
-            Ok::<_, CdpError>(())
-        };
-        match tokio::time::timeout(LOAD_TIMEOUT, setup).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(cdp_error(
-                    e,
-                    "loading the composition failed",
-                    &chrome.stderr_tail(),
-                ))
-            }
-            Err(_) => {
-                return Err(RenderError::Composition(format!(
-                    "the composition did not finish loading within {}s",
-                    LOAD_TIMEOUT.as_secs()
-                )))
-            }
-        }
-        check(&problem, chrome)?;
+        let pages = open_pages(&path, n, req.workdir, &server, &self.composition, v).await?;
+        let launch = started.elapsed();
 
         let output = req
             .workdir
             .join(format!("segment.{}", encoder::segment_extension(v.codec)));
-        let mut ffmpeg = encoder::spawn_png_encoder(v, &output)?;
-        let mut stdin = ffmpeg.stdin.take().expect("stdin is piped");
-        let ff_stderr = ffmpeg.stderr.take().expect("stderr is piped");
-        let ff_tail = tokio::spawn(process::read_tail(ff_stderr));
-        // Capture and encoding overlap: a few frames may wait in this queue.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-        let writer = tokio::spawn(async move {
-            while let Some(png) = rx.recv().await {
-                stdin.write_all(&png).await?;
-            }
-            stdin.shutdown().await
-        });
+        let (pages, captured) =
+            pipeline::capture(pages, (req.chunk.start, req.chunk.end), v, Some(&output)).await;
+        futures::future::join_all(pages.into_iter().map(FramePage::close)).await;
+        let totals = captured?;
+        let render_time = started.elapsed().saturating_sub(totals.encode_finish);
 
-        let fps = v.fps.reduced();
-        let mut stats = BTreeMap::new();
-        let canvas_js = self.composition.capture_canvas.as_ref().map(|sel| {
-            let sel = serde_json::to_string(sel).unwrap_or_default();
-            format!(
-                "(() => {{ const c = document.querySelector({sel});
-                   if (!c || typeof c.toDataURL !== 'function') throw new Error('no <canvas> matches ' + {sel});
-                   if (c.width !== {w} || c.height !== {h}) throw new Error('canvas ' + {sel} + ' is ' + c.width + 'x' + c.height + ', the video is {w}x{h}');
-                   return c.toDataURL('image/png'); }})()",
-                w = v.width,
-                h = v.height
-            )
-        });
-        for f in req.chunk.start..req.chunk.end {
-            let ms = (f as f64) * 1000.0 * fps.den as f64 / fps.num as f64;
-            let frame = async {
-                page.evaluate_expression(format!(
-                    "window.__heliosSeek({ms}).then(() => (window.helios && typeof window.helios.waitUntilStable === 'function')
-                        ? Promise.race([window.helios.waitUntilStable(),
-                                        new Promise(r => window.__heliosReal.setTimeout(r, {HELIOS_STABLE_MS}))])
-                        : null)"
-                ))
-                .await?;
-                if f == req.chunk.start {
-                    let s: BTreeMap<String, u64> = page
-                        .evaluate_expression("window.__heliosStats()")
-                        .await?
-                        .into_value()
-                        .unwrap_or_default();
-                    Ok::<_, CdpError>(Some(s))
-                } else {
-                    Ok(None)
-                }
-            };
-            match tokio::time::timeout(FRAME_TIMEOUT, frame).await {
-                Ok(Ok(Some(s))) => {
-                    stats = s
-                        .into_iter()
-                        .map(|(k, n)| (format!("page_{k}_to_first_frame"), n))
-                        .collect();
-                }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => {
-                    check(&problem, chrome)?;
-                    return Err(cdp_error(e, &format!("frame {f}"), &chrome.stderr_tail()));
-                }
-                Err(_) => {
-                    check(&problem, chrome)?;
-                    return Err(RenderError::Composition(format!(
-                        "frame {f} never became ready (no answer within {}s)",
-                        FRAME_TIMEOUT.as_secs()
-                    )));
-                }
-            }
-            check(&problem, chrome)?;
-            let captured = match &canvas_js {
-                // Canvas read-back: the canvas's own pixels as PNG, no compositing pass.
-                Some(js) => {
-                    tokio::time::timeout(FRAME_TIMEOUT, async {
-                        let url: String = page
-                            .evaluate_expression(js.as_str())
-                            .await?
-                            .into_value()
-                            .unwrap_or_default();
-                        Ok::<_, CdpError>(
-                            url.split_once(',')
-                                .map(|(_, b64)| b64.to_string())
-                                .unwrap_or_default(),
-                        )
-                    })
-                    .await
-                }
-                None => {
-                    let shot = CaptureScreenshotParams::builder()
-                        .format(CaptureScreenshotFormat::Png)
-                        .optimize_for_speed(true)
-                        .build();
-                    tokio::time::timeout(FRAME_TIMEOUT, async {
-                        let r = page.execute(shot).await?;
-                        Ok::<_, CdpError>(AsRef::<str>::as_ref(&r.result.data).to_string())
-                    })
-                    .await
-                }
-            };
-            let png = match captured {
-                Ok(Ok(b64)) => base64::engine::general_purpose::STANDARD
-                    .decode(b64.as_str())
-                    .map_err(|e| {
-                        RenderError::BadOutput(format!(
-                            "capture of frame {f} is not base64 PNG: {e}"
-                        ))
-                    })?,
-                Ok(Err(e)) => {
-                    check(&problem, chrome)?;
-                    return Err(cdp_error(
-                        e,
-                        &format!("capturing frame {f}"),
-                        &chrome.stderr_tail(),
-                    ));
-                }
-                Err(_) => {
-                    check(&problem, chrome)?;
-                    return Err(crashed(
-                        &chrome.stderr_tail(),
-                        &format!("capturing frame {f} hung"),
-                    ));
-                }
-            };
-            if tx.send(png).await.is_err() {
-                break; // FFmpeg died; its error is reported below.
-            }
-        }
-        drop(tx);
-        let render_time = started.elapsed();
-        let encode_started = Instant::now();
-        let wrote = writer.await.map_err(|e| RenderError::Io {
-            context: "frame writer".into(),
-            source: std::io::Error::other(e),
-        })?;
-        let status = ffmpeg.wait().await.map_err(|e| RenderError::Io {
-            context: "waiting for FFmpeg".into(),
-            source: e,
-        })?;
-        let tail = ff_tail.await.map(|t| t.text()).unwrap_or_default();
-        if !status.success() || wrote.is_err() {
-            return Err(RenderError::Media(media::MediaError::Failed {
-                tool: "ffmpeg",
-                what: "encoding captured frames".into(),
-                status: process::describe_status(&status),
-                stderr: tail,
-            }));
-        }
+        let probe_started = Instant::now();
         let info = media::probe(&output).await?;
-        if info.frames != req.chunk.len() {
+        if info.frames != frames {
             return Err(RenderError::BadOutput(format!(
-                "encoded {} frames for chunk {} but {} were captured",
-                info.frames,
-                req.chunk.index,
-                req.chunk.len()
+                "encoded {} frames for chunk {} but {frames} were captured",
+                info.frames, req.chunk.index,
             )));
         }
-        stats.insert("frames_captured".into(), req.chunk.len());
+        let encode_time = totals.encode_finish + probe_started.elapsed();
+        let wall = started.elapsed();
+        let mut stats = totals.page_stats;
+        stats.insert("frames_captured".into(), frames);
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
         Ok(RenderedSegment {
             path: output,
             frames: info.frames,
             render_time,
-            encode_time: encode_started.elapsed(),
+            encode_time,
             stats,
+            stages: Some(StageTimings {
+                browsers: n,
+                launch_ms: ms(launch),
+                seek_ms: ms(totals.times.seek),
+                settle_ms: ms(totals.times.settle),
+                capture_ms: ms(totals.times.capture),
+                decode_ms: ms(totals.decode),
+                frame_wait_ms: ms(totals.frame_wait),
+                encode_wait_ms: ms(totals.encode_wait),
+                encode_finish_ms: ms(totals.encode_finish),
+                frames_per_s: frames as f64 / wall.as_secs_f64().max(1e-9),
+            }),
         })
     }
 }
 
-/// Fails with the page's first problem, if any.
-fn check(
-    problem: &Arc<Mutex<Option<PageProblem>>>,
-    chrome: &mut chrome::Chrome,
-) -> Result<(), RenderError> {
-    let p = problem.lock().ok().and_then(|p| p.clone());
-    match p {
-        None if chrome.is_alive() => Ok(()),
-        None => Err(crashed(&chrome.stderr_tail(), "Chromium exited")),
-        Some(PageProblem::Exception(msg)) => {
-            Err(RenderError::Composition(format!("the page threw: {msg}")))
+/// Starts `n` browsers at once (profiles under `profiles`), each with the composition loaded;
+/// if any fails, closes the others and returns its error.
+async fn open_pages(
+    chromium: &std::path::Path,
+    n: u32,
+    profiles: &std::path::Path,
+    server: &serve::BundleServer,
+    composition: &BrowserComposition,
+    video: &crate::spec::VideoSpec,
+) -> Result<Vec<FramePage>, RenderError> {
+    let opened = futures::future::join_all((0..n).map(|k| {
+        let profile = profiles.join(format!("chromium-profile-{k}"));
+        async move { FramePage::open(chromium, &profile, server, composition, video).await }
+    }))
+    .await;
+    let mut pages = Vec::new();
+    let mut failed = None;
+    for p in opened {
+        match p {
+            Ok(p) => pages.push(p),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
         }
-        Some(PageProblem::LoadFailed(what)) => Err(RenderError::Composition(format!(
-            "a resource failed to load: {what}"
-        ))),
-        Some(PageProblem::Crashed) => Err(crashed(
-            &chrome.stderr_tail(),
-            "the page's renderer process crashed",
-        )),
+    }
+    match failed {
+        None => Ok(pages),
+        Some(e) => {
+            futures::future::join_all(pages.into_iter().map(FramePage::close)).await;
+            Err(e)
+        }
     }
 }
 
-/// Collects the first exception, failed resource load or crash of the page.
-async fn watch(page: &Page) -> Result<Arc<Mutex<Option<PageProblem>>>, CdpError> {
-    let slot = Arc::new(Mutex::new(None::<PageProblem>));
-    let set = |slot: &Arc<Mutex<Option<PageProblem>>>, p: PageProblem| {
-        if let Ok(mut s) = slot.lock() {
-            s.get_or_insert(p);
-        }
-    };
-    let mut exceptions = page.event_listener::<EventExceptionThrown>().await?;
-    let mut logs = page.event_listener::<EventEntryAdded>().await?;
-    let mut failed = page.event_listener::<EventLoadingFailed>().await?;
-    let mut requests = page.event_listener::<EventRequestWillBeSent>().await?;
-    let mut crashes = page.event_listener::<EventTargetCrashed>().await?;
-    let s = slot.clone();
-    tokio::spawn(async move {
-        let mut urls = std::collections::HashMap::new();
-        loop {
-            tokio::select! {
-                Some(e) = exceptions.next() => {
-                    let d = &e.exception_details;
-                    let msg = d.exception.as_ref().and_then(|o| o.description.clone()).unwrap_or_else(|| d.text.clone());
-                    let at = d.url.as_deref().map(|u| format!(" ({u}:{})", d.line_number + 1)).unwrap_or_default();
-                    set(&s, PageProblem::Exception(format!("{msg}{at}")));
-                }
-                Some(e) = logs.next() => {
-                    let url = e.entry.url.clone().unwrap_or_default();
-                    if e.entry.source == LogEntrySource::Network && e.entry.level == LogEntryLevel::Error && !url.ends_with("/favicon.ico") {
-                        set(&s, PageProblem::LoadFailed(format!("{url}: {}", e.entry.text)));
-                    }
-                }
-                Some(e) = requests.next() => { urls.insert(e.request_id.inner().clone(), e.request.url.clone()); }
-                Some(e) = failed.next() => {
-                    let url = urls.get(e.request_id.inner()).cloned().unwrap_or_default();
-                    if !url.ends_with("/favicon.ico") && e.canceled != Some(true) {
-                        set(&s, PageProblem::LoadFailed(format!("{url}: {}", e.error_text)));
-                    }
-                }
-                Some(_) = crashes.next() => set(&s, PageProblem::Crashed),
-                else => break,
-            }
-        }
-    });
-    Ok(slot)
+/// The capture ceiling: frames/s that `browsers` browsers reach seeking and capturing
+/// `[start, end)` of a composition (already unpacked in `bundle`) with nothing decoded or
+/// encoded, measured from the first frame (launch and load excluded). Benchmarks compare the
+/// whole pipeline with it.
+pub async fn capture_ceiling(
+    bundle: &std::path::Path,
+    composition: &BrowserComposition,
+    video: &crate::spec::VideoSpec,
+    (start, end): (u64, u64),
+    browsers: u32,
+) -> Result<f64, RenderError> {
+    let path = page::chromium_path()?;
+    let server = serve::BundleServer::start(bundle)
+        .await
+        .map_err(|source| RenderError::Io {
+            context: "cannot serve the composition".into(),
+            source,
+        })?;
+    let profiles = tempfile::tempdir().map_err(|source| RenderError::Io {
+        context: "cannot create browser profiles".into(),
+        source,
+    })?;
+    let pages = open_pages(
+        &path,
+        browsers.max(1),
+        profiles.path(),
+        &server,
+        composition,
+        video,
+    )
+    .await?;
+    let started = Instant::now();
+    let (pages, r) = pipeline::capture(pages, (start, end), video, None).await;
+    let elapsed = started.elapsed();
+    futures::future::join_all(pages.into_iter().map(FramePage::close)).await;
+    r?;
+    Ok((end - start) as f64 / elapsed.as_secs_f64().max(1e-9))
 }
 
 /// An `<audio>` or `<video>` element found in a composition, with Helios' timing
@@ -471,7 +298,7 @@ pub async fn discover_media(
     width: u32,
     height: u32,
 ) -> Result<Vec<DiscoveredMedia>, RenderError> {
-    let path = chrome::locate().map_err(|e| RenderError::BrowserMissing(e.to_string()))?;
+    let path = page::chromium_path()?;
     let server = serve::BundleServer::start(bundle)
         .await
         .map_err(|source| RenderError::Io {

@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# Per-worker throughput of the browser renderer: frames/s of one chunk on one worker for the
+# canvas, dom-css and helios-core examples at 1280x720 and 1920x1080, for
+#   - the previous release (PREV_REV, built from a git worktree into the same target dir),
+#   - this revision with one chunk and one worker (its default browsers per worker),
+#   - this revision with no plan flags at all (the default plan: chunks x workers x browsers),
+#   - the official Helios renderer in its dom and canvas modes (scripts/bench-helios),
+#   - the capture ceiling: seek + capture only, no decoding or encoding, with the same number
+#     of browsers as this revision's default (examples/capture_ceiling.rs),
+# all in the same run, repetitions interleaved so background load hits every column alike.
+# Beside each figure: cores busy (machine-wide CPU time ÷ wall time, from /proc/stat).
+# Every helios-infra output is checked: frame count, and its decoded frames compared with
+# the previous release's (same encoder settings, one chunk: identical input frames give
+# identical frames out). Rewrites the <!-- throughput:start --> ... <!-- throughput:end -->
+# block of docs/BENCHMARKS.md.
+#
+#   bash scripts/bench-throughput.sh
+#
+# Knobs: PREV_REV (6ca873d, the commit before the throughput work), REPS (3), FRAMES_720
+# (300), FRAMES_1080 (150), EXAMPLES ("canvas dom-css helios-core"), SIZES
+# ("1280x720 1920x1080"), HELIOS (1: run the Helios renderer), CARGO_TARGET_DIR.
+# Needs what scripts/bench-browser.sh needs. About 30-40 minutes on 2 cores.
+set -euo pipefail
+export npm_config_update_notifier=false
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+
+prev_rev=${PREV_REV:-6ca873d}
+reps=${REPS:-3}
+frames_720=${FRAMES_720:-300}
+frames_1080=${FRAMES_1080:-150}
+read -r -a examples <<<"${EXAMPLES:-canvas dom-css helios-core}"
+read -r -a sizes <<<"${SIZES:-1280x720 1920x1080}"
+run_helios=${HELIOS:-1}
+fps=30
+
+log() { echo "bench-throughput: $*" >&2; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { print $* }"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+frames_for() { if [[ $1 == 1280x720 ]]; then echo "$frames_720"; else echo "$frames_1080"; fi; }
+# Busy jiffies (user+nice+system+irq+softirq+steal) of the whole machine.
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+hz=$(getconf CLK_TCK)
+
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+rev=$(git rev-parse --short HEAD)
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock examples/capture_ceiling.rs || rev+=" + uncommitted changes"
+target=${CARGO_TARGET_DIR:-target}
+[[ $target == /* ]] || target=$root/$target
+export CARGO_TARGET_DIR=$target
+work=$(mktemp -d)
+trap 'git worktree remove --force "$work/prev-src" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+# --- builds -----------------------------------------------------------------------------
+log "building the previous release ($prev_rev) in a worktree"
+git worktree add --detach "$work/prev-src" "$prev_rev" >/dev/null 2>&1
+(cd "$work/prev-src" && cargo build --release --locked -q)
+cp "$target/release/helios-infra" "$work/helios-infra-prev"
+git worktree remove --force "$work/prev-src"
+log "building this revision ($rev) and the capture-ceiling example"
+cargo build --release --locked -q
+cargo build --release --locked -q --example capture_ceiling
+bin=$target/release/helios-infra
+prev=$work/helios-infra-prev
+ceiling=$target/release/examples/capture_ceiling
+prev_rev_full=$(git rev-parse --short "$prev_rev")
+
+log "building the examples"
+bash scripts/build-examples.sh >&2
+if [[ $run_helios == 1 ]]; then
+  (cd scripts/bench-helios && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts >&2)
+fi
+
+# timed LABEL KEY CMD...: runs CMD, appends wall seconds and cores busy to times[KEY] and
+# cpu[KEY]; on failure logs its output and records the error in failed[KEY].
+declare -A times cpu failed
+timed() {
+  local key=$1; shift
+  local t0 b0 t1 b1 rc=0
+  b0=$(busy); t0=$(now)
+  "$@" >"$work/run.log" 2>&1 || rc=$?
+  t1=$(now); b1=$(busy)
+  if ((rc != 0)); then
+    failed[$key]="exit $rc: $(grep -m1 -i 'error' "$work/run.log" || tail -n1 "$work/run.log")"
+    log "$key failed: ${failed[$key]}"
+    return 0
+  fi
+  times[$key]+=" $(calc "$t1 - $t0")"
+  cpu[$key]+=" $(calc "($b1 - $b0) / $hz / ($t1 - $t0)")"
+}
+render() { # BIN OUT DIR SIZE N [FLAGS...]
+  local b=$1 out=$2 dir=$3 size=$4 n=$5; shift 5
+  local home; home=$(mktemp -d "$work/home.XXXXXX")
+  "$b" --home "$home" render "$dir" -o "$out" --frames "0..$n" --size "$size" --fps "$fps" "$@"
+  local rc=$?
+  if [[ -z ${KEEP_HOME:-} ]]; then rm -rf "$home"; else echo "$home" >"$out.home"; fi
+  return $rc
+}
+peer() { # OUT DIR W H N MODE
+  HELIOS_PEER_CHROMIUM=/usr/lib/chromium/chromium HELIOS_PEER_TIMEOUT=600 \
+    node scripts/bench-helios/render.mjs "$2" "$1" "$3" "$4" "$fps" "$5" "$6"
+}
+default_browsers=$(nproc | awk '{ n = $1; if (n < 2) n = 2; if (n > 4) n = 4; print n }')
+
+for rep in $(seq "$reps"); do
+  for ex in "${examples[@]}"; do
+    dir=examples/compositions/$ex
+    for size in "${sizes[@]}"; do
+      n=$(frames_for "$size") w=${size%x*} h=${size#*x} k=$ex/$size
+      log "rep $rep/$reps: $k, $n frames (load $(cut -d' ' -f1-3 /proc/loadavg))"
+      timed "$k/prev" render "$prev" "$work/$ex-$size-prev.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1
+      timed "$k/new" render "$bin" "$work/$ex-$size-new.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1
+      timed "$k/default" render "$bin" "$work/$ex-$size-default.mp4" "$dir" "$size" "$n"
+      timed "$k/ceiling" "$ceiling" "$dir" "$size" "$n" "$default_browsers"
+      if [[ $run_helios == 1 ]]; then
+        for mode in dom canvas; do
+          [[ -n ${failed[$k/helios-$mode]:-} ]] || timed "$k/helios-$mode" peer "$work/$ex-$size-$mode.mp4" "$dir" "$w" "$h" "$n" "$mode"
+        done
+      fi
+    done
+  done
+done
+# The ceiling's own figure excludes browser start-up; its wall time above does not. Re-read
+# it from its output for the table: frames/s from the first frame.
+declare -A ceiling_fps
+for ex in "${examples[@]}"; do
+  for size in "${sizes[@]}"; do
+    n=$(frames_for "$size")
+    ceiling_fps[$ex/$size]=$("$ceiling" "examples/compositions/$ex" "$size" "$n" "$default_browsers" 2>/dev/null || echo 0)
+  done
+done
+
+# --- where a frame's CPU goes: every process's CPU time, previous vs this, 720p, 1 chunk ---
+declare -A breakdown stages
+for ex in "${examples[@]}"; do
+  n=$(frames_for 1280x720)
+  for v in prev new; do
+    b=$bin; [[ $v == prev ]] && b=$prev
+    home=$(mktemp -d "$work/home.XXXXXX")
+    log "CPU by process: $ex, $v"
+    breakdown[$ex/$v]=$(python3 scripts/cpu-by-process.py -- "$b" --home "$home" render "examples/compositions/$ex" \
+      -o "$work/cpu.mp4" --frames "0..$n" --size 1280x720 --fps "$fps" --chunks 1 --concurrency 1)
+    if [[ $v == new ]]; then
+      id=$("$bin" --home "$home" status --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["id"])')
+      stages[$ex]=$("$bin" --home "$home" status "$id" --json | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["chunk_list"][0].get("stages", {})))')
+    fi
+    rm -rf "$home"
+  done
+done
+
+# --- checks and table -------------------------------------------------------------------
+count() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$1" 2>/dev/null || echo 0; }
+same_frames() { # how many decoded frames of $1 equal $2's
+  paste <(ffmpeg -v error -i "$1" -f framemd5 - | grep -v '^#' | awk -F', *' '{print $6}') \
+        <(ffmpeg -v error -i "$2" -f framemd5 - | grep -v '^#' | awk -F', *' '{print $6}') |
+    awk '$1 == $2 { s++ } END { print s + 0 }'
+}
+cell() { # KEY N: "fps (cores)" or "failed"
+  local key=$1 n=$2
+  [[ -z ${failed[$key]:-} && -n ${times[$key]:-} ]] || { echo "failed²"; return; }
+  read -r -a t <<<"${times[$key]}"; read -r -a c <<<"${cpu[$key]}"
+  printf '%.1f (%.2f)' "$(calc "$n / $(median "${t[@]}")")" "$(median "${c[@]}")"
+}
+fps_of() { local key=$1 n=$2; read -r -a t <<<"${times[$key]:-}"; ((${#t[@]})) && calc "$n / $(median "${t[@]}")" || echo 0; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b; else print "—" }'; }
+
+rows= checks= notes=
+for ex in "${examples[@]}"; do
+  for size in "${sizes[@]}"; do
+    n=$(frames_for "$size") k=$ex/$size
+    fp=$(fps_of "$k/prev" "$n") fnw=$(fps_of "$k/new" "$n") fd=$(fps_of "$k/default" "$n")
+    fhd=$(fps_of "$k/helios-dom" "$n") fhc=$(fps_of "$k/helios-canvas" "$n") fc=${ceiling_fps[$k]}
+    hd="—" hc="—"
+    [[ $run_helios == 1 ]] && hd=$(cell "$k/helios-dom" "$n") hc=$(cell "$k/helios-canvas" "$n")
+    rows+="| $ex | ${size/x/×} | $n | $(cell "$k/prev" "$n") | $(cell "$k/new" "$n") | $(cell "$k/default" "$n") | $hd | $hc | $(printf '%.1f' "$fc") | $(ratio "$fnw" "$fp") | $(ratio "$fnw" "$fhd") | $(ratio "$fnw" "$fhc") | $(ratio "$fnw" "$fc") |"$'\n'
+    p=$work/$ex-$size-prev.mp4
+    checks+="| $ex | ${size/x/×} | $(count "$p") | $(count "$work/$ex-$size-new.mp4") | $(same_frames "$work/$ex-$size-new.mp4" "$p") of $n | $(count "$work/$ex-$size-default.mp4") |"$'\n'
+  done
+done
+cpu_rows= stage_rows=
+for ex in "${examples[@]}"; do
+  n=$(frames_for 1280x720)
+  for v in prev new; do
+    label=previous; [[ $v == new ]] && label=this
+    cpu_rows+=$(python3 - "$ex" "$label" "$n" "${breakdown[$ex/$v]}" <<'PY'
+import json, sys
+ex, label, n, raw = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+d = json.loads(raw); c = d["cpu_s"]; wall = d["wall_s"]
+ms = lambda k: c.get(k, 0.0) * 1000 / n
+total = sum(c.values()) * 1000 / n
+print(f"| {ex} | {label} | {n / wall:.1f} | {ms('chromium browser'):.1f} | {ms('chromium gpu-process'):.1f} | "
+      f"{ms('chromium renderer'):.1f} | {ms('ffmpeg'):.1f} | {ms('helios-infra'):.1f} | {total:.1f} | {sum(c.values()) / wall:.2f} |")
+PY
+)$'\n'
+  done
+  stage_rows+=$(python3 - "$ex" "$n" "${stages[$ex]}" <<'PY'
+import json, sys
+ex, n, st = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3] or "{}")
+f = lambda k: st.get(k, 0) / n
+print(f"| {ex} | {st.get('browsers', '?')} | {st.get('launch_ms', 0)} | {f('seek_ms'):.1f} | {f('settle_ms'):.1f} | {f('capture_ms'):.1f} | "
+      f"{f('decode_ms'):.1f} | {f('frame_wait_ms'):.1f} | {f('encode_wait_ms'):.1f} | {st.get('encode_finish_ms', 0)} | {st.get('frames_per_s', 0):.1f} |")
+PY
+)$'\n'
+done
+for key in "${!failed[@]}"; do notes+="- $key: \`${failed[$key]}\`"$'\n'; done
+
+cores=$(nproc)
+cpu_model=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+block=$(cat <<MD
+<!-- throughput:start -->
+
+## Browser throughput per worker: this release against the previous one
+
+Measured by \`bash scripts/bench-throughput.sh\` (which rewrites this block only), $started, on
+$cores cores ($cpu_model). This revision: $rev; previous release: $prev_rev_full (the commit before
+the throughput work), both release builds, in the same run, repetitions interleaved.
+$(/usr/lib/chromium/chromium-headless-shell --version 2>/dev/null | head -n1); $(ffmpeg -version | head -n1 | cut -d' ' -f1-3).
+
+Frames/s = frames ÷ median wall time of $reps runs of the whole process (start-up, packing,
+planning, stitch included), H.264 (libx264, preset medium, crf 20, yuv420p). In brackets:
+cores busy during the run (machine-wide CPU time ÷ wall time; $cores = all of them).
+
+- **previous** / **this, 1 chunk**: \`helios-infra render EX -o out.mp4 --frames 0..N --size WxH --chunks 1 --concurrency 1\`
+  (this revision then runs its default browsers per worker: $default_browsers here).
+- **this, defaults**: the same with no plan flags at all (the default chunks × workers × browsers).
+- **Helios dom / canvas**: \`@helios-project/renderer\` (scripts/bench-helios/render.mjs, Debian's
+  Chromium), same size, frame count and encoder settings, in its \`dom\` and \`canvas\` modes.
+- **ceiling**: \`cargo run --release --example capture_ceiling -- DIR WxH N $default_browsers\`:
+  $default_browsers browsers seeking and capturing (PNG screenshots) with nothing decoded or
+  encoded, frames/s from the first frame (browser start-up excluded).
+
+| example | size | frames | previous, 1 worker | this, 1 chunk | this, defaults | Helios dom | Helios canvas | ceiling | this ÷ previous | this ÷ Helios dom | this ÷ Helios canvas | this ÷ ceiling |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+$rows
+Checks (last repetition): frames counted by \`ffprobe -count_frames\`; "same frames" counts
+decoded frames of this revision's 1-chunk output equal (framemd5) to the previous release's.
+
+| example | size | previous: frames | this: frames | same frames as previous | defaults: frames |
+|---|---|---:|---:|---:|---:|
+$checks
+### Where a frame's time goes (1280×720, one chunk, one worker)
+
+CPU time of every process while the render ran (\`scripts/cpu-by-process.py\`, sampling
+/proc: a parent's rusage misses Chromium's helper processes), in milliseconds per frame, and
+cores busy (all CPU ÷ wall time). FFmpeg includes the x264 encode (preset medium) and, for
+the previous release, decoding every PNG; helios-infra is the orchestrator and the worker
+(for this release, base64 and PNG decoding).
+
+| example | release | frames/s | Chromium browser | Chromium GPU | Chromium renderer | FFmpeg | helios-infra | total | cores busy |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|
+$cpu_rows
+This release's chunk report for the same runs (\`status ID --json\`): stage times in
+milliseconds per frame, summed over the browsers (so they add up to more than wall time
+when browsers overlap); \`frame wait\` is the encoder waiting for the next frame in order,
+\`encoder wait\` is capture waiting for the encoder.
+
+| example | browsers | launch (ms) | seek | settle | capture | decode | frame wait | encoder wait | encoder finish (ms) | chunk frames/s |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+$stage_rows
+${notes:+² Failed runs:
+
+$notes}
+<!-- throughput:end -->
+MD
+)
+printf '%s\n' "$block" >"$work/block.md"
+python3 scripts/replace-block.py throughput "$work/block.md"
+log "wrote the throughput block of docs/BENCHMARKS.md"

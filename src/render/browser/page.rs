@@ -1,0 +1,420 @@
+//! One browser process with the composition loaded: moves the page's clock to a frame and
+//! captures it. A chunk uses one or more of these side by side (see `pipeline`).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chromiumoxide::cdp::browser_protocol::animation::{
+    EnableParams as AnimationEnableParams, SetPlaybackRateParams,
+};
+use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+use chromiumoxide::cdp::browser_protocol::headless_experimental::{
+    BeginFrameParams, ScreenshotParams, ScreenshotParamsFormat,
+};
+use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
+use chromiumoxide::cdp::browser_protocol::log::{EventEntryAdded, LogEntryLevel, LogEntrySource};
+use chromiumoxide::cdp::browser_protocol::network::{EventLoadingFailed, EventRequestWillBeSent};
+use chromiumoxide::cdp::browser_protocol::page::{
+    AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams,
+};
+use chromiumoxide::cdp::browser_protocol::target::CreateTargetParams;
+use chromiumoxide::cdp::js_protocol::runtime::EventExceptionThrown;
+use chromiumoxide::error::CdpError;
+use chromiumoxide::Page;
+use futures::StreamExt;
+
+use super::chrome::{self, Chrome, LaunchError};
+use super::serve::BundleServer;
+use super::{cdp_error, crashed, VIRTUAL_TIME_JS};
+use crate::render::RenderError;
+use crate::spec::{BrowserComposition, Fps, VideoSpec};
+
+/// How long the page may take to load and become ready.
+pub(super) const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one frame (seek or capture) may take before the page counts as hung.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on `window.helios.waitUntilStable()` per frame, in page milliseconds.
+const HELIOS_STABLE_MS: u32 = 2000;
+
+/// The first thing that went wrong in the page, as seen from CDP events.
+#[derive(Debug, Clone)]
+enum PageProblem {
+    Exception(String),
+    LoadFailed(String),
+    Crashed,
+}
+
+/// A browser with the composition open at the video's size, its clock under our control.
+pub(super) struct FramePage {
+    chrome: Chrome,
+    page: Page,
+    problem: Arc<Mutex<Option<PageProblem>>>,
+    canvas_js: Option<String>,
+    fps: Fps,
+    /// BeginFrame mode: the time of the last frame drawn (must strictly increase) and its
+    /// picture, which a frame without damage shows again.
+    frame_ticks: f64,
+    last_frame: Option<String>,
+}
+
+/// Real time one frame spent in each stage on its browser.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct FrameTimes {
+    /// The seek round trip, minus the settle time below.
+    pub seek: Duration,
+    /// `helios.waitUntilStable()` inside the page.
+    pub settle: Duration,
+    /// The capture round trip: paint, raster, PNG encoding in Chromium, transfer over CDP.
+    pub capture: Duration,
+}
+
+impl FramePage {
+    /// Launches Chromium (`profile` is its own, empty directory) and loads the composition.
+    pub async fn open(
+        chromium: &Path,
+        profile: &Path,
+        server: &BundleServer,
+        composition: &BrowserComposition,
+        video: &VideoSpec,
+    ) -> Result<Self, RenderError> {
+        std::fs::create_dir_all(profile).map_err(|source| RenderError::Io {
+            context: "cannot create the browser profile".into(),
+            source,
+        })?;
+        let chrome = Chrome::launch(chromium, profile)
+            .await
+            .map_err(|e| match e {
+                LaunchError::NotFound { .. } => RenderError::BrowserMissing(e.to_string()),
+                LaunchError::Failed { .. } => RenderError::BrowserCrashed(e.to_string()),
+            })?;
+        let mut target = CreateTargetParams::new("about:blank");
+        target.enable_begin_frame_control = Some(chrome.begin_frames);
+        let page = chrome
+            .browser
+            .new_page(target)
+            .await
+            .map_err(|e| cdp_error(e, "cannot open a page", &chrome.stderr_tail()))?;
+        let problem = watch(&page)
+            .await
+            .map_err(|e| cdp_error(e, "cannot watch the page", &chrome.stderr_tail()))?;
+        let mut this = Self {
+            canvas_js: composition
+                .capture_canvas
+                .as_deref()
+                .map(|sel| canvas_js(sel, video)),
+            chrome,
+            page,
+            problem,
+            fps: video.fps.reduced(),
+            frame_ticks: 0.0,
+            last_frame: None,
+        };
+        let seed = composition.seed.unwrap_or(0x9e37_79b9);
+        let page = &this.page;
+        let setup = async {
+            page.execute(SetDeviceMetricsOverrideParams::new(
+                video.width as i64,
+                video.height as i64,
+                1.0,
+                false,
+            ))
+            .await?;
+            // Stop the compositor's own animation clock: otherwise the first capture after
+            // load can show CSS animations a few real milliseconds ahead.
+            page.execute(AnimationEnableParams::default()).await?;
+            page.execute(SetPlaybackRateParams::new(0.0)).await?;
+            page.execute(AddScriptToEvaluateOnNewDocumentParams::new(format!(
+                "window.__HELIOS_CONFIG__ = {{ seed: {seed} }};"
+            )))
+            .await?;
+            page.execute(AddScriptToEvaluateOnNewDocumentParams::new(VIRTUAL_TIME_JS))
+                .await?;
+            page.goto(server.url(&composition.entry)).await?;
+            // Fonts and images before the first capture.
+            page.evaluate_expression("document.fonts.ready.then(() => true)")
+                .await?;
+            Ok::<_, CdpError>(())
+        };
+        match tokio::time::timeout(LOAD_TIMEOUT, setup).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let tail = this.chrome.stderr_tail();
+                this.check()?;
+                return Err(cdp_error(e, "loading the composition failed", &tail));
+            }
+            Err(_) => {
+                return Err(RenderError::Composition(format!(
+                    "the composition did not finish loading within {}s",
+                    LOAD_TIMEOUT.as_secs()
+                )))
+            }
+        }
+        this.check()?;
+        if this.chrome.begin_frames {
+            // Draw the page once as it loaded, before any seek, as a browser that draws on
+            // its own does: Chromium keeps some raster decisions (the raster translation of
+            // a layer that only moves) from a layer's first drawing, so every browser must
+            // first draw the same picture, whichever frame it renders first.
+            let first = BeginFrameParams::builder()
+                .frame_time_ticks(this.next_ticks())
+                .interval(this.frame_interval())
+                .build();
+            match tokio::time::timeout(LOAD_TIMEOUT, this.page.execute(first)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    let tail = this.chrome.stderr_tail();
+                    return Err(cdp_error(e, "drawing the loaded page failed", &tail));
+                }
+                Err(_) => {
+                    return Err(crashed(
+                        &this.chrome.stderr_tail(),
+                        "drawing the loaded page hung",
+                    ))
+                }
+            }
+        }
+        Ok(this)
+    }
+
+    /// Milliseconds between frames, as BeginFrame intervals.
+    fn frame_interval(&self) -> f64 {
+        1000.0 * self.fps.den as f64 / self.fps.num as f64
+    }
+
+    /// The next BeginFrame's time: strictly increasing, one frame interval apart.
+    fn next_ticks(&mut self) -> f64 {
+        self.frame_ticks += self.frame_interval();
+        self.frame_ticks
+    }
+
+    /// Shows frame `f`: the page's clock at exactly `f / fps`, Helios settled.
+    pub async fn seek(&mut self, f: u64, times: &mut FrameTimes) -> Result<(), RenderError> {
+        let ms = (f as f64) * 1000.0 * self.fps.den as f64 / self.fps.num as f64;
+        let started = Instant::now();
+        // The page measures its own wait for Helios, so that settling shows apart from the
+        // round trip.
+        let js = format!(
+            "window.__heliosSeek({ms}).then(() => {{
+                const h = window.helios;
+                if (!(h && typeof h.waitUntilStable === 'function')) return 0;
+                const now = () => window.__heliosReal.performanceNow();
+                const t0 = now();
+                return Promise.race([h.waitUntilStable(),
+                    new Promise(r => window.__heliosReal.setTimeout(r, {HELIOS_STABLE_MS}))])
+                  .then(() => now() - t0);
+            }})"
+        );
+        let settle =
+            match tokio::time::timeout(FRAME_TIMEOUT, self.page.evaluate_expression(js)).await {
+                Ok(Ok(r)) => r.into_value::<f64>().unwrap_or(0.0),
+                Ok(Err(e)) => {
+                    self.check()?;
+                    return Err(cdp_error(
+                        e,
+                        &format!("frame {f}"),
+                        &self.chrome.stderr_tail(),
+                    ));
+                }
+                Err(_) => {
+                    self.check()?;
+                    return Err(RenderError::Composition(format!(
+                        "frame {f} never became ready (no answer within {}s)",
+                        FRAME_TIMEOUT.as_secs()
+                    )));
+                }
+            };
+        let settle = Duration::from_secs_f64((settle.max(0.0)) / 1000.0);
+        times.settle += settle;
+        times.seek += started.elapsed().saturating_sub(settle);
+        self.check()
+    }
+
+    /// Captures what the page shows now, as base64 PNG (the viewport, or the canvas's own
+    /// pixels with `capture_canvas`). Decoding is left to the caller's thread pool.
+    pub async fn capture(&mut self, f: u64, times: &mut FrameTimes) -> Result<String, RenderError> {
+        let started = Instant::now();
+        let (interval, ticks) = (self.frame_interval(), self.next_ticks());
+        let page = &self.page;
+        let captured = match &self.canvas_js {
+            // Canvas read-back: the canvas's own pixels as PNG, no compositing pass.
+            Some(js) => {
+                tokio::time::timeout(FRAME_TIMEOUT, async {
+                    let url: String = page
+                        .evaluate_expression(js.as_str())
+                        .await?
+                        .into_value()
+                        .unwrap_or_default();
+                    Ok::<_, CdpError>(
+                        url.split_once(',')
+                            .map(|(_, b64)| b64.to_string())
+                            .unwrap_or_default(),
+                    )
+                })
+                .await
+            }
+            None if self.chrome.begin_frames => {
+                // One BeginFrame draws the page as it is now (every tile rastered) and
+                // returns that very frame: one round trip, no frame drawn for nothing.
+                let begin = BeginFrameParams::builder()
+                    .frame_time_ticks(ticks)
+                    .interval(interval)
+                    .screenshot(ScreenshotParams {
+                        format: Some(ScreenshotParamsFormat::Png),
+                        quality: None,
+                        optimize_for_speed: Some(true),
+                    })
+                    .build();
+                let last = &mut self.last_frame;
+                tokio::time::timeout(FRAME_TIMEOUT, async {
+                    let r = page.execute(begin).await?;
+                    Ok::<_, CdpError>(match r.result.screenshot_data {
+                        Some(data) => {
+                            let b64 = String::from(data);
+                            *last = Some(b64.clone());
+                            b64
+                        }
+                        // No damage: the picture is the one this browser drew last.
+                        None => last.clone().unwrap_or_default(),
+                    })
+                })
+                .await
+            }
+            None => {
+                let shot = CaptureScreenshotParams::builder()
+                    .format(CaptureScreenshotFormat::Png)
+                    .optimize_for_speed(true)
+                    .build();
+                tokio::time::timeout(FRAME_TIMEOUT, async {
+                    let r = page.execute(shot).await?;
+                    Ok::<_, CdpError>(r.result.data)
+                })
+                .await
+                .map(|r| r.map(String::from))
+            }
+        };
+        times.capture += started.elapsed();
+        match captured {
+            Ok(Ok(b64)) if b64.is_empty() => Err(crashed(
+                &self.chrome.stderr_tail(),
+                &format!("Chromium drew no picture for frame {f}"),
+            )),
+            Ok(Ok(b64)) => Ok(b64),
+            Ok(Err(e)) => {
+                self.check()?;
+                Err(cdp_error(
+                    e,
+                    &format!("capturing frame {f}"),
+                    &self.chrome.stderr_tail(),
+                ))
+            }
+            Err(_) => {
+                self.check()?;
+                Err(crashed(
+                    &self.chrome.stderr_tail(),
+                    &format!("capturing frame {f} hung"),
+                ))
+            }
+        }
+    }
+
+    /// The page's own counters (seeks, callbacks run), e.g. to show that reaching the first
+    /// frame of a chunk cost the same at any frame.
+    pub async fn page_stats(&self) -> std::collections::BTreeMap<String, u64> {
+        match self
+            .page
+            .evaluate_expression("window.__heliosStats()")
+            .await
+        {
+            Ok(r) => r.into_value().unwrap_or_default(),
+            Err(_) => Default::default(),
+        }
+    }
+
+    /// Fails with the page's first problem, if any.
+    fn check(&mut self) -> Result<(), RenderError> {
+        let p = self.problem.lock().ok().and_then(|p| p.clone());
+        match p {
+            None if self.chrome.is_alive() => Ok(()),
+            None => Err(crashed(&self.chrome.stderr_tail(), "Chromium exited")),
+            Some(PageProblem::Exception(msg)) => {
+                Err(RenderError::Composition(format!("the page threw: {msg}")))
+            }
+            Some(PageProblem::LoadFailed(what)) => Err(RenderError::Composition(format!(
+                "a resource failed to load: {what}"
+            ))),
+            Some(PageProblem::Crashed) => Err(crashed(
+                &self.chrome.stderr_tail(),
+                "the page's renderer process crashed",
+            )),
+        }
+    }
+
+    /// Closes the browser.
+    pub async fn close(self) {
+        self.chrome.shutdown().await;
+    }
+}
+
+/// The script that reads a canvas back as PNG, checking that it is the video's size.
+fn canvas_js(selector: &str, v: &VideoSpec) -> String {
+    let sel = serde_json::to_string(selector).unwrap_or_default();
+    format!(
+        "(() => {{ const c = document.querySelector({sel});
+           if (!c || typeof c.toDataURL !== 'function') throw new Error('no <canvas> matches ' + {sel});
+           if (c.width !== {w} || c.height !== {h}) throw new Error('canvas ' + {sel} + ' is ' + c.width + 'x' + c.height + ', the video is {w}x{h}');
+           return c.toDataURL('image/png'); }})()",
+        w = v.width,
+        h = v.height
+    )
+}
+
+/// Collects the first exception, failed resource load or crash of the page.
+async fn watch(page: &Page) -> Result<Arc<Mutex<Option<PageProblem>>>, CdpError> {
+    let slot = Arc::new(Mutex::new(None::<PageProblem>));
+    let set = |slot: &Arc<Mutex<Option<PageProblem>>>, p: PageProblem| {
+        if let Ok(mut s) = slot.lock() {
+            s.get_or_insert(p);
+        }
+    };
+    let mut exceptions = page.event_listener::<EventExceptionThrown>().await?;
+    let mut logs = page.event_listener::<EventEntryAdded>().await?;
+    let mut failed = page.event_listener::<EventLoadingFailed>().await?;
+    let mut requests = page.event_listener::<EventRequestWillBeSent>().await?;
+    let mut crashes = page.event_listener::<EventTargetCrashed>().await?;
+    let s = slot.clone();
+    tokio::spawn(async move {
+        let mut urls = std::collections::HashMap::new();
+        loop {
+            tokio::select! {
+                Some(e) = exceptions.next() => {
+                    let d = &e.exception_details;
+                    let msg = d.exception.as_ref().and_then(|o| o.description.clone()).unwrap_or_else(|| d.text.clone());
+                    let at = d.url.as_deref().map(|u| format!(" ({u}:{})", d.line_number + 1)).unwrap_or_default();
+                    set(&s, PageProblem::Exception(format!("{msg}{at}")));
+                }
+                Some(e) = logs.next() => {
+                    let url = e.entry.url.clone().unwrap_or_default();
+                    if e.entry.source == LogEntrySource::Network && e.entry.level == LogEntryLevel::Error && !url.ends_with("/favicon.ico") {
+                        set(&s, PageProblem::LoadFailed(format!("{url}: {}", e.entry.text)));
+                    }
+                }
+                Some(e) = requests.next() => { urls.insert(e.request_id.inner().clone(), e.request.url.clone()); }
+                Some(e) = failed.next() => {
+                    let url = urls.get(e.request_id.inner()).cloned().unwrap_or_default();
+                    if !url.ends_with("/favicon.ico") && e.canceled != Some(true) {
+                        set(&s, PageProblem::LoadFailed(format!("{url}: {}", e.error_text)));
+                    }
+                }
+                Some(_) = crashes.next() => set(&s, PageProblem::Crashed),
+                else => break,
+            }
+        }
+    });
+    Ok(slot)
+}
+
+/// Where the browser binary is, as a render error.
+pub(super) fn chromium_path() -> Result<std::path::PathBuf, RenderError> {
+    chrome::locate().map_err(|e| RenderError::BrowserMissing(e.to_string()))
+}
