@@ -101,7 +101,7 @@ peer() { # OUT DIR W H N MODE
   HELIOS_PEER_CHROMIUM=/usr/lib/chromium/chromium HELIOS_PEER_TIMEOUT=600 \
     node scripts/bench-helios/render.mjs "$2" "$1" "$3" "$4" "$fps" "$5" "$6"
 }
-default_browsers=$(nproc | awk '{ n = $1; if (n < 2) n = 2; if (n > 4) n = 4; print n }')
+default_browsers=$(nproc | awk '{ n = $1 + 1; if (n < 2) n = 2; if (n > 4) n = 4; print n }')
 
 for rep in $(seq "$reps"); do
   for ex in "${examples[@]}"; do

@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn example(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/compositions")
-        .join(name);
-    p.display().to_string()
-}
-
 /// A ≥5-chunk lossless render equals the 1-chunk render, frame by frame.
 fn chunked_equals_single(name: &str) {
     let env = Env::new();

@@ -16,14 +16,6 @@ use std::sync::Arc;
 
 use common::*;
 
-fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/compositions")
-        .join(name)
-        .display()
-        .to_string()
-}
-
 /// Spins `n` threads until dropped: a machine under load.
 struct BusyLoops(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>);
 

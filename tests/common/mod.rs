@@ -7,6 +7,15 @@ pub mod peers;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The path of an example composition (`examples/compositions/NAME`).
+pub fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/compositions")
+        .join(name)
+        .display()
+        .to_string()
+}
+
 /// Asserts that a finished process succeeded, showing its stderr if not.
 pub fn assert_ok(out: &Output) {
     assert!(

@@ -106,13 +106,7 @@ impl Renderer for BrowserRenderer {
             )));
         }
         let path = page::chromium_path()?;
-        let server =
-            serve::BundleServer::start(bundle)
-                .await
-                .map_err(|source| RenderError::Io {
-                    context: "cannot serve the bundle on loopback".into(),
-                    source,
-                })?;
+        let server = serve_bundle(bundle).await?;
         let v = &req.spec.video;
         let frames = req.chunk.len();
         let asked = self.composition.browsers.unwrap_or_else(default_browsers);
@@ -178,6 +172,16 @@ impl Renderer for BrowserRenderer {
     }
 }
 
+/// Serves the composition's folder to the page on loopback.
+async fn serve_bundle(bundle: &std::path::Path) -> Result<serve::BundleServer, RenderError> {
+    serve::BundleServer::start(bundle)
+        .await
+        .map_err(|source| RenderError::Io {
+            context: "cannot serve the composition on loopback".into(),
+            source,
+        })
+}
+
 /// Starts `n` browsers at once (profiles under `profiles`), each with the composition loaded;
 /// if any fails, closes the others and returns its error.
 async fn open_pages(
@@ -224,12 +228,7 @@ pub async fn capture_ceiling(
     browsers: u32,
 ) -> Result<f64, RenderError> {
     let path = page::chromium_path()?;
-    let server = serve::BundleServer::start(bundle)
-        .await
-        .map_err(|source| RenderError::Io {
-            context: "cannot serve the composition".into(),
-            source,
-        })?;
+    let server = serve_bundle(bundle).await?;
     let profiles = tempfile::tempdir().map_err(|source| RenderError::Io {
         context: "cannot create browser profiles".into(),
         source,
@@ -299,12 +298,7 @@ pub async fn discover_media(
     height: u32,
 ) -> Result<Vec<DiscoveredMedia>, RenderError> {
     let path = page::chromium_path()?;
-    let server = serve::BundleServer::start(bundle)
-        .await
-        .map_err(|source| RenderError::Io {
-            context: "cannot serve the composition".into(),
-            source,
-        })?;
+    let server = serve_bundle(bundle).await?;
     let profile = tempfile::tempdir().map_err(|source| RenderError::Io {
         context: "cannot create a browser profile".into(),
         source,

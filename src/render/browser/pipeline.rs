@@ -4,10 +4,11 @@
 //! renders blocks `k`, `k + n`, `k + 2n`… (a fixed deal, not first come first served, so
 //! that each browser draws the same frames in the same order on every run: Chromium keeps
 //! some raster decisions from one drawing to the next). It renders each block frame by
-//! frame (seek, capture) and hands every capture to the blocking thread pool for decoding; the writer takes decoded frames strictly in frame order and
-//! streams them raw into FFmpeg. No stage waits for one it does not depend on: while a
-//! browser seeks frame `f + 1`, frame `f` is being decoded and frame `f − k` encoded.
-//! A browser may run at most `browsers` blocks ahead of the encoder, which bounds memory.
+//! frame (seek, capture) and hands every capture to the blocking thread pool for decoding;
+//! the writer takes decoded frames strictly in frame order and streams them raw into
+//! FFmpeg. No stage waits for one it does not depend on: while a browser seeks frame
+//! `f + 1`, frame `f` is being decoded and frame `f − k` encoded. A browser may run at most
+//! `browsers` blocks ahead of the encoder, which bounds memory.
 
 use std::collections::BTreeMap;
 use std::path::Path;
