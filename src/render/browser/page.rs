@@ -55,7 +55,7 @@ pub(super) struct FramePage {
     /// BeginFrame mode: the time of the last frame drawn (must strictly increase) and its
     /// picture, which a frame without damage shows again.
     frame_ticks: f64,
-    last_frame: Option<String>,
+    last_frame: Option<Arc<String>>,
 }
 
 /// Real time one frame spent in each stage on its browser.
@@ -231,8 +231,13 @@ impl FramePage {
     }
 
     /// Captures what the page shows now, as base64 PNG (the viewport, or the canvas's own
-    /// pixels with `capture_canvas`). Decoding is left to the caller's thread pool.
-    pub async fn capture(&mut self, f: u64, times: &mut FrameTimes) -> Result<String, RenderError> {
+    /// pixels with `capture_canvas`). Decoding is left to the caller's thread pool; the
+    /// text is shared, not copied, with the picture kept for a frame without damage.
+    pub async fn capture(
+        &mut self,
+        f: u64,
+        times: &mut FrameTimes,
+    ) -> Result<Arc<String>, RenderError> {
         let started = Instant::now();
         let (interval, ticks) = (self.frame_interval(), self.next_ticks());
         let page = &self.page;
@@ -247,7 +252,7 @@ impl FramePage {
                         .unwrap_or_default();
                     Ok::<_, CdpError>(
                         url.split_once(',')
-                            .map(|(_, b64)| b64.to_string())
+                            .map(|(_, b64)| Arc::new(b64.to_string()))
                             .unwrap_or_default(),
                     )
                 })
@@ -270,7 +275,7 @@ impl FramePage {
                     let r = page.execute(begin).await?;
                     Ok::<_, CdpError>(match r.result.screenshot_data {
                         Some(data) => {
-                            let b64 = String::from(data);
+                            let b64 = Arc::new(String::from(data));
                             *last = Some(b64.clone());
                             b64
                         }
@@ -290,7 +295,7 @@ impl FramePage {
                     Ok::<_, CdpError>(r.result.data)
                 })
                 .await
-                .map(|r| r.map(String::from))
+                .map(|r| r.map(|data| Arc::new(String::from(data))))
             }
         };
         times.capture += started.elapsed();
