@@ -132,6 +132,7 @@ async fn store_throughput(writers: u32, per_writer: u32) -> Measured {
                     bytes: 1,
                     frames: 1,
                     worker_ms: 0,
+                    media: None,
                 };
                 assert!(store.commit_chunk("T", idx, &seg).await.unwrap());
             }

@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
         preset: None,
         pixel_format: None,
         lossless: false,
+        segments: Default::default(),
     };
     let fps = capture_ceiling(
         std::path::Path::new(dir),

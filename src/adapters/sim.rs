@@ -205,7 +205,7 @@ impl WorkerAdapter for SimAdapter {
             &job,
             chunk.index,
             req.attempt,
-            encoder::segment_extension(spec.video.codec),
+            encoder::stored_extension(&spec.video),
         );
         let sha256 = hex::encode(Sha256::digest(&body));
         let bytes = body.len() as u64;
@@ -235,6 +235,7 @@ impl WorkerAdapter for SimAdapter {
             },
             stats: Default::default(),
             stages: None,
+            media: None,
         })
     }
 }

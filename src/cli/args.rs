@@ -146,12 +146,40 @@ pub struct RenderArgs {
     /// Output file; its extension picks the container (mp4, mov, mkv, webm).
     #[arg(short, long)]
     pub output: PathBuf,
+    /// How segments are joined: `auto` joins fragmented MP4 by bytes where the output
+    /// allows it (.mp4/.m4v, lossy H.264/H.265/VP9) and uses FFmpeg's concat demuxer
+    /// elsewhere; `concat` always uses the concat demuxer.
+    #[arg(long, value_enum, default_value_t = StitchMode::Auto)]
+    pub stitch: StitchMode,
     /// Where chunks run.
     #[command(flatten)]
     pub adapter: AdapterArgs,
     /// What to render.
     #[command(flatten)]
     pub plan: PlanSettings,
+}
+
+/// `--stitch`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StitchMode {
+    /// Byte join where the output allows it, concat elsewhere.
+    Auto,
+    /// FFmpeg's concat demuxer, whatever the output.
+    Concat,
+}
+
+impl StitchMode {
+    /// The segment format for `output`.
+    pub fn segments(
+        self,
+        output: &std::path::Path,
+        video: &crate::spec::VideoSpec,
+    ) -> crate::spec::SegmentFormat {
+        match self {
+            StitchMode::Auto => crate::spec::SegmentFormat::for_output(output, video),
+            StitchMode::Concat => crate::spec::SegmentFormat::File,
+        }
+    }
 }
 
 /// `plan`
@@ -176,6 +204,9 @@ pub struct RunArgs {
     /// Override the spec's concurrency.
     #[arg(long)]
     pub concurrency: Option<u32>,
+    /// How segments are joined (see `render --stitch`).
+    #[arg(long, value_enum, default_value_t = StitchMode::Auto)]
+    pub stitch: StitchMode,
     /// Where chunks run.
     #[command(flatten)]
     pub adapter: AdapterArgs,

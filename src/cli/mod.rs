@@ -168,8 +168,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Render(a) => {
             let ctx = State::open(&cli)?;
             let local = matches!(a.adapter.adapter, None | Some(AdapterKind::Local));
-            let spec = plan::build_spec(&a.plan, &ctx.storage, local).await?;
+            let mut spec = plan::build_spec(&a.plan, &ctx.storage, local).await?;
             plan::check_output(&a.output, &spec)?;
+            spec.video.segments = a.stitch.segments(&a.output, &spec.video);
             preflight()?;
             let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
             let job = orch.submit(spec, &ctx.storage, &a.output).await?;
@@ -205,6 +206,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             spec::validate(&spec)
                 .with_context(|| format!("{} is not a valid job spec", a.spec.display()))?;
             plan::check_output(&a.output, &spec)?;
+            // The segments' form follows the output container, whatever the plan assumed.
+            spec.video.segments = a.stitch.segments(&a.output, &spec.video);
             preflight()?;
             plan::check_audio(&spec, None).await?;
             let ctx = State::open(&cli)?;
@@ -403,15 +406,20 @@ async fn stitch_files(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
         let info = media::probe(p)
             .await
             .with_context(|| format!("cannot read segment {}", p.display()))?;
-        let frames = info.frames;
-        Ok::<_, anyhow::Error>((info, frames))
+        Ok::<_, anyhow::Error>(info)
     }))
     .buffered(4)
     .collect::<Vec<_>>()
     .await
     .into_iter()
-    .collect::<Result<_, _>>()?;
-    let problems = check_segments(&infos);
+    .collect::<Result<Vec<_>, _>>()?;
+    let params: Vec<String> = infos.iter().map(|i| i.codec_parameters()).collect();
+    let facts: Vec<_> = infos
+        .iter()
+        .zip(&params)
+        .map(|(i, p)| (p.as_str(), i.frames, i.starts_with_keyframe, i.frames))
+        .collect();
+    let problems = check_segments(&facts);
     if !problems.is_empty() {
         let list: Vec<String> = problems
             .iter()
@@ -423,14 +431,13 @@ async fn stitch_files(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
         );
     }
     let fps: spec::Fps = infos[0]
-        .0
         .frame_rate
         .parse()
         .map_err(|e: String| anyhow::anyhow!("{}: {e}", paths[0].display()))?;
     let segments: Vec<Segment> = paths
         .iter()
         .zip(&infos)
-        .map(|(p, (i, _))| Segment {
+        .map(|(p, i)| Segment {
             path: p.clone(),
             frames: i.frames,
         })

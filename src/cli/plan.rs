@@ -8,7 +8,7 @@ use super::args::PlanSettings;
 use crate::media;
 use crate::spec::{
     plan_chunks, AudioSource, AudioTrack, BrowserComposition, ChunkPlan, CommandComposition,
-    Composition, FrameRange, JobSpec, RetryPolicy, VideoSpec, SPEC_VERSION,
+    Composition, FrameRange, JobSpec, RetryPolicy, SegmentFormat, VideoSpec, SPEC_VERSION,
 };
 use crate::storage::{self, keys, Storage};
 
@@ -146,6 +146,8 @@ pub async fn build_spec(
             preset: p.preset.clone(),
             pixel_format: p.pix_fmt.clone(),
             lossless: p.lossless,
+            // Chosen from the output by `render` and `run` (SegmentFormat::for_output).
+            segments: SegmentFormat::File,
         },
         audio,
         chunks: plan_chunks(range, plan),

@@ -110,6 +110,10 @@ pub fn job_json(
     if let Some(c) = cost(job, chunks) {
         v["cost"] = c;
     }
+    let (stitch, how) = stitch_method(job);
+    v["stitch"] = json!(stitch);
+    v["stitch_method"] = json!(how);
+    v["output_url"] = json!(output_url(job));
     if with_chunks {
         v["chunk_list"] = chunks
             .iter()
@@ -190,12 +194,41 @@ pub fn job_line(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> String
 }
 
 /// A job in detail.
+/// How a job's segments are joined: a short name and a description.
+pub fn stitch_method(job: &JobRecord) -> (&'static str, &'static str) {
+    let f = job.spec.video.segments;
+    let name = match f {
+        crate::spec::SegmentFormat::File => "concat",
+        crate::spec::SegmentFormat::Fragmented => "bytes",
+    };
+    (name, f.describe())
+}
+
+/// Where the stitched output is kept in the job's storage.
+pub fn output_url(job: &JobRecord) -> String {
+    let ext = Path::new(&job.output)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("mp4");
+    format!(
+        "{}/{}",
+        job.storage_url.trim_end_matches('/'),
+        crate::storage::keys::output(&job.id, ext)
+    )
+}
+
 pub fn job_detail(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> String {
     let mut s = job_line(job, chunks, locks);
     s.push('\n');
     if let Some(e) = &job.error {
         s.push_str(&format!("error: {e}\n"));
     }
+    s.push_str(&format!(
+        "output: {} (kept in storage at {})\nstitch: {}\n",
+        job.output,
+        output_url(job),
+        stitch_method(job).1
+    ));
     if let Some(c) = cost(job, chunks) {
         s.push_str(&format!(
             "compute: {} worker-seconds, {} GB-seconds, {} requests, about ${:.4} ({})\n",

@@ -2,6 +2,7 @@
 //!
 //! Used by `render` (encoding) and `stitch` (validation, concat); nothing else runs FFmpeg.
 
+pub mod fmp4;
 mod probe;
 
 use std::path::PathBuf;

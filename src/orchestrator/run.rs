@@ -16,8 +16,8 @@ use super::{
 };
 use crate::adapters::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
 use crate::media;
-use crate::spec::{self, AudioSource, Chunk, JobSpec};
-use crate::stitch::{check_segments, AudioInput, AudioMix, Segment, SegmentProblem};
+use crate::spec::{self, AudioSource, Chunk, JobSpec, SegmentFormat};
+use crate::stitch::{bytejoin, check_segments, AudioInput, AudioMix, Segment, SegmentProblem};
 use crate::storage::{keys, Storage};
 use crate::worker::hash_file;
 
@@ -373,7 +373,12 @@ impl Orchestrator {
             source: e,
         })?;
 
-        // Fetch, hash and probe every segment, a few at a time.
+        if job.spec.video.segments == SegmentFormat::Fragmented {
+            return self.join_fragments(job, storage, &chunks, tmp.path()).await;
+        }
+
+        // Fetch and hash every segment, a few at a time; probe only those whose worker did
+        // not report what it holds.
         let checks = futures::stream::iter(chunks.iter().map(|c| {
             let dir = tmp.path().to_path_buf();
             async move {
@@ -394,7 +399,17 @@ impl Orchestrator {
                         seg.sha256
                     ));
                 }
-                let info = media::probe(&path).await.map_err(|e| e.to_string())?;
+                let info = match &seg.media {
+                    Some(m) => Reported::from(m),
+                    None => {
+                        let i = media::probe(&path).await.map_err(|e| e.to_string())?;
+                        Reported {
+                            params: i.codec_parameters(),
+                            frames: i.frames,
+                            keyframe_first: i.starts_with_keyframe,
+                        }
+                    }
+                };
                 Ok((path, info))
             }
         }))
@@ -420,7 +435,10 @@ impl Orchestrator {
                 }),
             }
         }
-        let infos: Vec<_> = probed.iter().map(|(_, i, n)| (i.clone(), *n)).collect();
+        let infos: Vec<_> = probed
+            .iter()
+            .map(|(_, i, n)| (i.params.as_str(), i.frames, i.keyframe_first, *n))
+            .collect();
         for p in check_segments(&infos) {
             problems.push(SegmentProblem {
                 index: probed[p.index].0,
@@ -428,20 +446,7 @@ impl Orchestrator {
             });
         }
         if !problems.is_empty() {
-            for p in &problems {
-                tracing::warn!(job = %job.id, chunk = p.index, reason = %p.reason, "segment rejected; rendering it again");
-                self.store
-                    .release_chunk(
-                        &job.id,
-                        p.index as u32,
-                        Some(&format!("segment rejected: {}", p.reason)),
-                    )
-                    .await?;
-                self.emit(Event::SegmentRejected {
-                    chunk: p.index as u32,
-                    reason: p.reason.clone(),
-                });
-            }
+            self.reject(job, &problems).await?;
             return Ok(Err(problems));
         }
 
@@ -454,6 +459,99 @@ impl Orchestrator {
                 job: job.id.clone(),
                 source: e,
             })?;
+        crate::failpoint::hit("after-concat");
+        let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("mp4");
+        storage
+            .put_file(&keys::output(&job.id, ext), &output)
+            .await?;
+        crate::failpoint::hit("after-upload");
+        Ok(Ok(output))
+    }
+
+    /// Releases rejected segments for re-rendering and says why.
+    async fn reject(
+        &self,
+        job: &JobRecord,
+        problems: &[SegmentProblem],
+    ) -> Result<(), OrchestratorError> {
+        for p in problems {
+            tracing::warn!(job = %job.id, chunk = p.index, reason = %p.reason, "segment rejected; rendering it again");
+            self.store
+                .release_chunk(
+                    &job.id,
+                    p.index as u32,
+                    Some(&format!("segment rejected: {}", p.reason)),
+                )
+                .await?;
+            self.emit(Event::SegmentRejected {
+                chunk: p.index as u32,
+                reason: p.reason.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The byte join of fragmented segments: checks the workers' reports against each
+    /// other, then joins the media behind one init, checking every segment's bytes as they
+    /// are copied.
+    async fn join_fragments(
+        &self,
+        job: &JobRecord,
+        storage: &Storage,
+        chunks: &[super::ChunkRecord],
+        tmp: &Path,
+    ) -> Result<Result<PathBuf, Vec<SegmentProblem>>, OrchestratorError> {
+        let range_start = job.spec.video.frames.start;
+        let mut pieces = Vec::with_capacity(chunks.len());
+        let mut problems = Vec::new();
+        for c in chunks {
+            match &c.segment {
+                Some(seg) => pieces.push(bytejoin::Piece {
+                    index: c.chunk.index as usize,
+                    key: &seg.key,
+                    sha256: &seg.sha256,
+                    frames: c.chunk.len(),
+                    first_frame: c.chunk.start - range_start,
+                    media: seg.media.as_ref(),
+                }),
+                None => problems.push(SegmentProblem {
+                    index: c.chunk.index as usize,
+                    reason: format!("chunk {} has no committed segment", c.chunk.index),
+                }),
+            }
+        }
+        if problems.is_empty() {
+            if let Err(p) = bytejoin::plan(&pieces, job.spec.video.fps) {
+                problems = p;
+            }
+        }
+        if !problems.is_empty() {
+            self.reject(job, &problems).await?;
+            return Ok(Err(problems));
+        }
+        let plan = bytejoin::plan(&pieces, job.spec.video.fps).map_err(|p| {
+            OrchestratorError::Unstitchable {
+                job: job.id.clone(),
+                rounds: 0,
+                reason: p
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
+        })?;
+        let audio = prepare_audio(job, storage, tmp).await?;
+        let output = PathBuf::from(&job.output);
+        let joined = bytejoin::join_local(storage, &pieces, &plan, audio.as_ref(), tmp, &output)
+            .await
+            .map_err(|e| OrchestratorError::Stitch {
+                job: job.id.clone(),
+                source: e,
+            })?;
+        if let Err(problems) = joined {
+            self.reject(job, &problems).await?;
+            return Ok(Err(problems));
+        }
         crate::failpoint::hit("after-concat");
         let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("mp4");
         storage
@@ -712,6 +810,23 @@ impl Tally {
     }
 }
 
+/// What is known of a segment's content: from its worker's report, or probed.
+struct Reported {
+    params: String,
+    frames: u64,
+    keyframe_first: bool,
+}
+
+impl From<&crate::worker::SegmentMedia> for Reported {
+    fn from(m: &crate::worker::SegmentMedia) -> Self {
+        Self {
+            params: m.params.clone(),
+            frames: m.frames,
+            keyframe_first: m.keyframe_first,
+        }
+    }
+}
+
 /// Checks that a report is the one asked for and that its segment exists with the
 /// reported size; returns what to commit.
 async fn verify_report(
@@ -722,7 +837,7 @@ async fn verify_report(
     storage: &Storage,
 ) -> Result<CommittedSegment, String> {
     let job = spec.id.as_deref().unwrap_or_default();
-    let ext = crate::render::encoder::segment_extension(spec.video.codec);
+    let ext = crate::render::encoder::stored_extension(&spec.video);
     let expected_key = keys::attempt_segment(job, chunk.index, attempt, ext);
     if report.job != job || report.chunk != chunk.index || report.attempt != attempt {
         return Err(format!(
@@ -765,6 +880,7 @@ async fn verify_report(
         bytes: report.bytes,
         frames: report.frames,
         worker_ms: report.timings.total_ms,
+        media: report.media.as_deref().cloned(),
     })
 }
 

@@ -158,6 +158,8 @@ pub struct CommittedSegment {
     pub frames: u64,
     /// Worker time for the attempt, in milliseconds.
     pub worker_ms: u64,
+    /// What the worker found in the segment (absent for reports of older workers).
+    pub media: Option<crate::worker::SegmentMedia>,
 }
 
 /// Persistence of jobs and chunks. SQLite is the implementation; the trait is the seam the
@@ -283,6 +285,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     frames INTEGER,
     worker_ms INTEGER,
     error TEXT,
+    media TEXT,
     PRIMARY KEY (job_id, idx)
 );
 ";
@@ -311,6 +314,13 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        // Stores made before segments carried their worker's findings gain the column.
+        let has_media: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('chunks') WHERE name = 'media'")?
+            .exists([])?;
+        if !has_media {
+            conn.execute_batch("ALTER TABLE chunks ADD COLUMN media TEXT")?;
+        }
         Ok(conn)
     }
 
@@ -594,7 +604,7 @@ impl JobStore for SqliteStore {
     fn chunks(&self, id: &str) -> Result<Vec<ChunkRecord>, StoreError> {
         self.with(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT idx, start_frame, end_frame, state, attempts, committed_attempt, segment_key, sha256, bytes, frames, worker_ms, error
+                "SELECT idx, start_frame, end_frame, state, attempts, committed_attempt, segment_key, sha256, bytes, frames, worker_ms, error, media
                  FROM chunks WHERE job_id = ?1 ORDER BY idx",
             )?;
             let rows = stmt.query_map([id], |r| {
@@ -607,6 +617,10 @@ impl JobStore for SqliteStore {
                         bytes: r.get::<_, Option<i64>>(8)?.unwrap_or(0) as u64,
                         frames: r.get::<_, Option<i64>>(9)?.unwrap_or(0) as u64,
                         worker_ms: r.get::<_, Option<i64>>(10)?.unwrap_or(0) as u64,
+                        // Unreadable findings are as good as none: the stitch then probes.
+                        media: r
+                            .get::<_, Option<String>>(12)?
+                            .and_then(|j| serde_json::from_str(&j).ok()),
                     }),
                     None => None,
                 };
@@ -684,14 +698,18 @@ impl JobStore for SqliteStore {
         seg: &CommittedSegment,
     ) -> Result<bool, StoreError> {
         let (id, seg) = (id.to_string(), seg.clone());
+        let media = seg
+            .media
+            .as_ref()
+            .and_then(|m| serde_json::to_string(m).ok());
         self.write(move |conn| {
             let n = conn
                 .prepare_cached(
                     "UPDATE chunks SET state = 'done', committed_attempt = ?3, segment_key = ?4, sha256 = ?5,
-                            bytes = ?6, frames = ?7, worker_ms = ?8, error = NULL
+                            bytes = ?6, frames = ?7, worker_ms = ?8, media = ?9, error = NULL
                      WHERE job_id = ?1 AND idx = ?2 AND state != 'done'",
                 )?
-                .execute(params![id, index, seg.attempt, seg.key, seg.sha256, seg.bytes as i64, seg.frames as i64, seg.worker_ms as i64])?;
+                .execute(params![id, index, seg.attempt, seg.key, seg.sha256, seg.bytes as i64, seg.frames as i64, seg.worker_ms as i64, media])?;
             Ok(n == 1)
         })
         .await
@@ -707,7 +725,7 @@ impl JobStore for SqliteStore {
         self.write(move |conn| {
             conn.prepare_cached(
                 "UPDATE chunks SET state = 'pending', committed_attempt = NULL, segment_key = NULL, sha256 = NULL,
-                        bytes = NULL, frames = NULL, worker_ms = NULL, error = COALESCE(?3, error)
+                        bytes = NULL, frames = NULL, worker_ms = NULL, media = NULL, error = COALESCE(?3, error)
                  WHERE job_id = ?1 AND idx = ?2",
             )?
             .execute(params![id, index, error])?;
@@ -798,6 +816,7 @@ mod tests {
             bytes: 1,
             frames: 30,
             worker_ms: 5,
+            media: None,
         }
     }
 

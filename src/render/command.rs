@@ -177,6 +177,7 @@ impl Renderer for CommandRenderer {
         Ok(RenderedSegment {
             path: segment,
             frames: info.frames,
+            info,
             render_time,
             encode_time: started.elapsed(),
             stats: Default::default(),

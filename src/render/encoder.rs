@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use crate::media::{self, MediaError, Tool};
-use crate::spec::{Codec, VideoSpec};
+use crate::spec::{Codec, SegmentFormat, VideoSpec};
 
 /// Container of the segments of a codec: MP4/MOV, whose track timescale can be set so that
 /// every frame boundary is an exact tick.
@@ -16,6 +16,15 @@ pub fn segment_extension(codec: Codec) -> &'static str {
     match codec {
         Codec::H264 | Codec::H265 | Codec::Vp9 => "mp4",
         Codec::Prores | Codec::Ffv1 => "mov",
+    }
+}
+
+/// Extension of a segment in storage: `m4s` for fragmented media (no init, placed on the
+/// job's timeline), otherwise the file's container.
+pub fn stored_extension(v: &VideoSpec) -> &'static str {
+    match v.segments {
+        SegmentFormat::Fragmented => "m4s",
+        SegmentFormat::File => segment_extension(v.codec),
     }
 }
 
@@ -84,7 +93,7 @@ pub fn segment_muxer_args(v: &VideoSpec) -> Vec<String> {
         "mov" => "mov",
         _ => "mp4",
     };
-    [
+    let mut a: Vec<String> = [
         "-video_track_timescale",
         &ts,
         "-movie_timescale",
@@ -94,7 +103,12 @@ pub fn segment_muxer_args(v: &VideoSpec) -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    if v.segments == SegmentFormat::Fragmented {
+        // A fragment per keyframe, data addressed from each moof so fragments can move.
+        a.extend(["-movflags", "+frag_keyframe+empty_moov+default_base_moof"].map(String::from));
+    }
+    a
 }
 
 /// Re-encodes whatever the renderer wrote (any format FFmpeg reads) into a segment with the

@@ -36,6 +36,8 @@ pub struct RenderedSegment {
     pub path: PathBuf,
     /// Frames it holds (checked by probing).
     pub frames: u64,
+    /// What probing found (codec parameters, keyframe first).
+    pub info: crate::media::SegmentInfo,
     /// Time spent producing frames.
     pub render_time: Duration,
     /// Time spent encoding and checking them.

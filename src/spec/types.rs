@@ -67,6 +67,7 @@ impl JobSpec {
                 preset: None,
                 pixel_format: None,
                 lossless: false,
+                segments: SegmentFormat::File,
             },
             audio: Vec::new(),
             chunks: super::plan_chunks(frames, plan),
@@ -275,6 +276,52 @@ pub struct VideoSpec {
     /// Bit-exact mode: segments decode to exactly the rendered pixels.
     #[serde(default)]
     pub lossless: bool,
+    /// How workers write segments; chosen from the output container when the job is planned.
+    #[serde(default, skip_serializing_if = "SegmentFormat::is_file")]
+    pub segments: SegmentFormat,
+}
+
+/// The form of a job's segments, which decides how they are stitched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SegmentFormat {
+    /// Whole MP4/MOV files, joined by FFmpeg's concat demuxer (any container).
+    #[default]
+    File,
+    /// Fragmented MP4 media placed on the job's timeline by the worker, joined by bytes
+    /// (locally, or inside the bucket) behind one init segment.
+    Fragmented,
+}
+
+impl SegmentFormat {
+    /// Whether this is [`SegmentFormat::File`].
+    pub fn is_file(&self) -> bool {
+        *self == SegmentFormat::File
+    }
+
+    /// The format for an output file: fragmented for `.mp4`/`.m4v` outputs of H.264, H.265
+    /// or VP9; whole files (concat) for other containers and for lossless jobs.
+    pub fn for_output(output: &std::path::Path, video: &VideoSpec) -> Self {
+        let ext = output
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        let joinable_codec = matches!(video.codec, Codec::H264 | Codec::H265 | Codec::Vp9);
+        if matches!(ext.as_str(), "mp4" | "m4v") && joinable_codec && !video.lossless {
+            SegmentFormat::Fragmented
+        } else {
+            SegmentFormat::File
+        }
+    }
+
+    /// Name for people (`status`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            SegmentFormat::File => "concat (FFmpeg concat demuxer, -c copy)",
+            SegmentFormat::Fragmented => "byte join (fragmented MP4)",
+        }
+    }
 }
 
 impl VideoSpec {

@@ -11,6 +11,11 @@ use crate::spec::{AudioTrack, Fps, FrameRange};
 /// Output sample rate of every mix.
 pub const SAMPLE_RATE: u64 = 48_000;
 
+/// Samples FFmpeg's AAC encoder puts before the first real sample (its `initial_padding`).
+/// A whole MP4 hides them with an edit list FFmpeg writes; the byte join writes that edit
+/// list itself, since a fragmented file's moov is written before any packet.
+pub const AAC_PRIMING_SAMPLES: i64 = 1024;
+
 /// A track whose source has been located and probed.
 #[derive(Debug, Clone)]
 pub struct AudioInput {
@@ -137,6 +142,35 @@ impl AudioMix {
             "{mixed}apad=whole_len={total},atrim=end_sample={total}[aout]"
         ));
         chains.join(";")
+    }
+
+    /// Mixes and encodes the whole timeline once into a fragmented MP4 of AAC (one track,
+    /// fragments of about two seconds) for the byte join. The file starts with the encoder's
+    /// priming ([`AAC_PRIMING_SAMPLES`]), which the output's edit list hides.
+    pub async fn encode_fragmented(&self, out: &std::path::Path) -> Result<(), MediaError> {
+        let mut cmd = media::Tool::Ffmpeg.command()?;
+        cmd.args(["-v", "error", "-y"])
+            .args(self.input_args())
+            .args(["-filter_complex".to_string(), self.filter_graph(0)])
+            .args(["-map", "[aout]"])
+            .args(Self::codec_args("mp4"))
+            .args([
+                "-fflags",
+                "+bitexact",
+                "-flags:a",
+                "+bitexact",
+                "-map_metadata",
+                "-1",
+                "-movflags",
+                "+empty_moov+default_base_moof",
+                "-frag_duration",
+                "2000000",
+                "-f",
+                "mp4",
+            ])
+            .arg(out);
+        media::run(media::Tool::Ffmpeg, cmd, "encoding the audio mix").await?;
+        Ok(())
     }
 
     /// Audio codec arguments for an output container: AAC for MP4, Opus for WebM, PCM for MOV.

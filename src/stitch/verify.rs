@@ -1,8 +1,6 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::media::SegmentInfo;
-
 /// Why one segment may not be stitched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentProblem {
@@ -18,33 +16,36 @@ impl fmt::Display for SegmentProblem {
     }
 }
 
-/// Checks probed segments against each other and their expected frame counts: codec
-/// parameters identical (the majority sets the reference), exact frame count, keyframe
-/// first. Returns every problem found.
-pub fn check_segments(infos: &[(SegmentInfo, u64)]) -> Vec<SegmentProblem> {
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for (info, _) in infos {
-        *counts.entry(info.codec_parameters()).or_default() += 1;
+/// Checks segments against each other and their expected frame counts, from what is known
+/// of each — `(codec parameters, frames, starts with a keyframe, frames expected)`, probed or
+/// reported by its worker: parameters identical (the majority sets the reference), exact
+/// frame count, keyframe first. Returns every problem found.
+pub fn check_segments(infos: &[(&str, u64, bool, u64)]) -> Vec<SegmentProblem> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for (params, ..) in infos {
+        *counts.entry(params).or_default() += 1;
     }
     // Most common parameters win; ties go to the earliest segment's.
-    let reference = infos
-        .iter()
-        .map(|(i, _)| i.codec_parameters())
-        .max_by_key(|p| counts[p])
-        .unwrap_or_default();
+    let mut reference = "";
+    let mut best = 0;
+    for (params, ..) in infos {
+        if counts[params] > best {
+            best = counts[params];
+            reference = params;
+        }
+    }
     let mut problems = Vec::new();
-    for (index, (info, expected)) in infos.iter().enumerate() {
+    for (index, (params, frames, keyframe_first, expected)) in infos.iter().enumerate() {
         let mut why = Vec::new();
-        if info.codec_parameters() != reference {
+        if *params != reference {
             why.push(format!(
-                "codec parameters differ from the other segments ({} vs {reference})",
-                info.codec_parameters()
+                "codec parameters differ from the other segments ({params} vs {reference})"
             ));
         }
-        if info.frames != *expected {
-            why.push(format!("holds {} frames, expected {expected}", info.frames));
+        if frames != expected {
+            why.push(format!("holds {frames} frames, expected {expected}"));
         }
-        if !info.starts_with_keyframe {
+        if !keyframe_first {
             why.push("does not start with a keyframe".into());
         }
         if !why.is_empty() {
@@ -61,27 +62,12 @@ pub fn check_segments(infos: &[(SegmentInfo, u64)]) -> Vec<SegmentProblem> {
 mod tests {
     use super::*;
 
-    fn info(frames: u64, codec: &str) -> SegmentInfo {
-        SegmentInfo {
-            codec: codec.into(),
-            profile: "High".into(),
-            width: 64,
-            height: 64,
-            pix_fmt: "yuv420p".into(),
-            frame_rate: "30/1".into(),
-            time_base: "1/90000".into(),
-            extradata_hash: "x".into(),
-            frames,
-            starts_with_keyframe: true,
-        }
-    }
-
     #[test]
     fn odd_one_out_is_named() {
         let p = check_segments(&[
-            (info(10, "h264"), 10),
-            (info(10, "hevc"), 10),
-            (info(9, "h264"), 10),
+            ("h264", 10, true, 10),
+            ("hevc", 10, true, 10),
+            ("h264", 9, true, 10),
         ]);
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].index, 1);

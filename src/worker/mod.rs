@@ -13,13 +13,16 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
+use crate::media::fmp4;
 use crate::render::browser::BrowserRenderer;
 use crate::render::command::CommandRenderer;
 use crate::render::{encoder, RenderRequest, Renderer};
-use crate::spec::{self, Composition, JobSpec};
+use crate::spec::{self, Composition, JobSpec, SegmentFormat};
 use crate::storage::{self, keys, Storage, StorageError};
 
-pub use protocol::{ChunkReport, ChunkRequest, FailureKind, Timings, WorkerFailure};
+pub use protocol::{
+    ChunkReport, ChunkRequest, FailureKind, FragmentedMedia, SegmentMedia, Timings, WorkerFailure,
+};
 
 /// Runs one chunk attempt end to end and returns its report.
 pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> {
@@ -95,14 +98,29 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
             ),
         })?;
 
+    let mut media = SegmentMedia {
+        params: segment.info.codec_parameters(),
+        frames: segment.info.frames,
+        keyframe_first: segment.info.starts_with_keyframe,
+        fragmented: None,
+    };
+    let stored = match spec.video.segments {
+        SegmentFormat::File => segment.path.clone(),
+        SegmentFormat::Fragmented => {
+            let (path, layout) = place_fragments(&segment.path, &spec, chunk).await?;
+            media.fragmented = Some(layout);
+            path
+        }
+    };
+
     let upload_started = Instant::now();
-    let (sha256, bytes) = hash_file(&segment.path).await.map_err(|e| {
+    let (sha256, bytes) = hash_file(&stored).await.map_err(|e| {
         WorkerFailure::retryable(FailureKind::Io, format!("cannot read the segment: {e}"))
     })?;
-    let ext = encoder::segment_extension(spec.video.codec);
+    let ext = encoder::stored_extension(&spec.video);
     let segment_key = keys::attempt_segment(&job_id, chunk.index, req.attempt, ext);
     storage
-        .put_file(&segment_key, &segment.path)
+        .put_file(&segment_key, &stored)
         .await
         .map_err(storage_failure)?;
     let report = ChunkReport {
@@ -124,6 +142,7 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
         },
         stats: segment.stats,
         stages: segment.stages.map(Box::new),
+        media: Some(Box::new(media)),
     };
     let json = serde_json::to_vec(&report)
         .map_err(|e| WorkerFailure::retryable(FailureKind::Internal, e.to_string()))?;
@@ -159,6 +178,67 @@ pub async fn record_failure(req: &ChunkRequest, failure: &WorkerFailure) {
     {
         tracing::warn!(error = %e, "cannot record the failure in storage");
     }
+}
+
+/// Splits a fragmented segment into its init and its media, placed at the chunk's frames
+/// on the job's timeline; writes the media next to the segment and returns its path and
+/// layout. A segment that is not what the job's encoder settings produce is a failure of
+/// the encode, worth another attempt.
+async fn place_fragments(
+    path: &std::path::Path,
+    spec: &JobSpec,
+    chunk: &crate::spec::Chunk,
+) -> Result<(std::path::PathBuf, FragmentedMedia), WorkerFailure> {
+    let io = |e: std::io::Error| {
+        WorkerFailure::retryable(FailureKind::Io, format!("cannot read the segment: {e}"))
+    };
+    let mut bytes = tokio::fs::read(path).await.map_err(io)?;
+    let fps = spec.video.fps;
+    let first_frame = chunk.start - spec.video.frames.start;
+    let tick = fps.ticks_per_frame();
+    let (bytes, prepared) = tokio::task::spawn_blocking(move || {
+        let p = fmp4::prepare_segment(&mut bytes, first_frame, tick);
+        (bytes, p)
+    })
+    .await
+    .map_err(|e| WorkerFailure::retryable(FailureKind::Internal, e.to_string()))?;
+    let bad = |m: String| {
+        WorkerFailure::retryable(
+            FailureKind::Encode,
+            format!("chunk {}: the encoder's fragmented MP4 {m}", chunk.index),
+        )
+    };
+    let p = prepared.map_err(|e| bad(e.to_string()))?;
+    if p.info.timescale != fps.timescale() {
+        return Err(bad(format!(
+            "has timescale {}, expected {}",
+            p.info.timescale,
+            fps.timescale()
+        )));
+    }
+    if p.scan.samples != chunk.len() {
+        return Err(bad(format!(
+            "holds {} frames, expected {}",
+            p.scan.samples,
+            chunk.len()
+        )));
+    }
+    let out = path.with_extension("m4s");
+    tokio::fs::write(&out, &bytes[p.media.clone()])
+        .await
+        .map_err(io)?;
+    use base64::Engine as _;
+    Ok((
+        out,
+        FragmentedMedia {
+            init: base64::engine::general_purpose::STANDARD.encode(&bytes[p.init.clone()]),
+            timescale: p.info.timescale,
+            decode_start: p.scan.decode_start,
+            decode_end: p.scan.decode_end,
+            presentation_delay: p.scan.presentation_delay,
+            fragments: p.scan.fragments,
+        },
+    ))
 }
 
 async fn load_spec(storage: &Storage, key: &str) -> Result<JobSpec, WorkerFailure> {

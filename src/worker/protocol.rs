@@ -50,6 +50,42 @@ pub struct ChunkReport {
     /// Per-stage breakdown of a browser chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<Box<crate::render::StageTimings>>,
+    /// What the worker found in its own segment, so the orchestrator never probes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Box<SegmentMedia>>,
+}
+
+/// A segment as its worker verified it: probed, and for fragmented media parsed and placed
+/// on the job's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMedia {
+    /// Parameters that must be equal across a job's segments: codec, profile, size, pixel
+    /// format, frame rate, time base and a hash of the codec's extradata.
+    pub params: String,
+    /// Frames (video packets) counted.
+    pub frames: u64,
+    /// Whether the first frame is a keyframe.
+    pub keyframe_first: bool,
+    /// Layout of fragmented media (`segments: fragmented` jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragmented: Option<FragmentedMedia>,
+}
+
+/// The layout of a fragmented segment: what the byte join needs besides the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FragmentedMedia {
+    /// The `ftyp moov` init segment, base64: identical for every chunk of a job.
+    pub init: String,
+    /// Track timescale.
+    pub timescale: u32,
+    /// Decode time of the first frame (the chunk's first frame × ticks per frame).
+    pub decode_start: u64,
+    /// Decode time after the last frame.
+    pub decode_end: u64,
+    /// Composition offset of the first frame (ticks): the encoder's reordering delay.
+    pub presentation_delay: i64,
+    /// Fragments, with offsets from the start of the stored media.
+    pub fragments: Vec<crate::media::fmp4::Fragment>,
 }
 
 /// Durations of a worker's phases, in milliseconds.

@@ -153,6 +153,7 @@ impl Renderer for BrowserRenderer {
         Ok(RenderedSegment {
             path: output,
             frames: info.frames,
+            info,
             render_time,
             encode_time,
             stats,

@@ -1,0 +1,410 @@
+//! The byte join: fragmented segments, already placed on the job's timeline by their
+//! workers, concatenated behind one init, with the once-encoded audio and an index at the
+//! end. No FFmpeg pass over the video, no probe of any segment: every segment's bytes are
+//! hashed and its fragments read while they are copied, so a segment whose report lies
+//! (hash, frame count, place on the timeline) is caught here, before the output is kept.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::audio::AAC_PRIMING_SAMPLES;
+use super::{AudioMix, SegmentProblem, StitchError};
+use crate::media::fmp4::{self, IndexEntry, InitTrack, TrackDefaults};
+use crate::spec::Fps;
+use crate::storage::Storage;
+use crate::worker::SegmentMedia;
+
+/// A committed segment as the byte join sees it.
+#[derive(Debug, Clone)]
+pub struct Piece<'a> {
+    /// Chunk index.
+    pub index: usize,
+    /// Storage key of the media.
+    pub key: &'a str,
+    /// Committed SHA-256.
+    pub sha256: &'a str,
+    /// Frames the chunk must hold.
+    pub frames: u64,
+    /// The chunk's first frame, counted from the job's first frame.
+    pub first_frame: u64,
+    /// What its worker reported.
+    pub media: Option<&'a SegmentMedia>,
+}
+
+/// The segments checked against each other and the job, ready to join.
+#[derive(Debug, Clone)]
+pub struct JoinPlan {
+    /// The video init shared by every segment.
+    pub init: Vec<u8>,
+    /// The track's sample defaults.
+    pub defaults: TrackDefaults,
+    /// Composition delay of the first frame (ticks).
+    pub presentation_delay: i64,
+    /// Ticks per frame.
+    pub tick: u64,
+    /// Frames in all.
+    pub frames: u64,
+}
+
+/// Checks the workers' reports against each other and the job — codec parameters, init,
+/// frame counts, keyframes, places on the timeline — without reading a segment. The
+/// majority's init is the reference; every disagreeing segment is a problem.
+pub fn plan(pieces: &[Piece<'_>], fps: Fps) -> Result<JoinPlan, Vec<SegmentProblem>> {
+    let tick = fps.ticks_per_frame();
+    let mut votes: HashMap<(&str, &str, i64), usize> = HashMap::new();
+    for p in pieces {
+        if let Some(m) = p.media {
+            if let Some(f) = &m.fragmented {
+                *votes
+                    .entry((m.params.as_str(), f.init.as_str(), f.presentation_delay))
+                    .or_default() += 1;
+            }
+        }
+    }
+    // Most votes wins; ties go to the earliest segment's.
+    let reference = pieces
+        .iter()
+        .filter_map(|p| {
+            let m = p.media?;
+            let f = m.fragmented.as_ref()?;
+            Some((m.params.as_str(), f.init.as_str(), f.presentation_delay))
+        })
+        .max_by_key(|k| (votes[k], std::cmp::Reverse(0)));
+    let mut problems = Vec::new();
+    for p in pieces {
+        let mut why = Vec::new();
+        match (p.media, p.media.and_then(|m| m.fragmented.as_ref())) {
+            (Some(m), Some(f)) => {
+                let key = (m.params.as_str(), f.init.as_str(), f.presentation_delay);
+                if Some(key) != reference {
+                    why.push(format!(
+                        "encoded differently from the other segments ({})",
+                        m.params
+                    ));
+                }
+                if m.frames != p.frames {
+                    why.push(format!("holds {} frames, expected {}", m.frames, p.frames));
+                }
+                if !m.keyframe_first {
+                    why.push("does not start with a keyframe".into());
+                }
+                let start = p.first_frame * tick;
+                let end = (p.first_frame + p.frames) * tick;
+                if (f.decode_start, f.decode_end) != (start, end) {
+                    why.push(format!(
+                        "covers decode times {}..{}, expected {start}..{end}",
+                        f.decode_start, f.decode_end
+                    ));
+                }
+            }
+            _ => why.push("its report has no fragment layout (written by an older worker?)".into()),
+        }
+        if !why.is_empty() {
+            problems.push(SegmentProblem {
+                index: p.index,
+                reason: why.join("; "),
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let Some((_, init_b64, delay)) = reference else {
+        return Err(vec![SegmentProblem {
+            index: 0,
+            reason: "no segments".into(),
+        }]);
+    };
+    let fail = |reason: String| {
+        vec![SegmentProblem {
+            index: pieces.first().map(|p| p.index).unwrap_or(0),
+            reason,
+        }]
+    };
+    let init = base64::engine::general_purpose::STANDARD
+        .decode(init_b64)
+        .map_err(|e| fail(format!("its init is not base64: {e}")))?;
+    let info = fmp4::read_init(&init).map_err(|e| fail(e.to_string()))?;
+    if info.timescale != fps.timescale() || info.movie_timescale != fps.timescale() {
+        return Err(fail(format!(
+            "its init has timescales {}/{}, expected {}",
+            info.movie_timescale,
+            info.timescale,
+            fps.timescale()
+        )));
+    }
+    Ok(JoinPlan {
+        init,
+        defaults: info.defaults,
+        presentation_delay: delay,
+        tick,
+        frames: pieces.iter().map(|p| p.frames).sum(),
+    })
+}
+
+/// The audio of the output as fragments: its init and its media, renumbered as track 2.
+struct AudioFragments {
+    init: Vec<u8>,
+    media: Vec<u8>,
+    index: Vec<IndexEntry>,
+    /// Samples encoded, priming and padding included.
+    encoded: u64,
+}
+
+async fn audio_fragments(
+    mix: &AudioMix,
+    tmp: &Path,
+    first_seq: u32,
+) -> Result<AudioFragments, StitchError> {
+    let path = tmp.join("audio.mp4");
+    mix.encode_fragmented(&path).await?;
+    let mut bytes = tokio::fs::read(&path).await.map_err(|e| StitchError::Io {
+        context: format!("cannot read {}", path.display()),
+        source: e,
+    })?;
+    let bad = |e: fmp4::Fmp4Error| StitchError::Io {
+        context: "the encoded audio".into(),
+        source: std::io::Error::other(e),
+    };
+    let top = fmp4::boxes(&bytes, 0..bytes.len()).map_err(bad)?;
+    let moov_end = top
+        .iter()
+        .find(|b| &b.kind == b"moov")
+        .map(|b| b.end)
+        .ok_or_else(|| bad(fmp4::Fmp4Error("no moov".into())))?;
+    let media_end = match top.last() {
+        Some(b) if &b.kind == b"mfra" => b.start,
+        _ => bytes.len(),
+    };
+    let info = fmp4::read_init(&bytes[..moov_end]).map_err(bad)?;
+    let scan = fmp4::retrack_media(
+        &mut bytes[moov_end..media_end],
+        &info.defaults,
+        2,
+        first_seq,
+    )
+    .map_err(bad)?;
+    Ok(AudioFragments {
+        init: bytes[..moov_end].to_vec(),
+        media: bytes[moov_end..media_end].to_vec(),
+        index: scan
+            .fragments
+            .iter()
+            .map(|f| IndexEntry {
+                time: f.decode_time,
+                moof_offset: f.offset,
+            })
+            .collect(),
+        encoded: scan.decode_end - scan.decode_start,
+    })
+}
+
+/// Reads one segment's media: the backing file of local storage, or the object.
+async fn read_piece(storage: &Storage, key: &str) -> Result<Bytes, String> {
+    if let Some(path) = storage.local_path(key) {
+        return tokio::fs::read(&path)
+            .await
+            .map(Bytes::from)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()));
+    }
+    storage.get(key).await.map_err(|e| e.to_string())
+}
+
+/// What a segment must be, from its committed report.
+struct Expected {
+    sha256: String,
+    frames: u64,
+    first_frame: u64,
+}
+
+/// Hashes a segment's bytes and reads its fragments: what it really holds.
+fn check_piece(
+    bytes: &[u8],
+    piece: &Expected,
+    plan: &JoinPlan,
+) -> Result<Vec<fmp4::Fragment>, String> {
+    let sha = hex::encode(Sha256::digest(bytes));
+    if sha != piece.sha256 {
+        return Err(format!(
+            "content hash {sha} does not match the reported {}",
+            piece.sha256
+        ));
+    }
+    let scan =
+        fmp4::scan_media(bytes, &plan.defaults, Some(plan.tick)).map_err(|e| e.to_string())?;
+    if scan.samples != piece.frames {
+        return Err(format!(
+            "holds {} frames, expected {}",
+            scan.samples, piece.frames
+        ));
+    }
+    if !scan.keyframe_first {
+        return Err("does not start with a keyframe".into());
+    }
+    let start = piece.first_frame * plan.tick;
+    if scan.decode_start != start {
+        return Err(format!(
+            "starts at decode time {}, expected {start}",
+            scan.decode_start
+        ));
+    }
+    Ok(scan.fragments)
+}
+
+/// Joins the pieces into `output` on local disk: init, the segments' media in order, the
+/// audio fragments, the index. Segments that fail their check are returned as problems
+/// (and nothing is written under the output's name).
+pub async fn join_local(
+    storage: &Storage,
+    pieces: &[Piece<'_>],
+    plan: &JoinPlan,
+    audio: Option<&AudioMix>,
+    tmp: &Path,
+    output: &Path,
+) -> Result<Result<(), Vec<SegmentProblem>>, StitchError> {
+    let io = |context: String| move |source| StitchError::Io { context, source };
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    tokio::fs::create_dir_all(&parent)
+        .await
+        .map_err(io(format!("cannot create {}", parent.display())))?;
+    let duration = plan.frames * plan.tick;
+    let mix = audio.filter(|a| !a.inputs.is_empty());
+    let audio = match mix {
+        Some(mix) => {
+            let first_seq = u32::try_from(plan.frames + 1).unwrap_or(u32::MAX);
+            Some(audio_fragments(mix, tmp, first_seq).await?)
+        }
+        None => None,
+    };
+    let mut tracks = vec![InitTrack {
+        init: &plan.init,
+        media_time: plan.presentation_delay,
+    }];
+    if let Some(a) = &audio {
+        tracks.push(InitTrack {
+            init: &a.init,
+            media_time: AAC_PRIMING_SAMPLES,
+        });
+    }
+    let udta = audio.as_ref().zip(mix).map(|(a, mix)| {
+        let real = mix.total_samples();
+        let padding = a.encoded.saturating_sub(real + AAC_PRIMING_SAMPLES as u64);
+        fmp4::gapless_udta(AAC_PRIMING_SAMPLES as u32, padding as u32, real)
+    });
+    let init =
+        fmp4::build_init(&tracks, duration, udta.as_deref()).map_err(|e| StitchError::Io {
+            context: "building the output's init".into(),
+            source: std::io::Error::other(e),
+        })?;
+
+    let partial: PathBuf = tempfile::Builder::new()
+        .prefix(".helios-partial-")
+        .suffix(".mp4")
+        .tempfile_in(&parent)
+        .map_err(io(format!("cannot create a file in {}", parent.display())))?
+        .into_temp_path()
+        .keep()
+        .map_err(|e| StitchError::Io {
+            context: "cannot keep temp file".into(),
+            source: e.error,
+        })?;
+    let result = async {
+        let file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(io(format!("cannot write {}", partial.display())))?;
+        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let write_err = |e: std::io::Error| StitchError::Io {
+            context: format!("cannot write {}", partial.display()),
+            source: e,
+        };
+        out.write_all(&init).await.map_err(write_err)?;
+        let mut offset = init.len() as u64;
+        let mut video_index = Vec::new();
+        let mut problems = Vec::new();
+        // Read and check a few segments ahead of the writer, on the blocking pool.
+        let mut checked = futures::stream::iter(pieces.iter().map(|p| {
+            let plan = plan.clone();
+            let expect = Expected {
+                sha256: p.sha256.to_string(),
+                frames: p.frames,
+                first_frame: p.first_frame,
+            };
+            async move {
+                let bytes = read_piece(storage, p.key).await?;
+                tokio::task::spawn_blocking(move || {
+                    check_piece(&bytes, &expect, &plan).map(|f| (bytes, f))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+        }))
+        .buffered(3);
+        let mut i = 0;
+        while let Some(r) = checked.next().await {
+            let index = pieces[i].index;
+            i += 1;
+            match r {
+                Ok((bytes, frags)) if problems.is_empty() => {
+                    video_index.extend(frags.iter().map(|f| IndexEntry {
+                        time: f.decode_time,
+                        moof_offset: offset + f.offset,
+                    }));
+                    out.write_all(&bytes).await.map_err(write_err)?;
+                    offset += bytes.len() as u64;
+                }
+                Ok(_) => {}
+                Err(reason) => problems.push(SegmentProblem { index, reason }),
+            }
+        }
+        if !problems.is_empty() {
+            return Ok(Err(problems));
+        }
+        let mut tracks = vec![(1u32, video_index)];
+        if let Some(a) = &audio {
+            tracks.push((
+                2,
+                a.index
+                    .iter()
+                    .map(|e| IndexEntry {
+                        time: e.time,
+                        moof_offset: offset + e.moof_offset,
+                    })
+                    .collect(),
+            ));
+            out.write_all(&a.media).await.map_err(write_err)?;
+        }
+        out.write_all(&fmp4::build_mfra(&tracks))
+            .await
+            .map_err(write_err)?;
+        out.flush().await.map_err(write_err)?;
+        drop(out);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ =
+                tokio::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).await;
+        }
+        tokio::fs::rename(&partial, output)
+            .await
+            .map_err(io(format!(
+                "cannot move the output to {}",
+                output.display()
+            )))?;
+        Ok(Ok(()))
+    }
+    .await;
+    if !matches!(result, Ok(Ok(()))) {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    result
+}
