@@ -42,8 +42,12 @@ git worktree add --detach "$work/prev-src" "$prev_rev" >/dev/null 2>&1
 (cd "$work/prev-src" && cargo build --release --locked -q)
 cp "$target/release/helios-infra" "$work/helios-infra-prev"
 log "building this revision"
+# The worktree's build just replaced target/release/helios-infra; make cargo put this
+# revision's binary back even if its own build is fresh.
+touch src/main.rs
 cargo build --release --locked -q
 cp "$target/release/helios-infra" "$work/helios-infra-new"
+"$work/helios-infra-new" render --help | grep -q -- '--stitch' || { log "the new binary is not this revision"; exit 1; }
 
 renderer=(ffmpeg -v error -nostdin -f lavfi -i 'testsrc2=size={width}x{height}:rate={fps}'
   -vf 'trim=start_frame={start}:end_frame={end}' -c:v ffv1 '{output}')

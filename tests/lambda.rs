@@ -147,3 +147,75 @@ fn a_missing_function_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-function"), "{err}");
 }
+
+#[test]
+fn a_lossy_mp4_is_assembled_in_the_bucket_with_assembly_tasks_on_the_function() {
+    let s3 = moto("lambda-renders");
+    let emulator = lambda_emulator();
+    let vars = lambda_env(&s3, &emulator.endpoint);
+    let _workers: Vec<_> = (0..2)
+        .map(|_| lambda_worker(&emulator, "helios-infra", &vars))
+        .collect();
+    let env = Env::new();
+    let r = ffmpeg_renderer();
+    let common = [
+        "--frames",
+        "0..48",
+        "--size",
+        "64x64",
+        "--chunks",
+        "4",
+        "--preset",
+        "ultrafast",
+    ];
+    let mut args = vec!["render", "-o", "lambda.mp4"];
+    args.extend_from_slice(&common);
+    args.extend_from_slice(&[
+        "--storage",
+        "s3://lambda-renders/joined",
+        "--adapter",
+        "lambda",
+        "--function",
+        "helios-infra",
+        "--invoke-timeout",
+        "60",
+        "--concurrency",
+        "2",
+    ]);
+    let out = env
+        .cmd(&with_renderer(&args, &r))
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let mut local = vec!["render", "-o", "local.mp4"];
+    local.extend_from_slice(&common);
+    env.ok(&with_renderer(&local, &r));
+    assert_eq!(
+        framemd5(&env.path("lambda.mp4")),
+        framemd5(&env.path("local.mp4"))
+    );
+    let id = env.status_ids()[0].clone();
+    let st = env.status(&id);
+    assert_eq!(st["stitch"], "bytes", "{st}");
+    // Segments this small are joined by one assembly task on the function; the output is
+    // the multipart upload's result, and nothing of the assembly is left behind.
+    let listed = boto3(
+        &s3,
+        "lambda-renders",
+        &format!(
+            "r = s3.list_objects_v2(Bucket=B, Prefix='joined/jobs/{id}/')\nprint(json.dumps([o['Key'] for o in r.get('Contents', [])]))"
+        ),
+    );
+    let keys: Vec<String> = serde_json::from_str(listed.trim()).unwrap();
+    assert!(
+        keys.contains(&format!("joined/jobs/{id}/output.mp4")),
+        "{keys:?}"
+    );
+    assert!(!keys.iter().any(|k| k.contains("/assembly/")), "{keys:?}");
+    // The assembly task answered through the function like a chunk: its report is there.
+    assert!(
+        keys.contains(&format!("joined/jobs/{id}/attempts/4/1.json")),
+        "{keys:?}"
+    );
+}

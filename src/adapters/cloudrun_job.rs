@@ -215,7 +215,11 @@ impl Inner {
     async fn execute(&self, job_url: String, mut waiters: Vec<Waiter>) {
         let tasks: Vec<String> = waiters
             .iter()
-            .map(|w| format!("{}:{}", w.req.chunk, w.req.attempt))
+            // An assembly task is marked with a third field (see `worker run`).
+            .map(|w| match w.req.assemble {
+                true => format!("{}:{}:assemble", w.req.chunk, w.req.attempt),
+                false => format!("{}:{}", w.req.chunk, w.req.attempt),
+            })
             .collect();
         let fail_all = |waiters: Vec<Waiter>, f: WorkerFailure| {
             for w in waiters {

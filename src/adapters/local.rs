@@ -52,6 +52,9 @@ impl WorkerAdapter for LocalAdapter {
             .args(["--chunk", &req.chunk.to_string()])
             .args(["--attempt", &req.attempt.to_string()])
             .process_group(0);
+        if req.assemble {
+            cmd.arg("--assemble");
+        }
         process::die_with_parent(&mut cmd);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -229,6 +229,7 @@ impl WorkerAdapter for SimAdapter {
             segment,
             bytes,
             sha256,
+            md5: None,
             timings: Timings {
                 total_ms: latency.as_millis() as u64,
                 ..Timings::default()

@@ -265,6 +265,10 @@ pub enum WorkerCommand {
         /// Attempt number, from 1 (names the attempt's storage keys).
         #[arg(long)]
         attempt: Option<u32>,
+        /// Run the assembly task numbered --chunk (a part of an output joined inside the
+        /// bucket) instead of rendering a chunk.
+        #[arg(long)]
+        assemble: bool,
     },
     /// Run as an AWS Lambda function (custom runtime): the event is the chunk request, the
     /// answer the report or {"error": …}. Needs AWS_LAMBDA_RUNTIME_API (set by Lambda).

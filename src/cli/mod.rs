@@ -82,6 +82,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             job,
             chunk,
             attempt,
+            assemble,
         }) => {
             let env_u32 = |name: &str| {
                 std::env::var(name)
@@ -96,23 +97,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 _ => None,
             };
             let batch = chunk.is_none() && task.is_some();
-            let (chunk, attempt) = match listed {
-                Some(pair) => pair,
+            let (chunk, attempt, assemble) = match listed {
+                Some(entry) => entry,
                 None => {
                     let chunk = chunk.or(task).ok_or_else(|| anyhow::anyhow!("give --chunk N (or run as a Cloud Run Jobs / Indexed Job task, which sets the task index)"))?;
                     // Cloud Run counts task attempts from 0; attempt keys count from 1.
                     let attempt = attempt
                         .or_else(|| env_u32("CLOUD_RUN_TASK_ATTEMPT").map(|a| a + 1))
                         .unwrap_or(1);
-                    (chunk, attempt)
+                    (chunk, attempt, *assemble)
                 }
             };
             let req = ChunkRequest {
-                job: job.clone(),
-                chunk,
-                attempt,
+                assemble,
+                ..ChunkRequest::render(job.clone(), chunk, attempt)
             };
-            let result = worker::run_chunk(&req).await;
+            let result = worker::run(&req).await;
             if let (true, Err(f)) = (batch, &result) {
                 worker::record_failure(&req, f).await;
             }
@@ -446,19 +446,37 @@ async fn stitch_files(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Entry `task` of a `HELIOS_TASKS` list ("chunk:attempt,…").
-fn task_entry(list: &str, task: u32) -> anyhow::Result<(u32, u32)> {
+/// Entry `task` of a `HELIOS_TASKS` list ("chunk:attempt,…", an assembly task being
+/// "index:attempt:assemble"): chunk, attempt, whether it is an assembly task.
+fn task_entry(list: &str, task: u32) -> anyhow::Result<(u32, u32, bool)> {
     let entry = list
         .split(',')
         .nth(task as usize)
         .ok_or_else(|| anyhow::anyhow!("HELIOS_TASKS has no entry for task {task}"))?;
-    let (c, a) = entry
-        .trim()
-        .split_once(':')
-        .ok_or_else(|| anyhow::anyhow!("HELIOS_TASKS entry {entry:?} is not chunk:attempt"))?;
-    let parse = |v: &str| {
-        v.parse::<u32>()
-            .map_err(|_| anyhow::anyhow!("HELIOS_TASKS entry {entry:?} is not chunk:attempt"))
+    let bad = || anyhow::anyhow!("HELIOS_TASKS entry {entry:?} is not chunk:attempt");
+    let mut fields = entry.trim().split(':');
+    let parse = |v: Option<&str>| v.and_then(|v| v.parse::<u32>().ok()).ok_or_else(bad);
+    let chunk = parse(fields.next())?;
+    let attempt = parse(fields.next())?;
+    let assemble = match fields.next() {
+        None => false,
+        Some("assemble") => true,
+        Some(_) => return Err(bad()),
     };
-    Ok((parse(c)?, parse(a)?))
+    Ok((chunk, attempt, assemble))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::task_entry;
+
+    #[test]
+    fn task_entries_name_chunks_and_assembly_tasks() {
+        let list = "3:1,7:2:assemble,5:1";
+        assert_eq!(task_entry(list, 0).unwrap(), (3, 1, false));
+        assert_eq!(task_entry(list, 1).unwrap(), (7, 2, true));
+        assert!(task_entry(list, 3).is_err());
+        assert!(task_entry("3:1:render", 0).is_err());
+        assert!(task_entry("3", 0).is_err());
+    }
 }

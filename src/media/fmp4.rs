@@ -391,6 +391,9 @@ pub struct Fragment {
     pub decode_time: u64,
     /// Samples it holds.
     pub samples: u32,
+    /// Size of its `moof` box, so it can be read back alone (a range read).
+    #[serde(default)]
+    pub moof_len: u32,
 }
 
 /// What a media range holds, read from its bytes.
@@ -443,6 +446,7 @@ fn summarize(
                 offset: (f.moof.start - media_start) as u64,
                 decode_time: f.decode_time,
                 samples: f.samples,
+                moof_len: (f.moof.end - f.moof.start) as u32,
             })
             .collect(),
         samples: frags.iter().map(|f| f.samples as u64).sum(),
@@ -463,6 +467,71 @@ pub fn scan_media(
 ) -> Result<MediaScan, Fmp4Error> {
     let frags = fragments(d, 0..d.len(), defaults)?;
     summarize(&frags, 0, tick)
+}
+
+/// What one fragment's header says, read from its `moof` and its `mdat`'s header alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentHead {
+    /// Samples.
+    pub samples: u32,
+    /// Decode time of the first sample.
+    pub decode_time: u64,
+    /// Decode time the samples span.
+    pub duration: u64,
+    /// Whether the first sample is a sync sample.
+    pub first_sync: bool,
+    /// Size of the `moof` and the `mdat` together: where the next fragment starts.
+    pub len: u64,
+}
+
+/// Reads a fragment from its first `moof_len + 16` bytes (the `moof` and the header of the
+/// `mdat` after it), as a range read of a stored segment gives them; checks that its
+/// samples' data lies in that `mdat` and, with `tick`, that every sample lasts `tick`.
+pub fn read_fragment_head(
+    d: &[u8],
+    moof_len: usize,
+    defaults: &TrackDefaults,
+    tick: Option<u64>,
+) -> Result<FragmentHead, Fmp4Error> {
+    let top = boxes(d, 0..moof_len.min(d.len()))?;
+    let moof = match top.as_slice() {
+        [m] if m.is(b"moof") => *m,
+        _ => return bad("the fragment does not start with one moof of the reported size"),
+    };
+    if d.len() < moof_len + 8 || &d[moof_len + 4..moof_len + 8] != b"mdat" {
+        return bad("the moof is not followed by an mdat");
+    }
+    let (size, header) = match u32_at(d, moof_len)? {
+        1 => (u64_at(d, moof_len + 8)?, 16),
+        0 => return bad("an mdat of unknown size cannot be joined"),
+        n => (n as u64, 8),
+    };
+    if size < header as u64 {
+        return bad("mdat smaller than its header");
+    }
+    let mdat = BoxRef {
+        kind: *b"mdat",
+        start: moof_len,
+        body: moof_len + header,
+        end: moof_len
+            .checked_add(usize::try_from(size).map_err(|_| Fmp4Error("mdat too large".into()))?)
+            .ok_or_else(|| Fmp4Error("mdat too large".into()))?,
+    };
+    let f = parse_fragment(d, moof, mdat, defaults)?;
+    if let Some(tick) = tick {
+        if f.uniform.map(u64::from) != Some(tick) {
+            return bad(format!(
+                "the fragment has samples that do not last exactly one frame ({tick} ticks)"
+            ));
+        }
+    }
+    Ok(FragmentHead {
+        samples: f.samples,
+        decode_time: f.decode_time,
+        duration: f.duration,
+        first_sync: f.first_sync,
+        len: moof_len as u64 + size,
+    })
 }
 
 /// A segment file split for joining.

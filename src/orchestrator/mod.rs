@@ -3,6 +3,7 @@
 //! timeouts and retries, verified results are committed to the [`JobStore`], and the
 //! committed segments are stitched.
 
+mod assemble;
 pub mod backoff;
 pub mod events;
 pub mod lock;

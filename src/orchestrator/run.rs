@@ -18,6 +18,7 @@ use crate::adapters::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, Wor
 use crate::media;
 use crate::spec::{self, AudioSource, Chunk, JobSpec, SegmentFormat};
 use crate::stitch::{bytejoin, check_segments, AudioInput, AudioMix, Segment, SegmentProblem};
+use crate::storage::s3::S3Bucket;
 use crate::storage::{keys, Storage};
 use crate::worker::hash_file;
 
@@ -541,6 +542,32 @@ impl Orchestrator {
             }
         })?;
         let audio = prepare_audio(job, storage, tmp).await?;
+        if let Some(bucket) = S3Bucket::open(storage.url()).await? {
+            let sizes: Vec<(u64, Option<String>)> = chunks
+                .iter()
+                .filter_map(|c| c.segment.as_ref())
+                .map(|s| (s.bytes, s.media.as_ref().and_then(|m| m.md5.clone())))
+                .collect();
+            let r = self
+                .assemble_in_bucket(
+                    job,
+                    storage,
+                    &bucket,
+                    &pieces,
+                    &sizes,
+                    &plan,
+                    audio.as_ref(),
+                    tmp,
+                )
+                .await?;
+            return match r {
+                Ok(output) => Ok(Ok(output)),
+                Err(problems) => {
+                    self.reject(job, &problems).await?;
+                    Ok(Err(problems))
+                }
+            };
+        }
         let output = PathBuf::from(&job.output);
         let joined = bytejoin::join_local(storage, &pieces, &plan, audio.as_ref(), tmp, &output)
             .await
@@ -600,11 +627,7 @@ impl ChunkCtx {
         attempt: u32,
         timeout: Duration,
     ) -> Result<CommittedSegment, WorkerFailure> {
-        let req = ChunkRequest {
-            job: self.job_url.clone(),
-            chunk: chunk.index,
-            attempt,
-        };
+        let req = ChunkRequest::render(self.job_url.clone(), chunk.index, attempt);
         match tokio::time::timeout(timeout, self.adapter.run_chunk(&req)).await {
             Ok(Ok(report)) => verify_report(&report, &self.spec, chunk, attempt, &self.storage)
                 .await

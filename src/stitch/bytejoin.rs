@@ -149,7 +149,7 @@ pub fn plan(pieces: &[Piece<'_>], fps: Fps) -> Result<JoinPlan, Vec<SegmentProbl
 }
 
 /// The audio of the output as fragments: its init and its media, renumbered as track 2.
-struct AudioFragments {
+pub(crate) struct AudioFragments {
     init: Vec<u8>,
     media: Vec<u8>,
     index: Vec<IndexEntry>,
@@ -203,6 +203,71 @@ async fn audio_fragments(
             .collect(),
         encoded: scan.decode_end - scan.decode_start,
     })
+}
+
+/// The output's init (the video track, the audio track if any, the duration, gapless
+/// data) and the audio as fragments (encoded once, here).
+pub(crate) async fn prepare(
+    plan: &JoinPlan,
+    audio: Option<&AudioMix>,
+    tmp: &Path,
+) -> Result<(Vec<u8>, Option<AudioFragments>), StitchError> {
+    let duration = plan.frames * plan.tick;
+    let mix = audio.filter(|a| !a.inputs.is_empty());
+    let audio = match mix {
+        Some(mix) => {
+            let first_seq = u32::try_from(plan.frames + 1).unwrap_or(u32::MAX);
+            Some(audio_fragments(mix, tmp, first_seq).await?)
+        }
+        None => None,
+    };
+    let mut tracks = vec![InitTrack {
+        init: &plan.init,
+        media_time: plan.presentation_delay,
+    }];
+    if let Some(a) = &audio {
+        tracks.push(InitTrack {
+            init: &a.init,
+            media_time: AAC_PRIMING_SAMPLES,
+        });
+    }
+    let udta = audio.as_ref().zip(mix).map(|(a, mix)| {
+        let real = mix.total_samples();
+        let padding = a.encoded.saturating_sub(real + AAC_PRIMING_SAMPLES as u64);
+        fmp4::gapless_udta(AAC_PRIMING_SAMPLES as u32, padding as u32, real)
+    });
+    let init =
+        fmp4::build_init(&tracks, duration, udta.as_deref()).map_err(|e| StitchError::Io {
+            context: "building the output's init".into(),
+            source: std::io::Error::other(e),
+        })?;
+    Ok((init, audio))
+}
+
+/// What follows the video: the audio fragments (placed at `offset` in the output) and the
+/// index of every fragment.
+pub(crate) fn tail(
+    audio: Option<&AudioFragments>,
+    video_index: Vec<IndexEntry>,
+    offset: u64,
+) -> Vec<u8> {
+    let mut tracks = vec![(1u32, video_index)];
+    let mut out = Vec::new();
+    if let Some(a) = audio {
+        tracks.push((
+            2,
+            a.index
+                .iter()
+                .map(|e| IndexEntry {
+                    time: e.time,
+                    moof_offset: offset + e.moof_offset,
+                })
+                .collect(),
+        ));
+        out.extend_from_slice(&a.media);
+    }
+    out.extend(fmp4::build_mfra(&tracks));
+    out
 }
 
 /// Reads one segment's media: the backing file of local storage, or the object.
@@ -277,35 +342,7 @@ pub async fn join_local(
     tokio::fs::create_dir_all(&parent)
         .await
         .map_err(io(format!("cannot create {}", parent.display())))?;
-    let duration = plan.frames * plan.tick;
-    let mix = audio.filter(|a| !a.inputs.is_empty());
-    let audio = match mix {
-        Some(mix) => {
-            let first_seq = u32::try_from(plan.frames + 1).unwrap_or(u32::MAX);
-            Some(audio_fragments(mix, tmp, first_seq).await?)
-        }
-        None => None,
-    };
-    let mut tracks = vec![InitTrack {
-        init: &plan.init,
-        media_time: plan.presentation_delay,
-    }];
-    if let Some(a) = &audio {
-        tracks.push(InitTrack {
-            init: &a.init,
-            media_time: AAC_PRIMING_SAMPLES,
-        });
-    }
-    let udta = audio.as_ref().zip(mix).map(|(a, mix)| {
-        let real = mix.total_samples();
-        let padding = a.encoded.saturating_sub(real + AAC_PRIMING_SAMPLES as u64);
-        fmp4::gapless_udta(AAC_PRIMING_SAMPLES as u32, padding as u32, real)
-    });
-    let init =
-        fmp4::build_init(&tracks, duration, udta.as_deref()).map_err(|e| StitchError::Io {
-            context: "building the output's init".into(),
-            source: std::io::Error::other(e),
-        })?;
+    let (init, audio) = prepare(plan, audio, tmp).await?;
 
     let partial: PathBuf = tempfile::Builder::new()
         .prefix(".helios-partial-")
@@ -369,21 +406,7 @@ pub async fn join_local(
         if !problems.is_empty() {
             return Ok(Err(problems));
         }
-        let mut tracks = vec![(1u32, video_index)];
-        if let Some(a) = &audio {
-            tracks.push((
-                2,
-                a.index
-                    .iter()
-                    .map(|e| IndexEntry {
-                        time: e.time,
-                        moof_offset: offset + e.moof_offset,
-                    })
-                    .collect(),
-            ));
-            out.write_all(&a.media).await.map_err(write_err)?;
-        }
-        out.write_all(&fmp4::build_mfra(&tracks))
+        out.write_all(&tail(audio.as_ref(), video_index, offset))
             .await
             .map_err(write_err)?;
         out.flush().await.map_err(write_err)?;

@@ -5,6 +5,7 @@
 //! (MP4's millisecond movie durations would otherwise drift a few ticks per boundary).
 
 pub mod audio;
+pub mod bucket;
 pub mod bytejoin;
 mod concat;
 mod verify;

@@ -45,3 +45,23 @@ pub fn output(job: &str, ext: &str) -> String {
 pub fn bundle(sha256: &str) -> String {
     format!("bundles/{sha256}.tar.zst")
 }
+
+/// `jobs/<id>/assembly/<index>.json`: what assembly task `index` joins (in-bucket stitching).
+pub fn assembly_task(job: &str, index: u32) -> String {
+    format!("jobs/{job}/assembly/{index}.json")
+}
+
+/// `jobs/<id>/assembly/<index>/<attempt>.part`: the part an assembly task wrote.
+pub fn assembly_part(job: &str, index: u32, attempt: u32) -> String {
+    format!("jobs/{job}/assembly/{index}/{attempt}.part")
+}
+
+/// `jobs/<id>/assembly/<name>`: a piece the orchestrator itself wrote (the init, the tail).
+pub fn assembly_piece(job: &str, name: &str) -> String {
+    format!("jobs/{job}/assembly/{name}")
+}
+
+/// `jobs/<id>/assembly/`: everything in-bucket stitching wrote besides the output.
+pub fn assembly(job: &str) -> String {
+    format!("jobs/{job}/assembly")
+}

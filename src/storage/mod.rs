@@ -6,6 +6,7 @@
 mod bundle;
 mod cloud;
 pub mod keys;
+pub mod s3;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -348,6 +349,61 @@ impl Storage {
             .await
             .map_err(io)?;
         Ok(dest)
+    }
+
+    /// Bytes `range` of an object.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StorageError> {
+        self.store
+            .get_range(&self.path(key)?, range)
+            .await
+            .map_err(|e| self.err(key, e))
+    }
+
+    /// Downloads an object to `dest` (streamed, written next to it and renamed, so `dest`
+    /// is never a partial file).
+    pub async fn download(&self, key: &str, dest: &Path) -> Result<(), StorageError> {
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let io = |context: String| move |source| StorageError::Io { context, source };
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(io(format!("cannot create {}", dir.display())))?;
+        let tmp = dir.join(format!(".helios-download-{}", ulid::Ulid::new()));
+        let result = async {
+            let r = self
+                .store
+                .get(&self.path(key)?)
+                .await
+                .map_err(|e| self.err(key, e))?;
+            let mut stream = r.into_stream();
+            let file = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(io(format!("cannot write {}", tmp.display())))?;
+            let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+            while let Some(chunk) = stream.try_next().await.map_err(|e| self.err(key, e))? {
+                tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
+                    .await
+                    .map_err(io(format!("cannot write {}", tmp.display())))?;
+            }
+            tokio::io::AsyncWriteExt::flush(&mut out)
+                .await
+                .map_err(io(format!("cannot write {}", tmp.display())))?;
+            tokio::fs::rename(&tmp, dest).await.map_err(io(format!(
+                "cannot move the download to {}",
+                dest.display()
+            )))
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
     }
 
     /// Size of an object, or `None` if it does not exist.

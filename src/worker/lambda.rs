@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use lambda_runtime::{service_fn, LambdaEvent};
 
 use super::protocol::WorkerResponse;
-use super::{run_chunk, ChunkRequest, FailureKind, WorkerFailure};
+use super::{ChunkRequest, FailureKind, WorkerFailure};
 
 /// Time kept back from Lambda's deadline to upload an error answer.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
@@ -33,7 +33,7 @@ async fn handle(event: LambdaEvent<ChunkRequest>) -> Result<WorkerResponse, lamb
     let result = match remaining(event.context.deadline) {
         Some(left) => {
             let budget = left.saturating_sub(DEADLINE_MARGIN);
-            match tokio::time::timeout(budget, run_chunk(&req)).await {
+            match tokio::time::timeout(budget, super::run(&req)).await {
                 Ok(r) => r,
                 Err(_) => Err(WorkerFailure::retryable(
                     FailureKind::Timeout,
@@ -45,7 +45,7 @@ async fn handle(event: LambdaEvent<ChunkRequest>) -> Result<WorkerResponse, lamb
                 )),
             }
         }
-        None => run_chunk(&req).await,
+        None => super::run(&req).await,
     };
     Ok(WorkerResponse::from(result))
 }

@@ -4,6 +4,7 @@
 //! orchestrator decides what becomes the chunk's segment. Entry points: the CLI
 //! (`worker run`), and — with the cloud adapters — an HTTP server and a Lambda runtime.
 
+pub mod assemble;
 pub mod lambda;
 pub mod protocol;
 pub mod server;
@@ -23,6 +24,15 @@ use crate::storage::{self, keys, Storage, StorageError};
 pub use protocol::{
     ChunkReport, ChunkRequest, FailureKind, FragmentedMedia, SegmentMedia, Timings, WorkerFailure,
 };
+
+/// Runs what a request asks: an assembly task or a chunk attempt.
+pub async fn run(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> {
+    if req.assemble {
+        assemble::run_task(req).await
+    } else {
+        run_chunk(req).await
+    }
+}
 
 /// Runs one chunk attempt end to end and returns its report.
 pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> {
@@ -96,12 +106,14 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
                 "chunk {} (frames {}..{}): {e}",
                 chunk.index, chunk.start, chunk.end
             ),
+            chunk: None,
         })?;
 
     let mut media = SegmentMedia {
         params: segment.info.codec_parameters(),
         frames: segment.info.frames,
         keyframe_first: segment.info.starts_with_keyframe,
+        md5: None,
         fragmented: None,
     };
     let stored = match spec.video.segments {
@@ -114,9 +126,10 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
     };
 
     let upload_started = Instant::now();
-    let (sha256, bytes) = hash_file(&stored).await.map_err(|e| {
+    let (sha256, md5, bytes) = digest_file(&stored).await.map_err(|e| {
         WorkerFailure::retryable(FailureKind::Io, format!("cannot read the segment: {e}"))
     })?;
+    media.md5 = Some(md5.clone());
     let ext = encoder::stored_extension(&spec.video);
     let segment_key = keys::attempt_segment(&job_id, chunk.index, req.attempt, ext);
     storage
@@ -133,6 +146,7 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
         segment: segment_key,
         bytes,
         sha256,
+        md5: Some(md5),
         timings: Timings {
             fetch_ms: fetch_time.as_millis() as u64,
             render_ms: segment.render_time.as_millis() as u64,
@@ -254,12 +268,37 @@ async fn load_spec(storage: &Storage, key: &str) -> Result<JobSpec, WorkerFailur
     spec::parse(text).map_err(|e| WorkerFailure::fatal(FailureKind::InvalidSpec, e.to_string()))
 }
 
-fn storage_failure(e: StorageError) -> WorkerFailure {
+pub(crate) fn storage_failure(e: StorageError) -> WorkerFailure {
     WorkerFailure {
         retryable: e.is_retryable(),
         kind: FailureKind::Storage,
         message: e.to_string(),
+        chunk: None,
     }
+}
+
+/// SHA-256 and MD5 (hex) and size of a file, streamed.
+pub async fn digest_file(path: &std::path::Path) -> std::io::Result<(String, String, u64)> {
+    use md5::Md5;
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut sha = Sha256::new();
+    let mut md5 = Md5::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        md5.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((
+        hex::encode(sha.finalize()),
+        hex::encode(md5.finalize()),
+        total,
+    ))
 }
 
 /// SHA-256 (hex) and size of a file, streamed.

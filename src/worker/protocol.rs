@@ -15,6 +15,23 @@ pub struct ChunkRequest {
     /// Attempt number (from 1); names the attempt's storage keys.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// An assembly task instead of a chunk: join the objects that
+    /// `jobs/<id>/assembly/<chunk>.json` lists into one part of the output (in-bucket
+    /// stitching; see `worker::assemble`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub assemble: bool,
+}
+
+impl ChunkRequest {
+    /// A request to render `chunk`.
+    pub fn render(job: impl Into<String>, chunk: u32, attempt: u32) -> Self {
+        Self {
+            job: job.into(),
+            chunk,
+            attempt,
+            assemble: false,
+        }
+    }
 }
 
 fn first_attempt() -> u32 {
@@ -42,6 +59,10 @@ pub struct ChunkReport {
     pub bytes: u64,
     /// Hex SHA-256 of the segment.
     pub sha256: String,
+    /// Hex MD5 of the segment: what S3 reports as the ETag of a part copied from it, so
+    /// in-bucket assembly checks every byte it never reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
     /// Where the time went.
     pub timings: Timings,
     /// Renderer counters, e.g. the page work before the first frame (browser).
@@ -66,6 +87,9 @@ pub struct SegmentMedia {
     pub frames: u64,
     /// Whether the first frame is a keyframe.
     pub keyframe_first: bool,
+    /// Hex MD5 of the stored segment: S3 gives a part copied from it this ETag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
     /// Layout of fragmented media (`segments: fragmented` jobs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fragmented: Option<FragmentedMedia>,
@@ -137,6 +161,9 @@ pub enum FailureKind {
     LostWorker,
     /// The engine refused the invocation for now (429, throttling).
     Throttled,
+    /// A segment an assembly task had to join is not what its report said (`chunk` names
+    /// it): that chunk is rendered again.
+    BadSegment,
     /// A bug or an unexpected condition.
     Internal,
 }
@@ -170,6 +197,9 @@ pub struct WorkerFailure {
     pub kind: FailureKind,
     /// What happened, for people.
     pub message: String,
+    /// The chunk at fault, when it is not the one asked for ([`FailureKind::BadSegment`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<u32>,
 }
 
 impl WorkerFailure {
@@ -179,6 +209,7 @@ impl WorkerFailure {
             retryable: true,
             kind,
             message: message.into(),
+            chunk: None,
         }
     }
 
@@ -188,6 +219,7 @@ impl WorkerFailure {
             retryable: false,
             kind,
             message: message.into(),
+            chunk: None,
         }
     }
 }

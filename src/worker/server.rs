@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::WorkerResponse;
-use super::{run_chunk, ChunkRequest, FailureKind, WorkerFailure};
+use super::{run, ChunkRequest, FailureKind, WorkerFailure};
 
 /// Largest request body accepted: a chunk request is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -125,7 +125,7 @@ async fn chunks(
     };
     tracing::info!(job = %req.job, chunk = req.chunk, attempt = req.attempt, "chunk request");
     // If the caller goes away, this future is dropped and the renderer is killed with it.
-    match run_chunk(&req).await {
+    match run(&req).await {
         Ok(report) => (StatusCode::OK, Json(WorkerResponse::Report(report))).into_response(),
         Err(f) if f.retryable => failure(StatusCode::SERVICE_UNAVAILABLE, f),
         Err(f) => failure(StatusCode::UNPROCESSABLE_ENTITY, f),

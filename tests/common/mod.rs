@@ -303,9 +303,15 @@ pub struct WorkerServer {
 
 impl WorkerServer {
     pub fn start(token: Option<&str>) -> Self {
+        Self::start_with_env(token, &[])
+    }
+
+    /// A worker with these variables in its own environment (its storage endpoint…).
+    pub fn start_with_env(token: Option<&str>, vars: &[(&'static str, String)]) -> Self {
         use std::io::BufRead;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_helios-infra"));
         cmd.args(["worker", "serve", "--listen", "127.0.0.1:0"]);
+        cmd.envs(vars.iter().map(|(k, v)| (k, v)));
         match token {
             Some(t) => cmd.args(["--token", t]),
             None => cmd.arg("--no-auth"),

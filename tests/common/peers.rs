@@ -195,3 +195,82 @@ pub fn throttling_proxy(upstream: &str, refuse: usize) -> ThrottlingProxy {
     });
     ThrottlingProxy { endpoint, refused }
 }
+
+/// An HTTP proxy in front of `upstream` that counts the bytes of request bodies it
+/// forwards (`sent`: what the client uploaded) and of response bodies it relays
+/// (`received`: what the client downloaded).
+pub struct CountingProxy {
+    pub endpoint: String,
+    pub sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+pub fn counting_proxy(upstream: &str) -> CountingProxy {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let received = std::sync::Arc::new(AtomicU64::new(0));
+    let (s, r) = (sent.clone(), received.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let (upstream, s, r) = (upstream.clone(), s.clone(), r.clone());
+            std::thread::spawn(move || {
+                let Some((head, body)) = super::read_request(&mut conn) else {
+                    return;
+                };
+                assert!(
+                    !head
+                        .to_ascii_lowercase()
+                        .contains("transfer-encoding: chunked"),
+                    "the counting proxy needs Content-Length bodies: {head}"
+                );
+                s.fetch_add(body.len() as u64, Ordering::SeqCst);
+                let head = head
+                    .lines()
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+                let head = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
+                let Ok(mut up) = std::net::TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let _ = up.write_all(head.as_bytes());
+                let _ = up.write_all(&body);
+                let mut answer = Vec::new();
+                let _ = up.read_to_end(&mut answer);
+                if let Some(i) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                    r.fetch_add((answer.len() - i - 4) as u64, Ordering::SeqCst);
+                }
+                let _ = conn.write_all(&answer);
+            });
+        }
+    });
+    CountingProxy {
+        endpoint,
+        sent,
+        received,
+    }
+}
+
+/// Runs a boto3 snippet against `peer` (variables `s3` and `B`, the bucket) and returns
+/// what it prints.
+pub fn boto3(peer: &Peer, bucket: &str, code: &str) -> String {
+    let script = format!(
+        "import boto3, json\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\nB = '{bucket}'\n{code}",
+        peer.endpoint
+    );
+    let out = Command::new(peers_bin().join("python"))
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,460 @@
+//! In-bucket stitching on S3: the output is a multipart upload whose parts are copied
+//! server-side from the segment objects (see `stitch::bucket` for how parts are cut), so no
+//! segment's bytes pass through the orchestrator.
+//!
+//! What the orchestrator reads and writes itself: each fragment's header (a range read of
+//! its `moof`, a few hundred bytes) to check the segment's frames and place on the timeline
+//! against the bytes really stored; the output's init and its tail (the audio, encoded once,
+//! and the index), a few kilobytes plus the audio. Hashes are checked where bytes are read
+//! (assembly tasks, on workers) and, for segments copied as they are, by the ETag S3 gives
+//! each copied part (the MD5 of its bytes), compared with the MD5 the worker reported.
+//! The output object appears only when the upload completes; a crash before that leaves no
+//! output, and the next attempt aborts the abandoned upload first.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+use super::{JobRecord, Orchestrator, OrchestratorError};
+use crate::adapters::{ChunkRequest, FailureKind, WorkerFailure};
+use crate::media::fmp4::{self, IndexEntry};
+use crate::stitch::bucket::{self, Item, Part};
+use crate::stitch::bytejoin::{self, JoinPlan, Piece};
+use crate::stitch::{AudioMix, SegmentProblem, StitchError};
+use crate::storage::s3::S3Bucket;
+use crate::storage::{keys, Storage};
+use crate::worker::assemble::{AssemblySource, AssemblyTask};
+
+/// Range reads of fragment headers in flight at once.
+const HEAD_READS: usize = 16;
+/// Part copies in flight at once.
+const PART_COPIES: usize = 8;
+
+fn is_md5(tag: &str) -> bool {
+    tag.len() == 32 && tag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Reads every fragment header of a segment from storage and checks it against the job:
+/// frames, keyframe first, decode times, fragments tiling the object exactly.
+async fn check_heads(
+    storage: &Storage,
+    piece: &Piece<'_>,
+    bytes: u64,
+    plan: &JoinPlan,
+) -> Result<(), String> {
+    let frags = piece
+        .media
+        .and_then(|m| m.fragmented.as_ref())
+        .map(|f| f.fragments.as_slice())
+        .ok_or("its report has no fragment layout")?;
+    let mut offset = 0u64;
+    let mut decode = piece.first_frame * plan.tick;
+    let mut samples = 0u64;
+    for (i, f) in frags.iter().enumerate() {
+        if f.offset != offset || f.moof_len == 0 {
+            return Err(format!(
+                "its report puts fragment {i} at byte {}, the fragments before end at {offset}",
+                f.offset
+            ));
+        }
+        let want = f.moof_len as u64 + 16;
+        let end = (offset + want).min(bytes);
+        let head = storage
+            .get_range(piece.key, offset..end)
+            .await
+            .map_err(|e| e.to_string())?;
+        let h =
+            fmp4::read_fragment_head(&head, f.moof_len as usize, &plan.defaults, Some(plan.tick))
+                .map_err(|e| format!("fragment {i}: {e}"))?;
+        if h.decode_time != decode {
+            return Err(format!(
+                "fragment {i} starts at decode time {}, expected {decode}",
+                h.decode_time
+            ));
+        }
+        if i == 0 && !h.first_sync {
+            return Err("does not start with a keyframe".into());
+        }
+        samples += h.samples as u64;
+        decode += h.duration;
+        offset += h.len;
+    }
+    if offset != bytes {
+        return Err(format!(
+            "its fragments cover {offset} bytes, the object has {bytes}"
+        ));
+    }
+    if samples != piece.frames {
+        return Err(format!("holds {samples} frames, expected {}", piece.frames));
+    }
+    Ok(())
+}
+
+/// An object of the output the orchestrator writes itself (the init, the tail).
+async fn put_piece(storage: &Storage, key: String, data: Vec<u8>) -> Result<Item, StorageError2> {
+    let item = Item {
+        sha256: hex::encode(Sha256::digest(&data)),
+        md5: Some(hex::encode(Md5::digest(&data))),
+        bytes: data.len() as u64,
+        key: key.clone(),
+        chunk: None,
+    };
+    storage.put(&key, data.into()).await?;
+    Ok(item)
+}
+
+type StorageError2 = crate::storage::StorageError;
+
+/// Why an assembly stopped.
+enum Stop {
+    /// Segments to render again.
+    Problems(Vec<SegmentProblem>),
+    /// Anything else.
+    Failed(OrchestratorError),
+}
+
+impl From<OrchestratorError> for Stop {
+    fn from(e: OrchestratorError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+impl From<StorageError2> for Stop {
+    fn from(e: StorageError2) -> Self {
+        Stop::Failed(e.into())
+    }
+}
+
+impl Orchestrator {
+    /// Joins fragmented segments inside an S3 bucket into `jobs/<id>/output.<ext>` and
+    /// downloads the result to the job's output path.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn assemble_in_bucket(
+        &self,
+        job: &JobRecord,
+        storage: &Storage,
+        bucket: &S3Bucket,
+        pieces: &[Piece<'_>],
+        sizes: &[(u64, Option<String>)],
+        plan: &JoinPlan,
+        audio: Option<&AudioMix>,
+        tmp: &Path,
+    ) -> Result<Result<PathBuf, Vec<SegmentProblem>>, OrchestratorError> {
+        match self
+            .assemble(job, storage, bucket, pieces, sizes, plan, audio, tmp)
+            .await
+        {
+            Ok(path) => Ok(Ok(path)),
+            Err(Stop::Problems(p)) => Ok(Err(p)),
+            Err(Stop::Failed(e)) => Err(e),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn assemble(
+        &self,
+        job: &JobRecord,
+        storage: &Storage,
+        bucket: &S3Bucket,
+        pieces: &[Piece<'_>],
+        sizes: &[(u64, Option<String>)],
+        plan: &JoinPlan,
+        audio: Option<&AudioMix>,
+        tmp: &Path,
+    ) -> Result<PathBuf, Stop> {
+        // 1. Every segment's fragment headers, read back from the bucket.
+        let checks: Vec<Result<(), String>> = futures::stream::iter(
+            pieces
+                .iter()
+                .zip(sizes)
+                .map(|(p, (bytes, _))| check_heads(storage, p, *bytes, plan)),
+        )
+        .buffered(HEAD_READS)
+        .collect()
+        .await;
+        let problems: Vec<SegmentProblem> = pieces
+            .iter()
+            .zip(checks)
+            .filter_map(|(p, c)| {
+                c.err().map(|reason| SegmentProblem {
+                    index: p.index,
+                    reason,
+                })
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(Stop::Problems(problems));
+        }
+
+        // 2. The init and the tail, written by the orchestrator (the only bytes it sends).
+        let (init, audio) = bytejoin::prepare(plan, audio, tmp)
+            .await
+            .map_err(|e| self.stitch_error(job, e))?;
+        let mut offset = init.len() as u64;
+        let mut video_index = Vec::new();
+        for (p, (bytes, _)) in pieces.iter().zip(sizes) {
+            if let Some(f) = p.media.and_then(|m| m.fragmented.as_ref()) {
+                video_index.extend(f.fragments.iter().map(|fr| IndexEntry {
+                    time: fr.decode_time,
+                    moof_offset: offset + fr.offset,
+                }));
+            }
+            offset += bytes;
+        }
+        let tail = bytejoin::tail(audio.as_ref(), video_index, offset);
+        let mut items =
+            vec![put_piece(storage, keys::assembly_piece(&job.id, "init.mp4"), init).await?];
+        for (p, (bytes, md5)) in pieces.iter().zip(sizes) {
+            items.push(Item {
+                key: p.key.to_string(),
+                bytes: *bytes,
+                sha256: p.sha256.to_string(),
+                md5: md5.clone(),
+                chunk: Some(p.index as u32),
+            });
+        }
+        items.push(put_piece(storage, keys::assembly_piece(&job.id, "tail.mp4"), tail).await?);
+
+        // 3. Runs of small objects joined by workers.
+        let total: u64 = items.iter().map(|i| i.bytes).sum();
+        let parts = bucket::partition(&items, bucket::min_part(total));
+        let first_task = job.spec.chunks.len() as u32;
+        let joins: Vec<(usize, Vec<usize>)> = parts
+            .iter()
+            .enumerate()
+            .filter_map(|(n, p)| match p {
+                Part::Join(v) => Some((n, v.clone())),
+                Part::Copy(_) => None,
+            })
+            .collect();
+        let joined: Vec<Result<(usize, Item), Stop>> =
+            futures::stream::iter(joins.into_iter().map(|(n, v)| {
+                let items = &items;
+                async move {
+                    let task = first_task + n as u32;
+                    let sources = v.iter().map(|i| &items[*i]).collect::<Vec<_>>();
+                    self.run_assembly_task(job, storage, task, &sources)
+                        .await
+                        .map(|item| (n, item))
+                }
+            }))
+            .buffer_unordered(job.spec.concurrency.max(1) as usize)
+            .collect()
+            .await;
+        let mut sources: Vec<Option<Item>> = parts
+            .iter()
+            .map(|p| match p {
+                Part::Copy(i) => Some(items[*i].clone()),
+                Part::Join(_) => None,
+            })
+            .collect();
+        let mut problems = Vec::new();
+        for r in joined {
+            match r {
+                Ok((n, item)) => sources[n] = Some(item),
+                Err(Stop::Problems(p)) => problems.extend(p),
+                Err(e) => return Err(e),
+            }
+        }
+
+        // 4. The multipart upload: every part copied inside the bucket. Parts are copied
+        // even when a join found a bad segment, so one round finds every bad segment.
+        let ext = Path::new(&job.output)
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("mp4");
+        let out_key = keys::output(&job.id, ext);
+        let aborted = bucket.abort_uploads(&out_key).await?;
+        if aborted > 0 {
+            tracing::info!(job = %job.id, aborted, "aborted an unfinished upload of the output");
+        }
+        let upload = bucket.create_upload(&out_key, "video/mp4").await?;
+        let numbered: Vec<(i32, Item)> = sources
+            .into_iter()
+            .enumerate()
+            .filter_map(|(n, s)| s.map(|s| (n as i32 + 1, s)))
+            .collect();
+        let tags = match self.copy_parts(bucket, &out_key, &upload, &numbered).await {
+            Ok(t) if problems.is_empty() => t,
+            Ok(_) => {
+                let _ = bucket.abort(&out_key, &upload).await;
+                return Err(Stop::Problems(problems));
+            }
+            Err(Stop::Problems(p)) => {
+                let _ = bucket.abort(&out_key, &upload).await;
+                problems.extend(p);
+                return Err(Stop::Problems(problems));
+            }
+            Err(e) => {
+                let _ = bucket.abort(&out_key, &upload).await;
+                return Err(e);
+            }
+        };
+        crate::failpoint::hit("mid-assembly");
+        if let Err(e) = bucket.complete(&out_key, &upload, &tags).await {
+            let _ = bucket.abort(&out_key, &upload).await;
+            return Err(e.into());
+        }
+        crate::failpoint::hit("after-assembly");
+        // What assembly wrote besides the output is of no further use.
+        if let Ok(keys) = storage.list(&keys::assembly(&job.id)).await {
+            for k in keys {
+                let _ = storage.delete(&k).await;
+            }
+        }
+
+        // 5. One download, to the output path.
+        let output = PathBuf::from(&job.output);
+        storage.download(&out_key, &output).await?;
+        Ok(output)
+    }
+
+    fn stitch_error(&self, job: &JobRecord, e: StitchError) -> Stop {
+        Stop::Failed(OrchestratorError::Stitch {
+            job: job.id.clone(),
+            source: e,
+        })
+    }
+
+    async fn copy_parts(
+        &self,
+        bucket: &S3Bucket,
+        out_key: &str,
+        upload: &str,
+        sources: &[(i32, Item)],
+    ) -> Result<Vec<(i32, String)>, Stop> {
+        let results: Vec<Result<(i32, String), Stop>> =
+            futures::stream::iter(sources.iter().map(|(number, item)| async move {
+                let number = *number;
+                let tag = bucket.copy_part(out_key, upload, number, &item.key).await?;
+                // S3 gives a copied part's MD5 as its ETag (buckets without KMS keys): a
+                // segment that is not what its worker hashed is caught without reading it.
+                if let Some(md5) = &item.md5 {
+                    if is_md5(&tag) && !tag.eq_ignore_ascii_case(md5) {
+                        let reason = format!(
+                            "{} has MD5 {tag} in the bucket, its report says {md5}",
+                            item.key
+                        );
+                        return Err(match item.chunk {
+                            Some(c) => Stop::Problems(vec![SegmentProblem {
+                                index: c as usize,
+                                reason,
+                            }]),
+                            None => Stop::Failed(OrchestratorError::Io {
+                                context: "in-bucket assembly".into(),
+                                source: std::io::Error::other(reason),
+                            }),
+                        });
+                    }
+                }
+                Ok((number, tag))
+            }))
+            .buffer_unordered(PART_COPIES)
+            .collect()
+            .await;
+        let mut tags = Vec::with_capacity(results.len());
+        let mut problems = Vec::new();
+        for r in results {
+            match r {
+                Ok(t) => tags.push(t),
+                Err(Stop::Problems(p)) => problems.extend(p),
+                Err(e) => return Err(e),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Stop::Problems(problems));
+        }
+        tags.sort();
+        Ok(tags)
+    }
+
+    /// Runs one assembly task on a worker, with the job's retry policy; returns the part it
+    /// wrote.
+    async fn run_assembly_task(
+        &self,
+        job: &JobRecord,
+        storage: &Storage,
+        task: u32,
+        sources: &[&Item],
+    ) -> Result<Item, Stop> {
+        let spec = AssemblyTask {
+            sources: sources
+                .iter()
+                .map(|i| AssemblySource {
+                    key: i.key.clone(),
+                    bytes: i.bytes,
+                    sha256: i.sha256.clone(),
+                    chunk: i.chunk,
+                })
+                .collect(),
+        };
+        let json = serde_json::to_vec(&spec).map_err(|e| OrchestratorError::Io {
+            context: "cannot serialize an assembly task".into(),
+            source: e.into(),
+        })?;
+        storage
+            .put(&keys::assembly_task(&job.id, task), json.into())
+            .await?;
+        let expected: u64 = sources.iter().map(|i| i.bytes).sum();
+        let job_url = storage.url_for(&keys::job_spec(&job.id));
+        let timeout = Duration::from_secs_f64(job.spec.retry.timeout_s.max(1.0));
+        let attempts = job.spec.retry.max_attempts.max(1);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            if self.cancel.is_cancelled() {
+                return Err(Stop::Failed(OrchestratorError::Cancelled {
+                    job: job.id.clone(),
+                }));
+            }
+            let req = ChunkRequest {
+                assemble: true,
+                ..ChunkRequest::render(job_url.clone(), task, attempt)
+            };
+            let answer = match tokio::time::timeout(timeout, self.adapter.run_chunk(&req)).await {
+                Ok(a) => a,
+                Err(_) => Err(WorkerFailure::retryable(
+                    FailureKind::Timeout,
+                    format!("assembly task {task} timed out"),
+                )),
+            };
+            match answer {
+                Ok(report) => {
+                    let want_key = keys::assembly_part(&job.id, task, attempt);
+                    if report.segment != want_key || report.bytes != expected {
+                        last = format!(
+                            "assembly task {task} wrote {} bytes to {}, expected {expected} bytes at {want_key}",
+                            report.bytes, report.segment
+                        );
+                        continue;
+                    }
+                    return Ok(Item {
+                        key: report.segment,
+                        bytes: report.bytes,
+                        sha256: report.sha256,
+                        md5: report.md5,
+                        chunk: None,
+                    });
+                }
+                Err(f) if f.kind == FailureKind::BadSegment => {
+                    let index = f.chunk.unwrap_or(0) as usize;
+                    return Err(Stop::Problems(vec![SegmentProblem {
+                        index,
+                        reason: f.message,
+                    }]));
+                }
+                Err(f) if f.retryable => last = f.message,
+                Err(f) => {
+                    last = f.message;
+                    break;
+                }
+            }
+        }
+        Err(Stop::Failed(OrchestratorError::Io {
+            context: format!("in-bucket assembly of job {}", job.id),
+            source: std::io::Error::other(last),
+        }))
+    }
+}

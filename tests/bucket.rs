@@ -1,0 +1,319 @@
+//! In-bucket stitching on S3 (moto's server on loopback, the real binary as HTTP workers):
+//! the output is a multipart upload whose parts are copied inside the bucket, so the
+//! orchestrator — which here reaches the bucket only through a byte-counting proxy, while
+//! the workers reach it directly — sends almost nothing and downloads the output once.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::Ordering;
+
+use common::peers::*;
+use common::*;
+
+/// Frames of noise (big segments) then a plain test pattern (small segments): some parts
+/// are copied as they are, others joined by workers first.
+fn renderer() -> Vec<String> {
+    [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-nostdin",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size={width}x{height}:rate={fps}",
+        "-vf",
+        "noise=alls=100:allf=t+u:enable='lt(t,1.2)',trim=start_frame={start}:end_frame={end}",
+        "-c:v",
+        "ffv1",
+        "{output}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+const FRAMES: &str = "0..72";
+
+fn render_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "render",
+        "-o",
+        out,
+        "--frames",
+        FRAMES,
+        "--fps",
+        "30",
+        "--size",
+        "640x480",
+        "--chunks",
+        "6",
+        "--crf",
+        "1",
+        "--preset",
+        "ultrafast",
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+struct Cloud {
+    moto: Peer,
+    proxy: CountingProxy,
+    workers: Vec<WorkerServer>,
+    urls: String,
+}
+
+/// The tests of this file run one at a time: a port freed for moto must not be taken by
+/// another test's proxy or worker before moto binds it.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn cloud(bucket: &str) -> Cloud {
+    let moto = moto(bucket);
+    let proxy = counting_proxy(&moto.endpoint);
+    let direct = s3_env(&moto);
+    let workers: Vec<WorkerServer> = (0..2)
+        .map(|_| WorkerServer::start_with_env(None, &direct))
+        .collect();
+    let urls = workers
+        .iter()
+        .map(|w| w.url.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    Cloud {
+        moto,
+        proxy,
+        workers,
+        urls,
+    }
+}
+
+impl Cloud {
+    /// The orchestrator's environment: the bucket through the proxy.
+    fn orchestrator_env(&self) -> Vec<(&'static str, String)> {
+        let mut v = s3_env(&self.moto);
+        for (k, val) in v.iter_mut() {
+            if *k == "AWS_ENDPOINT_URL" {
+                *val = self.proxy.endpoint.clone();
+            }
+        }
+        v
+    }
+
+    fn flags<'a>(&'a self, storage: &'a str) -> Vec<&'a str> {
+        vec![
+            "--storage",
+            storage,
+            "--adapter",
+            "http",
+            "--workers",
+            &self.urls,
+            "--concurrency",
+            "2",
+        ]
+    }
+}
+
+fn sizes(cloud: &Cloud, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+    let out = boto3(
+        &cloud.moto,
+        bucket,
+        &format!(
+            "r = s3.list_objects_v2(Bucket=B, Prefix='{prefix}')\nprint(json.dumps([[o['Key'], o['Size']] for o in r.get('Contents', [])]))"
+        ),
+    );
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+fn open_uploads(cloud: &Cloud, bucket: &str) -> usize {
+    let out = boto3(
+        &cloud.moto,
+        bucket,
+        "print(len(s3.list_multipart_uploads(Bucket=B).get('Uploads', [])))",
+    );
+    out.trim().parse().unwrap()
+}
+
+#[test]
+fn an_s3_job_is_assembled_in_the_bucket_and_downloaded_once() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let c = cloud("assembly");
+    let env = Env::new();
+    let r = renderer();
+    let storage = "s3://assembly/team-a";
+    let mut args = render_args("out.mp4", &[]);
+    args.extend(c.flags(storage));
+    let before = (
+        c.proxy.sent.load(Ordering::SeqCst),
+        c.proxy.received.load(Ordering::SeqCst),
+    );
+    assert_eq!(before, (0, 0));
+    env.ok_with_env(&with_renderer(&args, &r), c.orchestrator_env());
+    let id = env.only_job();
+
+    let objects = sizes(&c, "assembly", "team-a/jobs/");
+    let output_key = format!("team-a/jobs/{id}/output.mp4");
+    let output = objects
+        .iter()
+        .find(|(k, _)| *k == output_key)
+        .unwrap_or_else(|| panic!("no {output_key} in {objects:?}"))
+        .1;
+    let local = std::fs::metadata(env.path("out.mp4")).unwrap().len();
+    assert_eq!(output, local, "the download is the object");
+    // Some segments were big enough to be copied as they are, others were joined first.
+    let segments: Vec<u64> = objects
+        .iter()
+        .filter(|(k, _)| k.ends_with(".m4s"))
+        .map(|(_, s)| *s)
+        .collect();
+    assert!(
+        segments.iter().any(|s| *s >= 5 * 1024 * 1024)
+            && segments.iter().any(|s| *s < 5 * 1024 * 1024),
+        "the test needs big and small segments: {segments:?}"
+    );
+    // Assembly leaves nothing behind: no pieces, no unfinished upload.
+    assert!(
+        !objects.iter().any(|(k, _)| k.contains("/assembly/")),
+        "{objects:?}"
+    );
+    assert_eq!(open_uploads(&c, "assembly"), 0);
+
+    // The orchestrator sent little, and downloaded the output once (plus each fragment's
+    // header, read back to check the segments, and small JSON answers).
+    let sent = c.proxy.sent.load(Ordering::SeqCst);
+    let received = c.proxy.received.load(Ordering::SeqCst);
+    assert!(
+        (sent as f64) < 0.05 * output as f64,
+        "the orchestrator uploaded {sent} bytes for a {output}-byte output"
+    );
+    assert!(
+        received as f64 <= output as f64 * 1.01 + 64.0 * 1024.0,
+        "the orchestrator downloaded {received} bytes for a {output}-byte output"
+    );
+
+    let st = env.status(&id);
+    assert_eq!(st["stitch"], "bytes", "{st}");
+    assert_eq!(
+        st["output_url"],
+        format!("s3://assembly/team-a/jobs/{id}/output.mp4")
+    );
+
+    // Frame for frame what a local render gives.
+    let local_env = Env::new();
+    local_env.ok(&with_renderer(&render_args("local.mp4", &[]), &r));
+    let (a, b) = (env.path("out.mp4"), local_env.path("local.mp4"));
+    assert_eq!(framemd5(&a), framemd5(&b));
+    assert_eq!(packet_pts(&a), packet_pts(&b));
+    assert_eq!(probe_stream(&a).0, 72);
+    drop(c.workers);
+}
+
+#[test]
+fn lying_segments_in_the_bucket_are_rendered_again_and_a_crash_mid_assembly_resumes() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let c = cloud("lies");
+    let env = Env::new();
+    let storage = "s3://lies/p";
+    let r = renderer();
+    let mut args = render_args("out.mp4", &[]);
+    args.extend(c.flags(storage));
+    let crashed = env
+        .cmd(&with_renderer(&args, &r))
+        .envs(c.orchestrator_env())
+        .env("HELIOS_FAILPOINTS", "before-stitch")
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.signal(), Some(9), "{crashed:?}");
+    let id = env.only_job();
+    let chunks = env.status(&id)["chunk_list"].clone();
+    let key = |i: usize| format!("p/{}", chunks[i]["segment"].as_str().unwrap());
+
+    // Chunk 1 (big, copied as it is; chunk 0 is joined with the init): same size, one byte
+    // changed — its MD5 no longer matches the report. Chunk 4 (small, joined by a worker):
+    // the same. Chunk 5: chunk 4's bytes, so its frames sit at the wrong place.
+    let big = 5 * 1024 * 1024;
+    assert!(chunks[1]["bytes"].as_u64().unwrap() >= big, "{chunks}");
+    assert!(chunks[4]["bytes"].as_u64().unwrap() < big, "{chunks}");
+    boto3(
+        &c.moto,
+        "lies",
+        &format!(
+            "for k in ['{k1}', '{k4}']:\n    b = bytearray(s3.get_object(Bucket=B, Key=k)['Body'].read())\n    b[-1] ^= 0xff\n    s3.put_object(Bucket=B, Key=k, Body=bytes(b))\nfour = s3.get_object(Bucket=B, Key='{k4}')['Body'].read()\ns3.put_object(Bucket=B, Key='{k5}', Body=four)",
+            k1 = key(1),
+            k4 = key(4),
+            k5 = key(5),
+        ),
+    );
+    // Chunk 5 now holds other bytes than committed; to lie about frames rather than
+    // hashes, the store is told its new size and hash, as a lying worker would have.
+    // (Its report's layout still says where its frames belong.)
+    let five = boto3(
+        &c.moto,
+        "lies",
+        &format!(
+            "import hashlib\nb = s3.get_object(Bucket=B, Key='{}')['Body'].read()\nprint(len(b), hashlib.sha256(b).hexdigest())",
+            key(5)
+        ),
+    );
+    let (len, sha) = five.trim().split_once(' ').unwrap();
+    rusqlite::Connection::open(env.home().join("jobs.db"))
+        .unwrap()
+        .execute(
+            "UPDATE chunks SET sha256 = ?1, bytes = ?2 WHERE job_id = ?3 AND idx = 5",
+            rusqlite::params![sha, len.parse::<i64>().unwrap(), id],
+        )
+        .unwrap();
+
+    // A crash in the middle of the assembly (parts copied, upload not completed).
+    let mid = env
+        .cmd(&["resume", &id])
+        .envs(c.orchestrator_env())
+        .env("HELIOS_FAILPOINTS", "mid-assembly")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&mid.stderr);
+    assert_eq!(mid.status.signal(), Some(9), "{log}");
+    assert!(log.contains("segment of chunk 1 rejected"), "{log}");
+    assert!(log.contains("segment of chunk 4 rejected"), "{log}");
+    assert!(log.contains("segment of chunk 5 rejected"), "{log}");
+    // No output yet, one unfinished upload.
+    let objects = sizes(&c, "lies", "p/jobs/");
+    assert!(
+        !objects.iter().any(|(k, _)| k.ends_with("output.mp4")),
+        "{objects:?}"
+    );
+    assert_eq!(open_uploads(&c, "lies"), 1);
+    let attempts_before: Vec<u64> = env.status(&id)["chunk_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["attempts"].as_u64().unwrap())
+        .collect();
+
+    env.ok_with_env(&["resume", &id], c.orchestrator_env());
+    assert_eq!(env.status(&id)["state"], "succeeded");
+    assert_eq!(
+        open_uploads(&c, "lies"),
+        0,
+        "the abandoned upload was aborted"
+    );
+    let attempts_after: Vec<u64> = env.status(&id)["chunk_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["attempts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        attempts_before, attempts_after,
+        "nothing was rendered again after the crash"
+    );
+
+    let local_env = Env::new();
+    local_env.ok(&with_renderer(&render_args("local.mp4", &[]), &r));
+    assert_eq!(
+        framemd5(&env.path("out.mp4")),
+        framemd5(&local_env.path("local.mp4"))
+    );
+    drop(c.workers);
+}
