@@ -317,3 +317,63 @@ fn lying_segments_in_the_bucket_are_rendered_again_and_a_crash_mid_assembly_resu
     );
     drop(c.workers);
 }
+
+#[test]
+fn no_download_leaves_the_output_in_the_bucket_behind_a_presigned_url() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let c = cloud("keep");
+    let env = Env::new();
+    let r = ffmpeg_renderer();
+    let mut args = vec![
+        "render",
+        "--no-download",
+        "--frames",
+        "0..24",
+        "--size",
+        "64x64",
+        "--chunks",
+        "3",
+        "--preset",
+        "ultrafast",
+    ];
+    args.extend(c.flags("s3://keep/x"));
+    let out = env.ok_with_env(&with_renderer(&args, &r), c.orchestrator_env());
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+    let id = env.only_job();
+    assert!(
+        url.contains(&format!("/keep/x/jobs/{id}/output.mp4")),
+        "{url}"
+    );
+    // Nothing was downloaded: what the orchestrator received is fragment headers and small
+    // answers, far less than the output.
+    let objects = sizes(&c, "keep", "x/jobs/");
+    let output = objects
+        .iter()
+        .find(|(k, _)| k.ends_with("/output.mp4"))
+        .unwrap()
+        .1;
+    assert!(
+        c.proxy.received.load(Ordering::SeqCst) < output,
+        "{objects:?}"
+    );
+    // The presigned URL serves the output to anyone holding it.
+    let fetched = env.path("fetched.mp4");
+    let got = std::process::Command::new(peers_bin().join("python"))
+        .args([
+            "-c",
+            "import sys, urllib.request; open(sys.argv[2], 'wb').write(urllib.request.urlopen(sys.argv[1]).read())",
+            &url,
+            fetched.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(std::fs::metadata(&fetched).unwrap().len(), output);
+    assert_eq!(probe_stream(&fetched).0, 24);
+    drop(c.workers);
+}

@@ -273,3 +273,41 @@ fn a_worker_places_its_fragments_on_the_timeline_and_reports_what_it_holds() {
     assert_eq!(&stored[4..8], b"moof");
     assert_eq!(report["bytes"], stored.len());
 }
+
+#[test]
+fn no_download_leaves_the_output_in_storage_and_prints_where_it_is() {
+    let env = Env::new();
+    let r = ffmpeg_renderer();
+    let out = env.ok(&with_renderer(
+        &[
+            "render",
+            "--no-download",
+            "--frames",
+            "0..30",
+            "--size",
+            "64x64",
+            "--chunks",
+            "2",
+        ],
+        &r,
+    ));
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let id = env.only_job();
+    let kept = env.home().join(format!("storage/jobs/{id}/output.mp4"));
+    assert_eq!(std::path::Path::new(&printed), kept);
+    assert_eq!(probe_stream(&kept).0, 30);
+    assert!(!env.path("output.mp4").exists(), "nothing was downloaded");
+    let st = env.status(&id);
+    assert_eq!(st["downloaded"], false, "{st}");
+    // Resuming a finished job says where the output is again.
+    let again = env.ok(&["resume", &id]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), printed);
+    // Without -o or --no-download there is nowhere to put the output.
+    let refused = env.run(&with_renderer(&["render", "--frames", "0..30"], &r));
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--output"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

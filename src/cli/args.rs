@@ -143,9 +143,14 @@ pub struct PlanSettings {
 /// `render`
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// Output file; its extension picks the container (mp4, mov, mkv, webm).
-    #[arg(short, long)]
-    pub output: PathBuf,
+    /// Output file; its extension picks the container (mp4, mov, mkv, webm). With
+    /// --no-download it only names the container (default .mp4).
+    #[arg(short, long, required_unless_present = "no_download")]
+    pub output: Option<PathBuf>,
+    /// Leave the output in storage (`<storage>/jobs/<id>/output.<ext>`) and print where it
+    /// is (a presigned URL for S3) instead of copying it to -o.
+    #[arg(long)]
+    pub no_download: bool,
     /// How segments are joined: `auto` joins fragmented MP4 by bytes where the output
     /// allows it (.mp4/.m4v, lossy H.264/H.265/VP9) and uses FFmpeg's concat demuxer
     /// elsewhere; `concat` always uses the concat demuxer.
@@ -157,6 +162,14 @@ pub struct RenderArgs {
     /// What to render.
     #[command(flatten)]
     pub plan: PlanSettings,
+}
+
+/// The output path of `render`/`run`: `-o`, or a name for the container when the output
+/// stays in storage.
+pub fn output_or_default(output: &Option<PathBuf>) -> PathBuf {
+    output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("output.mp4"))
 }
 
 /// `--stitch`
@@ -198,9 +211,12 @@ pub struct PlanArgs {
 pub struct RunArgs {
     /// The job spec (JSON).
     pub spec: PathBuf,
-    /// Output file.
-    #[arg(short, long)]
-    pub output: PathBuf,
+    /// Output file (with --no-download it only names the container).
+    #[arg(short, long, required_unless_present = "no_download")]
+    pub output: Option<PathBuf>,
+    /// Leave the output in storage and print where it is (see `render --no-download`).
+    #[arg(long)]
+    pub no_download: bool,
     /// Override the spec's concurrency.
     #[arg(long)]
     pub concurrency: Option<u32>,

@@ -168,12 +168,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Render(a) => {
             let ctx = State::open(&cli)?;
             let local = matches!(a.adapter.adapter, None | Some(AdapterKind::Local));
+            let output = args::output_or_default(&a.output);
             let mut spec = plan::build_spec(&a.plan, &ctx.storage, local).await?;
-            plan::check_output(&a.output, &spec)?;
-            spec.video.segments = a.stitch.segments(&a.output, &spec.video);
+            plan::check_output(&output, &spec)?;
+            spec.video.segments = a.stitch.segments(&output, &spec.video);
             preflight()?;
             let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
-            let job = orch.submit(spec, &ctx.storage, &a.output).await?;
+            let job = orch
+                .submit_with(spec, &ctx.storage, &output, !a.no_download)
+                .await?;
             run_job(&cli, orch, rx, &job.id).await
         }
         Command::Plan(a) => {
@@ -205,14 +208,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             spec::validate(&spec)
                 .with_context(|| format!("{} is not a valid job spec", a.spec.display()))?;
-            plan::check_output(&a.output, &spec)?;
+            let output = args::output_or_default(&a.output);
+            plan::check_output(&output, &spec)?;
             // The segments' form follows the output container, whatever the plan assumed.
-            spec.video.segments = a.stitch.segments(&a.output, &spec.video);
+            spec.video.segments = a.stitch.segments(&output, &spec.video);
             preflight()?;
             plan::check_audio(&spec, None).await?;
             let ctx = State::open(&cli)?;
             let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
-            let job = orch.submit(spec, &ctx.storage, &a.output).await?;
+            let job = orch
+                .submit_with(spec, &ctx.storage, &output, !a.no_download)
+                .await?;
             run_job(&cli, orch, rx, &job.id).await
         }
         Command::Resume(a) => {
@@ -386,11 +392,19 @@ async fn run_job(
     drop(orch);
     let _ = shower.await;
     let outcome = result?;
+    if !outcome.downloaded {
+        // The one thing a script needs: where the output is.
+        println!("{}", outcome.url);
+    }
     if !cli.json {
+        let to = if outcome.downloaded {
+            outcome.output.display().to_string()
+        } else {
+            format!("storage, left there ({})", outcome.url)
+        };
         eprintln!(
-            "rendered {} frames to {} (job {}, {} chunk(s) rendered, {:.1}s)",
+            "rendered {} frames to {to} (job {}, {} chunk(s) rendered, {:.1}s)",
             outcome.frames,
-            outcome.output.display(),
             outcome.job,
             outcome.chunks_rendered,
             started.elapsed().as_secs_f64()

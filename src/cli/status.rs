@@ -98,6 +98,7 @@ pub fn job_json(
         "stored_state": job.state.as_str(),
         "adapter": job.adapter,
         "output": job.output,
+        "downloaded": job.download,
         "storage": job.storage_url,
         "frames": job.spec.frame_count(),
         "frames_done": frames_done(chunks),
@@ -223,12 +224,19 @@ pub fn job_detail(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> Stri
     if let Some(e) = &job.error {
         s.push_str(&format!("error: {e}\n"));
     }
-    s.push_str(&format!(
-        "output: {} (kept in storage at {})\nstitch: {}\n",
-        job.output,
-        output_url(job),
-        stitch_method(job).1
-    ));
+    if job.download {
+        s.push_str(&format!(
+            "output: {} (kept in storage at {})\n",
+            job.output,
+            output_url(job)
+        ));
+    } else {
+        s.push_str(&format!(
+            "output: in storage only, at {}\n",
+            output_url(job)
+        ));
+    }
+    s.push_str(&format!("stitch: {}\n", stitch_method(job).1));
     if let Some(c) = cost(job, chunks) {
         s.push_str(&format!(
             "compute: {} worker-seconds, {} GB-seconds, {} requests, about ${:.4} ({})\n",

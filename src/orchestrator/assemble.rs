@@ -306,9 +306,11 @@ impl Orchestrator {
             }
         }
 
-        // 5. One download, to the output path.
+        // 5. One download, to the output path (unless the output stays in the bucket).
         let output = PathBuf::from(&job.output);
-        storage.download(&out_key, &output).await?;
+        if job.download {
+            storage.download(&out_key, &output).await?;
+        }
         Ok(output)
     }
 

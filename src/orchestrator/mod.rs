@@ -112,8 +112,13 @@ pub enum OrchestratorError {
 pub struct Outcome {
     /// Job id.
     pub job: String,
-    /// The output file.
+    /// The output file (when it was downloaded; see `downloaded`).
     pub output: PathBuf,
+    /// Whether the output was copied to `output`; if not, it is only at `url`.
+    pub downloaded: bool,
+    /// Where the output is kept in storage: its URL (a presigned HTTPS URL for S3 when it
+    /// was not downloaded), or its path in local storage.
+    pub url: String,
     /// Frames in it.
     pub frames: u64,
     /// Chunks rendered by this run (0 when everything was already done).

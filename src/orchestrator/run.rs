@@ -35,9 +35,21 @@ impl Orchestrator {
     /// Validates a spec, assigns its id, uploads it and records the job (all chunks pending).
     pub async fn submit(
         &self,
+        spec: JobSpec,
+        storage: &Storage,
+        output: &Path,
+    ) -> Result<JobRecord, OrchestratorError> {
+        self.submit_with(spec, storage, output, true).await
+    }
+
+    /// [`Orchestrator::submit`], saying whether the output is copied to `output` or left in
+    /// storage (`output` then only names the container).
+    pub async fn submit_with(
+        &self,
         mut spec: JobSpec,
         storage: &Storage,
         output: &Path,
+        download: bool,
     ) -> Result<JobRecord, OrchestratorError> {
         let id = spec
             .id
@@ -66,6 +78,7 @@ impl Orchestrator {
             output: output.display().to_string(),
             adapter: self.adapter.name().to_string(),
             adapter_config: self.adapter_config.clone(),
+            download,
             state: JobState::Queued,
             error: None,
             cancel_requested: false,
@@ -81,16 +94,18 @@ impl Orchestrator {
     pub async fn run(&self, id: &str) -> Result<Outcome, OrchestratorError> {
         let _lock = JobLock::acquire(&self.state_dir.join("locks"), id)?;
         let job = self.store.job(id)?;
-        if job.state == JobState::Succeeded && Path::new(&job.output).exists() {
+        let storage = Storage::open(&job.storage_url)?;
+        if job.state == JobState::Succeeded && (!job.download || Path::new(&job.output).exists()) {
             return Ok(Outcome {
                 job: job.id.clone(),
                 output: PathBuf::from(&job.output),
+                downloaded: job.download,
+                url: output_location(&job, &storage).await,
                 frames: job.spec.frame_count(),
                 chunks_rendered: 0,
             });
         }
         self.store.clear_cancel(id).await?;
-        let storage = Storage::open(&job.storage_url)?;
 
         // Watch for `helios-infra cancel` from other processes.
         let stop_poll = CancellationToken::new();
@@ -208,6 +223,8 @@ impl Orchestrator {
                     return Ok(Outcome {
                         job: job.id.clone(),
                         output,
+                        downloaded: job.download,
+                        url: output_location(job, storage).await,
                         frames: job.spec.frame_count(),
                         chunks_rendered: rendered,
                     })
@@ -452,7 +469,7 @@ impl Orchestrator {
         }
 
         let audio = prepare_audio(job, storage, tmp.path()).await?;
-        let output = PathBuf::from(&job.output);
+        let output = output_path(job, tmp.path());
         self.stitcher
             .stitch(&paths, job.spec.video.fps, audio.as_ref(), &output)
             .await
@@ -466,7 +483,7 @@ impl Orchestrator {
             .put_file(&keys::output(&job.id, ext), &output)
             .await?;
         crate::failpoint::hit("after-upload");
-        Ok(Ok(output))
+        Ok(Ok(PathBuf::from(&job.output)))
     }
 
     /// Releases rejected segments for re-rendering and says why.
@@ -568,7 +585,7 @@ impl Orchestrator {
                 }
             };
         }
-        let output = PathBuf::from(&job.output);
+        let output = output_path(job, tmp);
         let joined = bytejoin::join_local(storage, &pieces, &plan, audio.as_ref(), tmp, &output)
             .await
             .map_err(|e| OrchestratorError::Stitch {
@@ -585,7 +602,7 @@ impl Orchestrator {
             .put_file(&keys::output(&job.id, ext), &output)
             .await?;
         crate::failpoint::hit("after-upload");
-        Ok(Ok(output))
+        Ok(Ok(PathBuf::from(&job.output)))
     }
 }
 
@@ -831,6 +848,45 @@ impl Tally {
             }
         }
     }
+}
+
+/// Where the stitch writes the output: the user's path, or a file in `tmp` that only goes
+/// to storage when the output is not downloaded.
+fn output_path(job: &JobRecord, tmp: &Path) -> PathBuf {
+    if job.download {
+        PathBuf::from(&job.output)
+    } else {
+        let ext = Path::new(&job.output)
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("mp4");
+        tmp.join(format!("output.{ext}"))
+    }
+}
+
+/// Where a job's output is kept in storage, for people: the file of local storage, a
+/// presigned URL (7 days) for S3 when the output was not downloaded, else the object's URL.
+async fn output_location(job: &JobRecord, storage: &Storage) -> String {
+    let ext = Path::new(&job.output)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("mp4");
+    let key = keys::output(&job.id, ext);
+    if let Some(p) = storage.local_path(&key) {
+        return p.display().to_string();
+    }
+    if !job.download {
+        if let Ok(Some(bucket)) = S3Bucket::open(storage.url()).await {
+            match bucket
+                .presign_get(&key, Duration::from_secs(7 * 24 * 3600))
+                .await
+            {
+                Ok(url) => return url,
+                Err(e) => tracing::warn!(error = %e, "cannot presign the output's URL"),
+            }
+        }
+    }
+    storage.url_for(&key)
 }
 
 /// What is known of a segment's content: from its worker's report, or probed.

@@ -116,6 +116,9 @@ pub struct JobRecord {
     pub adapter: String,
     /// How to reach the adapter again on resume (JSON, no secrets).
     pub adapter_config: String,
+    /// Whether the output is copied to `output` (otherwise it stays in storage only, and
+    /// `output` only names its container).
+    pub download: bool,
     /// Current state.
     pub state: JobState,
     /// Why it failed, if it did.
@@ -265,6 +268,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     output TEXT NOT NULL,
     adapter TEXT NOT NULL,
     adapter_config TEXT NOT NULL DEFAULT '{}',
+    download INTEGER NOT NULL DEFAULT 1,
     state TEXT NOT NULL,
     error TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
@@ -320,6 +324,12 @@ impl SqliteStore {
             .exists([])?;
         if !has_media {
             conn.execute_batch("ALTER TABLE chunks ADD COLUMN media TEXT")?;
+        }
+        let has_download: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'download'")?
+            .exists([])?;
+        if !has_download {
+            conn.execute_batch("ALTER TABLE jobs ADD COLUMN download INTEGER NOT NULL DEFAULT 1")?;
         }
         Ok(conn)
     }
@@ -416,6 +426,7 @@ impl SqliteStore {
                 output: row.get(3)?,
                 adapter: row.get(4)?,
                 adapter_config: row.get(10)?,
+                download: row.get::<_, i64>(11)? != 0,
                 state: row.get(5)?,
                 error: row.get(6)?,
                 cancel_requested: row.get::<_, i64>(7)? != 0,
@@ -504,6 +515,7 @@ struct JobRecordRaw {
     output: String,
     adapter: String,
     adapter_config: String,
+    download: bool,
     state: String,
     error: Option<String>,
     cancel_requested: bool,
@@ -523,6 +535,7 @@ impl JobRecordRaw {
             output: self.output,
             adapter: self.adapter,
             adapter_config: self.adapter_config,
+            download: self.download,
             error: self.error,
             cancel_requested: self.cancel_requested,
             created_ms: self.created_ms,
@@ -532,7 +545,7 @@ impl JobRecordRaw {
 }
 
 const JOB_COLUMNS: &str =
-    "id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms, adapter_config";
+    "id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms, adapter_config, download";
 
 #[async_trait]
 impl JobStore for SqliteStore {
@@ -550,9 +563,9 @@ impl JobStore for SqliteStore {
             }
             let now = now_ms();
             conn.execute(
-                "INSERT INTO jobs (id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms, adapter_config)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?7, ?8)",
-                params![job.id, spec, job.storage_url, job.output, job.adapter, job.state.as_str(), now, job.adapter_config],
+                "INSERT INTO jobs (id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms, adapter_config, download)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?7, ?8, ?9)",
+                params![job.id, spec, job.storage_url, job.output, job.adapter, job.state.as_str(), now, job.adapter_config, job.download],
             )?;
             let mut ins = conn.prepare_cached(
                 "INSERT INTO chunks (job_id, idx, start_frame, end_frame, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
@@ -800,6 +813,7 @@ mod tests {
             output: "/tmp/out.mp4".into(),
             adapter: "local".into(),
             adapter_config: "{}".into(),
+            download: true,
             state: JobState::Queued,
             error: None,
             cancel_requested: false,
