@@ -109,6 +109,7 @@ async fn store_throughput(writers: u32, per_writer: u32) -> Measured {
         output: "/dev/null".into(),
         adapter: "sim".into(),
         adapter_config: "{}".into(),
+        download: true,
         state: helios_infra::orchestrator::JobState::Running,
         error: None,
         cancel_requested: false,
