@@ -160,3 +160,44 @@ fn a_render_with_s3_storage_equals_a_local_render() {
     let st = env.status(&env.status_ids()[0]);
     assert_eq!(st["storage"], "s3://renders/team-a");
 }
+
+#[test]
+fn a_gcs_endpoint_without_compose_still_gets_a_byte_joined_output() {
+    // moto serves the XML API but not the JSON API's compose: the orchestrator finds out
+    // with one small compose call, says so, and joins the segments itself.
+    let peer = moto("gcsjoin");
+    let env = Env::new();
+    let r = ffmpeg_renderer();
+    let common = [
+        "--frames",
+        "0..40",
+        "--size",
+        "64x64",
+        "--chunks",
+        "4",
+        "--preset",
+        "ultrafast",
+    ];
+    let mut args = vec![
+        "render",
+        "--storage",
+        "gs://gcsjoin/p",
+        "-o",
+        "cloud.mp4",
+        "-v",
+    ];
+    args.extend_from_slice(&common);
+    let vars = gcs_env(&peer);
+    let out = env.ok_with_env(&with_renderer(&args, &r), vars.iter().map(|(k, v)| (k, v)));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("cannot compose objects"), "{log}");
+    let mut local = vec!["render", "-o", "local.mp4"];
+    local.extend_from_slice(&common);
+    env.ok(&with_renderer(&local, &r));
+    assert_eq!(
+        framemd5(&env.path("cloud.mp4")),
+        framemd5(&env.path("local.mp4"))
+    );
+    let st = env.status(&env.status_ids()[0]);
+    assert_eq!(st["stitch"], "bytes", "{st}");
+}

@@ -24,6 +24,7 @@ use crate::media::fmp4::{self, IndexEntry};
 use crate::stitch::bucket::{self, Item, Part};
 use crate::stitch::bytejoin::{self, JoinPlan, Piece};
 use crate::stitch::{AudioMix, SegmentProblem, StitchError};
+use crate::storage::gcs::GcsBucket;
 use crate::storage::s3::S3Bucket;
 use crate::storage::{keys, Storage};
 use crate::worker::assemble::{AssemblySource, AssemblyTask};
@@ -91,6 +92,34 @@ async fn check_heads(
         return Err(format!("holds {samples} frames, expected {}", piece.frames));
     }
     Ok(())
+}
+
+/// [`check_heads`] for every segment, a few at a time; the segments that fail.
+async fn check_all_heads(
+    storage: &Storage,
+    pieces: &[Piece<'_>],
+    sizes: &[(u64, Option<String>)],
+    plan: &JoinPlan,
+) -> Vec<SegmentProblem> {
+    let checks: Vec<Result<(), String>> = futures::stream::iter(
+        pieces
+            .iter()
+            .zip(sizes)
+            .map(|(p, (bytes, _))| check_heads(storage, p, *bytes, plan)),
+    )
+    .buffered(HEAD_READS)
+    .collect()
+    .await;
+    pieces
+        .iter()
+        .zip(checks)
+        .filter_map(|(p, c)| {
+            c.err().map(|reason| SegmentProblem {
+                index: p.index,
+                reason,
+            })
+        })
+        .collect()
 }
 
 /// An object of the output the orchestrator writes itself (the init, the tail).
@@ -166,57 +195,14 @@ impl Orchestrator {
         tmp: &Path,
     ) -> Result<PathBuf, Stop> {
         // 1. Every segment's fragment headers, read back from the bucket.
-        let checks: Vec<Result<(), String>> = futures::stream::iter(
-            pieces
-                .iter()
-                .zip(sizes)
-                .map(|(p, (bytes, _))| check_heads(storage, p, *bytes, plan)),
-        )
-        .buffered(HEAD_READS)
-        .collect()
-        .await;
-        let problems: Vec<SegmentProblem> = pieces
-            .iter()
-            .zip(checks)
-            .filter_map(|(p, c)| {
-                c.err().map(|reason| SegmentProblem {
-                    index: p.index,
-                    reason,
-                })
-            })
-            .collect();
+        let problems = check_all_heads(storage, pieces, sizes, plan).await;
         if !problems.is_empty() {
             return Err(Stop::Problems(problems));
         }
-
         // 2. The init and the tail, written by the orchestrator (the only bytes it sends).
-        let (init, audio) = bytejoin::prepare(plan, audio, tmp)
-            .await
-            .map_err(|e| self.stitch_error(job, e))?;
-        let mut offset = init.len() as u64;
-        let mut video_index = Vec::new();
-        for (p, (bytes, _)) in pieces.iter().zip(sizes) {
-            if let Some(f) = p.media.and_then(|m| m.fragmented.as_ref()) {
-                video_index.extend(f.fragments.iter().map(|fr| IndexEntry {
-                    time: fr.decode_time,
-                    moof_offset: offset + fr.offset,
-                }));
-            }
-            offset += bytes;
-        }
-        let tail = bytejoin::tail(audio.as_ref(), video_index, offset);
-        let mut items =
-            vec![put_piece(storage, keys::assembly_piece(&job.id, "init.mp4"), init).await?];
-        for (p, (bytes, md5)) in pieces.iter().zip(sizes) {
-            items.push(Item {
-                key: p.key.to_string(),
-                bytes: *bytes,
-                sha256: p.sha256.to_string(),
-                md5: md5.clone(),
-                chunk: Some(p.index as u32),
-            });
-        }
-        items.push(put_piece(storage, keys::assembly_piece(&job.id, "tail.mp4"), tail).await?);
+        let items = self
+            .items(job, storage, pieces, sizes, plan, audio, tmp)
+            .await?;
 
         // 3. Runs of small objects joined by workers.
         let total: u64 = items.iter().map(|i| i.bytes).sum();
@@ -312,6 +298,140 @@ impl Orchestrator {
             storage.download(&out_key, &output).await?;
         }
         Ok(output)
+    }
+
+    /// The output's objects in order: the init and the tail (written here), the segments
+    /// between them.
+    #[allow(clippy::too_many_arguments)]
+    async fn items(
+        &self,
+        job: &JobRecord,
+        storage: &Storage,
+        pieces: &[Piece<'_>],
+        sizes: &[(u64, Option<String>)],
+        plan: &JoinPlan,
+        audio: Option<&AudioMix>,
+        tmp: &Path,
+    ) -> Result<Vec<Item>, Stop> {
+        let (init, audio) = bytejoin::prepare(plan, audio, tmp)
+            .await
+            .map_err(|e| self.stitch_error(job, e))?;
+        let mut offset = init.len() as u64;
+        let mut video_index = Vec::new();
+        for (p, (bytes, _)) in pieces.iter().zip(sizes) {
+            if let Some(f) = p.media.and_then(|m| m.fragmented.as_ref()) {
+                video_index.extend(f.fragments.iter().map(|fr| IndexEntry {
+                    time: fr.decode_time,
+                    moof_offset: offset + fr.offset,
+                }));
+            }
+            offset += bytes;
+        }
+        let tail = bytejoin::tail(audio.as_ref(), video_index, offset);
+        let mut items =
+            vec![put_piece(storage, keys::assembly_piece(&job.id, "init.mp4"), init).await?];
+        for (p, (bytes, md5)) in pieces.iter().zip(sizes) {
+            items.push(Item {
+                key: p.key.to_string(),
+                bytes: *bytes,
+                sha256: p.sha256.to_string(),
+                md5: md5.clone(),
+                chunk: Some(p.index as u32),
+            });
+        }
+        items.push(put_piece(storage, keys::assembly_piece(&job.id, "tail.mp4"), tail).await?);
+        Ok(items)
+    }
+
+    /// Joins fragmented segments inside a Cloud Storage bucket by object composition (no
+    /// minimum size, so no assembly tasks): segments are checked by their fragment headers
+    /// and by the MD5 Cloud Storage computed for them, then composed with the init and the
+    /// tail, 32 at a time as a tree, into `jobs/<id>/output.<ext>`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn compose_in_bucket(
+        &self,
+        job: &JobRecord,
+        storage: &Storage,
+        gcs: &GcsBucket,
+        pieces: &[Piece<'_>],
+        sizes: &[(u64, Option<String>)],
+        plan: &JoinPlan,
+        audio: Option<&AudioMix>,
+        tmp: &Path,
+    ) -> Result<Option<Result<PathBuf, Vec<SegmentProblem>>>, OrchestratorError> {
+        let run = async {
+            let problems = check_all_heads(storage, pieces, sizes, plan).await;
+            if !problems.is_empty() {
+                return Err(Stop::Problems(problems));
+            }
+            let items = self
+                .items(job, storage, pieces, sizes, plan, audio, tmp)
+                .await?;
+            let init_key = keys::assembly_piece(&job.id, "init.mp4");
+            let tail_key = keys::assembly_piece(&job.id, "tail.mp4");
+            let cleanup = |extra: Vec<String>| async move {
+                for k in extra.iter().chain([&init_key, &tail_key]) {
+                    let _ = storage.delete(k).await;
+                }
+            };
+            // An S3-compatible endpoint serving gs:// (an emulator) may lack the JSON API's
+            // compose: find out with the smallest compose there is.
+            let probe = keys::assembly_piece(&job.id, "compose-probe");
+            if let Err(e) = gcs
+                .compose(std::slice::from_ref(&items[0].key), &probe)
+                .await
+            {
+                tracing::warn!(job = %job.id, error = %e, "this Cloud Storage endpoint cannot compose objects; joining the segments on this machine instead");
+                cleanup(vec![probe]).await;
+                return Ok(None);
+            }
+            let _ = storage.delete(&probe).await;
+            let md5s: Vec<_> = futures::stream::iter(pieces.iter().map(|p| gcs.md5(p.key)))
+                .buffered(HEAD_READS)
+                .collect()
+                .await;
+            let mut problems = Vec::new();
+            for ((p, (_, reported)), stored) in pieces.iter().zip(sizes).zip(md5s) {
+                match (reported, stored?) {
+                    (Some(r), Some(s)) if !r.eq_ignore_ascii_case(&s) => {
+                        problems.push(SegmentProblem {
+                            index: p.index,
+                            reason: format!(
+                                "{} has MD5 {s} in the bucket, its report says {r}",
+                                p.key
+                            ),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            if !problems.is_empty() {
+                cleanup(Vec::new()).await;
+                return Err(Stop::Problems(problems));
+            }
+            let ext = Path::new(&job.output)
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("mp4");
+            let out_key = keys::output(&job.id, ext);
+            let keys_in_order: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
+            let scratch = keys::assembly_piece(&job.id, "compose");
+            let made = gcs.compose_tree(&keys_in_order, &out_key, &scratch).await;
+            crate::failpoint::hit("after-assembly");
+            cleanup(made.as_ref().cloned().unwrap_or_default()).await;
+            made?;
+            let output = PathBuf::from(&job.output);
+            if job.download {
+                storage.download(&out_key, &output).await?;
+            }
+            Ok(Some(output))
+        };
+        match run.await {
+            Ok(Some(path)) => Ok(Some(Ok(path))),
+            Ok(None) => Ok(None),
+            Err(Stop::Problems(p)) => Ok(Some(Err(p))),
+            Err(Stop::Failed(e)) => Err(e),
+        }
     }
 
     fn stitch_error(&self, job: &JobRecord, e: StitchError) -> Stop {

@@ -18,6 +18,7 @@ use crate::adapters::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, Wor
 use crate::media;
 use crate::spec::{self, AudioSource, Chunk, JobSpec, SegmentFormat};
 use crate::stitch::{bytejoin, check_segments, AudioInput, AudioMix, Segment, SegmentProblem};
+use crate::storage::gcs::GcsBucket;
 use crate::storage::s3::S3Bucket;
 use crate::storage::{keys, Storage};
 use crate::worker::hash_file;
@@ -559,12 +560,35 @@ impl Orchestrator {
             }
         })?;
         let audio = prepare_audio(job, storage, tmp).await?;
+        let sizes: Vec<(u64, Option<String>)> = chunks
+            .iter()
+            .filter_map(|c| c.segment.as_ref())
+            .map(|s| (s.bytes, s.media.as_ref().and_then(|m| m.md5.clone())))
+            .collect();
+        if let Some(gcs) = GcsBucket::open(storage.url())? {
+            let r = self
+                .compose_in_bucket(
+                    job,
+                    storage,
+                    &gcs,
+                    &pieces,
+                    &sizes,
+                    &plan,
+                    audio.as_ref(),
+                    tmp,
+                )
+                .await?;
+            match r {
+                Some(Ok(output)) => return Ok(Ok(output)),
+                Some(Err(problems)) => {
+                    self.reject(job, &problems).await?;
+                    return Ok(Err(problems));
+                }
+                // No compose at this endpoint: the local join below.
+                None => {}
+            }
+        }
         if let Some(bucket) = S3Bucket::open(storage.url()).await? {
-            let sizes: Vec<(u64, Option<String>)> = chunks
-                .iter()
-                .filter_map(|c| c.segment.as_ref())
-                .map(|s| (s.bytes, s.media.as_ref().and_then(|m| m.md5.clone())))
-                .collect();
             let r = self
                 .assemble_in_bucket(
                     job,
@@ -599,7 +623,7 @@ impl Orchestrator {
         crate::failpoint::hit("after-concat");
         let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("mp4");
         storage
-            .put_file(&keys::output(&job.id, ext), &output)
+            .put_file_linked(&keys::output(&job.id, ext), &output)
             .await?;
         crate::failpoint::hit("after-upload");
         Ok(Ok(PathBuf::from(&job.output)))

