@@ -137,6 +137,20 @@ async fn put_piece(storage: &Storage, key: String, data: Vec<u8>) -> Result<Item
 
 type StorageError2 = crate::storage::StorageError;
 
+/// What an assembly inside a bucket works from: the job, its storage, its checked
+/// segments (with their committed sizes and MD5s), the join plan, the audio mix and a
+/// scratch directory.
+#[derive(Clone, Copy)]
+pub(super) struct Join<'a> {
+    pub job: &'a JobRecord,
+    pub storage: &'a Storage,
+    pub pieces: &'a [Piece<'a>],
+    pub sizes: &'a [(u64, Option<String>)],
+    pub plan: &'a JoinPlan,
+    pub audio: Option<&'a AudioMix>,
+    pub tmp: &'a Path,
+}
+
 /// Why an assembly stopped.
 enum Stop {
     /// Segments to render again.
@@ -160,49 +174,34 @@ impl From<StorageError2> for Stop {
 impl Orchestrator {
     /// Joins fragmented segments inside an S3 bucket into `jobs/<id>/output.<ext>` and
     /// downloads the result to the job's output path.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn assemble_in_bucket(
         &self,
-        job: &JobRecord,
-        storage: &Storage,
+        j: &Join<'_>,
         bucket: &S3Bucket,
-        pieces: &[Piece<'_>],
-        sizes: &[(u64, Option<String>)],
-        plan: &JoinPlan,
-        audio: Option<&AudioMix>,
-        tmp: &Path,
     ) -> Result<Result<PathBuf, Vec<SegmentProblem>>, OrchestratorError> {
-        match self
-            .assemble(job, storage, bucket, pieces, sizes, plan, audio, tmp)
-            .await
-        {
+        match self.assemble(j, bucket).await {
             Ok(path) => Ok(Ok(path)),
             Err(Stop::Problems(p)) => Ok(Err(p)),
             Err(Stop::Failed(e)) => Err(e),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn assemble(
-        &self,
-        job: &JobRecord,
-        storage: &Storage,
-        bucket: &S3Bucket,
-        pieces: &[Piece<'_>],
-        sizes: &[(u64, Option<String>)],
-        plan: &JoinPlan,
-        audio: Option<&AudioMix>,
-        tmp: &Path,
-    ) -> Result<PathBuf, Stop> {
+    async fn assemble(&self, j: &Join<'_>, bucket: &S3Bucket) -> Result<PathBuf, Stop> {
+        let Join {
+            job,
+            storage,
+            pieces,
+            sizes,
+            plan,
+            ..
+        } = *j;
         // 1. Every segment's fragment headers, read back from the bucket.
         let problems = check_all_heads(storage, pieces, sizes, plan).await;
         if !problems.is_empty() {
             return Err(Stop::Problems(problems));
         }
         // 2. The init and the tail, written by the orchestrator (the only bytes it sends).
-        let items = self
-            .items(job, storage, pieces, sizes, plan, audio, tmp)
-            .await?;
+        let items = self.items(j).await?;
 
         // 3. Runs of small objects joined by workers.
         let total: u64 = items.iter().map(|i| i.bytes).sum();
@@ -302,17 +301,16 @@ impl Orchestrator {
 
     /// The output's objects in order: the init and the tail (written here), the segments
     /// between them.
-    #[allow(clippy::too_many_arguments)]
-    async fn items(
-        &self,
-        job: &JobRecord,
-        storage: &Storage,
-        pieces: &[Piece<'_>],
-        sizes: &[(u64, Option<String>)],
-        plan: &JoinPlan,
-        audio: Option<&AudioMix>,
-        tmp: &Path,
-    ) -> Result<Vec<Item>, Stop> {
+    async fn items(&self, j: &Join<'_>) -> Result<Vec<Item>, Stop> {
+        let Join {
+            job,
+            storage,
+            pieces,
+            sizes,
+            plan,
+            audio,
+            tmp,
+        } = *j;
         let (init, audio) = bytejoin::prepare(plan, audio, tmp)
             .await
             .map_err(|e| self.stitch_error(job, e))?;
@@ -347,26 +345,25 @@ impl Orchestrator {
     /// minimum size, so no assembly tasks): segments are checked by their fragment headers
     /// and by the MD5 Cloud Storage computed for them, then composed with the init and the
     /// tail, 32 at a time as a tree, into `jobs/<id>/output.<ext>`.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn compose_in_bucket(
         &self,
-        job: &JobRecord,
-        storage: &Storage,
+        j: &Join<'_>,
         gcs: &GcsBucket,
-        pieces: &[Piece<'_>],
-        sizes: &[(u64, Option<String>)],
-        plan: &JoinPlan,
-        audio: Option<&AudioMix>,
-        tmp: &Path,
     ) -> Result<Option<Result<PathBuf, Vec<SegmentProblem>>>, OrchestratorError> {
+        let Join {
+            job,
+            storage,
+            pieces,
+            sizes,
+            plan,
+            ..
+        } = *j;
         let run = async {
             let problems = check_all_heads(storage, pieces, sizes, plan).await;
             if !problems.is_empty() {
                 return Err(Stop::Problems(problems));
             }
-            let items = self
-                .items(job, storage, pieces, sizes, plan, audio, tmp)
-                .await?;
+            let items = self.items(j).await?;
             let init_key = keys::assembly_piece(&job.id, "init.mp4");
             let tail_key = keys::assembly_piece(&job.id, "tail.mp4");
             let cleanup = |extra: Vec<String>| async move {

@@ -565,19 +565,17 @@ impl Orchestrator {
             .filter_map(|c| c.segment.as_ref())
             .map(|s| (s.bytes, s.media.as_ref().and_then(|m| m.md5.clone())))
             .collect();
+        let join = super::assemble::Join {
+            job,
+            storage,
+            pieces: &pieces,
+            sizes: &sizes,
+            plan: &plan,
+            audio: audio.as_ref(),
+            tmp,
+        };
         if let Some(gcs) = GcsBucket::open(storage.url())? {
-            let r = self
-                .compose_in_bucket(
-                    job,
-                    storage,
-                    &gcs,
-                    &pieces,
-                    &sizes,
-                    &plan,
-                    audio.as_ref(),
-                    tmp,
-                )
-                .await?;
+            let r = self.compose_in_bucket(&join, &gcs).await?;
             match r {
                 Some(Ok(output)) => return Ok(Ok(output)),
                 Some(Err(problems)) => {
@@ -589,18 +587,7 @@ impl Orchestrator {
             }
         }
         if let Some(bucket) = S3Bucket::open(storage.url()).await? {
-            let r = self
-                .assemble_in_bucket(
-                    job,
-                    storage,
-                    &bucket,
-                    &pieces,
-                    &sizes,
-                    &plan,
-                    audio.as_ref(),
-                    tmp,
-                )
-                .await?;
+            let r = self.assemble_in_bucket(&join, &bucket).await?;
             return match r {
                 Ok(output) => Ok(Ok(output)),
                 Err(problems) => {
