@@ -11,7 +11,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use super::audio::AAC_PRIMING_SAMPLES;
 use super::{AudioMix, SegmentProblem, StitchError};
@@ -281,6 +280,25 @@ async fn read_piece(storage: &Storage, key: &str) -> Result<Bytes, String> {
     storage.get(key).await.map_err(|e| e.to_string())
 }
 
+/// The output file, written on the blocking pool a whole segment at a time: one system
+/// call per segment and no copy through an async buffer.
+struct Sink(Option<std::fs::File>);
+
+impl Sink {
+    async fn write(&mut self, data: Bytes) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut file = self
+            .0
+            .take()
+            .ok_or_else(|| std::io::Error::other("an earlier write failed"))?;
+        let file = tokio::task::spawn_blocking(move || file.write_all(&data).map(|_| file))
+            .await
+            .map_err(std::io::Error::other)??;
+        self.0 = Some(file);
+        Ok(())
+    }
+}
+
 /// What a segment must be, from its committed report.
 struct Expected {
     sha256: String,
@@ -356,16 +374,15 @@ pub async fn join_local(
             source: e.error,
         })?;
     let result = async {
-        let file = tokio::fs::File::create(&partial)
-            .await
+        let file = std::fs::File::create(&partial)
             .map_err(io(format!("cannot write {}", partial.display())))?;
-        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let mut out = Sink(Some(file));
         let write_err = |e: std::io::Error| StitchError::Io {
             context: format!("cannot write {}", partial.display()),
             source: e,
         };
-        out.write_all(&init).await.map_err(write_err)?;
         let mut offset = init.len() as u64;
+        out.write(Bytes::from(init)).await.map_err(write_err)?;
         let mut video_index = Vec::new();
         let mut problems = Vec::new();
         // Read and check a few segments ahead of the writer, on the blocking pool.
@@ -396,8 +413,8 @@ pub async fn join_local(
                         time: f.decode_time,
                         moof_offset: offset + f.offset,
                     }));
-                    out.write_all(&bytes).await.map_err(write_err)?;
                     offset += bytes.len() as u64;
+                    out.write(bytes).await.map_err(write_err)?;
                 }
                 Ok(_) => {}
                 Err(reason) => problems.push(SegmentProblem { index, reason }),
@@ -406,10 +423,9 @@ pub async fn join_local(
         if !problems.is_empty() {
             return Ok(Err(problems));
         }
-        out.write_all(&tail(audio.as_ref(), video_index, offset))
+        out.write(Bytes::from(tail(audio.as_ref(), video_index, offset)))
             .await
             .map_err(write_err)?;
-        out.flush().await.map_err(write_err)?;
         drop(out);
         #[cfg(unix)]
         {
