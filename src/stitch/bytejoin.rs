@@ -306,6 +306,97 @@ struct Expected {
     first_frame: u64,
 }
 
+impl Expected {
+    fn of(p: &Piece<'_>) -> Self {
+        Self {
+            sha256: p.sha256.to_string(),
+            frames: p.frames,
+            first_frame: p.first_frame,
+        }
+    }
+}
+
+/// Local storage: the kernel copies every segment into the output in order
+/// (`copy_file_range`, like `cat`) while the segments are read, hashed and parsed on other
+/// threads. Returns the output file (if still usable), and the fragment index, the offset
+/// after the last segment and the segments that failed their check.
+async fn copy_and_check(
+    file: std::fs::File,
+    paths: &[PathBuf],
+    pieces: &[Piece<'_>],
+    plan: &JoinPlan,
+    start: u64,
+) -> (
+    Option<std::fs::File>,
+    std::io::Result<(Vec<IndexEntry>, u64, Vec<SegmentProblem>)>,
+) {
+    let sources = paths.to_vec();
+    let copier = tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        let mut sizes = Vec::with_capacity(sources.len());
+        for p in &sources {
+            let mut src = match std::fs::File::open(p) {
+                Ok(f) => f,
+                Err(e) => return (Some(file), Err((sizes.len(), e))),
+            };
+            match std::io::copy(&mut src, &mut file) {
+                Ok(n) => sizes.push(n),
+                Err(e) => return (None, Err((sizes.len(), e))),
+            }
+        }
+        (Some(file), Ok(sizes))
+    });
+    let checks: Vec<Result<Vec<fmp4::Fragment>, String>> =
+        futures::stream::iter(pieces.iter().zip(paths).map(|(p, path)| {
+            let plan = plan.clone();
+            let expect = Expected::of(p);
+            let path = path.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let bytes = std::fs::read(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    check_piece(&bytes, &expect, &plan)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+        }))
+        .buffered(2)
+        .collect()
+        .await;
+    let (file, copied) = match copier.await {
+        Ok(r) => r,
+        Err(e) => return (None, Err(std::io::Error::other(e))),
+    };
+    let mut problems = Vec::new();
+    let mut index = Vec::new();
+    let mut offset = start;
+    for (p, check) in pieces.iter().zip(&checks) {
+        if let Err(reason) = check {
+            problems.push(SegmentProblem {
+                index: p.index,
+                reason: reason.clone(),
+            });
+        }
+    }
+    let sizes = match copied {
+        Ok(sizes) => sizes,
+        // A segment that could not be read is already a problem; anything else is an error.
+        Err((_, e)) if problems.is_empty() => return (file, Err(e)),
+        Err(_) => return (file, Ok((index, offset, problems))),
+    };
+    for (size, check) in sizes.iter().zip(&checks) {
+        if let Ok(frags) = check {
+            index.extend(frags.iter().map(|f| IndexEntry {
+                time: f.decode_time,
+                moof_offset: offset + f.offset,
+            }));
+        }
+        offset += size;
+    }
+    (file, Ok((index, offset, problems)))
+}
+
 /// Hashes a segment's bytes and reads its fragments: what it really holds.
 fn check_piece(
     bytes: &[u8],
@@ -383,43 +474,58 @@ pub async fn join_local(
         };
         let mut offset = init.len() as u64;
         out.write(Bytes::from(init)).await.map_err(write_err)?;
-        let mut video_index = Vec::new();
-        let mut problems = Vec::new();
-        // Read and check a few segments ahead of the writer, on the blocking pool.
-        let mut checked = futures::stream::iter(pieces.iter().map(|p| {
-            let plan = plan.clone();
-            let expect = Expected {
-                sha256: p.sha256.to_string(),
-                frames: p.frames,
-                first_frame: p.first_frame,
-            };
-            async move {
-                let bytes = read_piece(storage, p.key).await?;
-                tokio::task::spawn_blocking(move || {
-                    check_piece(&bytes, &expect, &plan).map(|f| (bytes, f))
-                })
-                .await
-                .map_err(|e| e.to_string())?
+        let (video_index, end, problems) = match pieces
+            .iter()
+            .map(|p| storage.local_path(p.key))
+            .collect::<Option<Vec<PathBuf>>>()
+        {
+            Some(paths) => {
+                let file = out
+                    .0
+                    .take()
+                    .ok_or_else(|| write_err(std::io::Error::other("lost the output file")))?;
+                let (file, r) = copy_and_check(file, &paths, pieces, plan, offset).await;
+                out.0 = file;
+                r.map_err(write_err)?
             }
-        }))
-        .buffered(3);
-        let mut i = 0;
-        while let Some(r) = checked.next().await {
-            let index = pieces[i].index;
-            i += 1;
-            match r {
-                Ok((bytes, frags)) if problems.is_empty() => {
-                    video_index.extend(frags.iter().map(|f| IndexEntry {
-                        time: f.decode_time,
-                        moof_offset: offset + f.offset,
-                    }));
-                    offset += bytes.len() as u64;
-                    out.write(bytes).await.map_err(write_err)?;
+            None => {
+                let mut video_index = Vec::new();
+                let mut problems = Vec::new();
+                // Read and check a few segments ahead of the writer, on the blocking pool.
+                let mut checked = futures::stream::iter(pieces.iter().map(|p| {
+                    let plan = plan.clone();
+                    let expect = Expected::of(p);
+                    async move {
+                        let bytes = read_piece(storage, p.key).await?;
+                        tokio::task::spawn_blocking(move || {
+                            check_piece(&bytes, &expect, &plan).map(|f| (bytes, f))
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?
+                    }
+                }))
+                .buffered(3);
+                let mut i = 0;
+                while let Some(r) = checked.next().await {
+                    let index = pieces[i].index;
+                    i += 1;
+                    match r {
+                        Ok((bytes, frags)) if problems.is_empty() => {
+                            video_index.extend(frags.iter().map(|f| IndexEntry {
+                                time: f.decode_time,
+                                moof_offset: offset + f.offset,
+                            }));
+                            offset += bytes.len() as u64;
+                            out.write(bytes).await.map_err(write_err)?;
+                        }
+                        Ok(_) => {}
+                        Err(reason) => problems.push(SegmentProblem { index, reason }),
+                    }
                 }
-                Ok(_) => {}
-                Err(reason) => problems.push(SegmentProblem { index, reason }),
+                (video_index, offset, problems)
             }
-        }
+        };
+        let offset = end;
         if !problems.is_empty() {
             return Ok(Err(problems));
         }
