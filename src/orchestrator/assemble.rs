@@ -26,7 +26,7 @@ use crate::stitch::bytejoin::{self, JoinPlan, Piece};
 use crate::stitch::{AudioMix, SegmentProblem, StitchError};
 use crate::storage::gcs::GcsBucket;
 use crate::storage::s3::S3Bucket;
-use crate::storage::{keys, Storage};
+use crate::storage::{keys, Storage, StorageError};
 use crate::worker::assemble::{AssemblySource, AssemblyTask};
 
 /// Range reads of fragment headers in flight at once.
@@ -123,7 +123,7 @@ async fn check_all_heads(
 }
 
 /// An object of the output the orchestrator writes itself (the init, the tail).
-async fn put_piece(storage: &Storage, key: String, data: Vec<u8>) -> Result<Item, StorageError2> {
+async fn put_piece(storage: &Storage, key: String, data: Vec<u8>) -> Result<Item, StorageError> {
     let item = Item {
         sha256: hex::encode(Sha256::digest(&data)),
         md5: Some(hex::encode(Md5::digest(&data))),
@@ -134,8 +134,6 @@ async fn put_piece(storage: &Storage, key: String, data: Vec<u8>) -> Result<Item
     storage.put(&key, data.into()).await?;
     Ok(item)
 }
-
-type StorageError2 = crate::storage::StorageError;
 
 /// What an assembly inside a bucket works from: the job, its storage, its checked
 /// segments (with their committed sizes and MD5s), the join plan, the audio mix and a
@@ -165,8 +163,8 @@ impl From<OrchestratorError> for Stop {
     }
 }
 
-impl From<StorageError2> for Stop {
-    fn from(e: StorageError2) -> Self {
+impl From<StorageError> for Stop {
+    fn from(e: StorageError) -> Self {
         Stop::Failed(e.into())
     }
 }
