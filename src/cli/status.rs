@@ -207,14 +207,10 @@ pub fn stitch_method(job: &JobRecord) -> (&'static str, &'static str) {
 
 /// Where the stitched output is kept in the job's storage.
 pub fn output_url(job: &JobRecord) -> String {
-    let ext = Path::new(&job.output)
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("mp4");
     format!(
         "{}/{}",
         job.storage_url.trim_end_matches('/'),
-        crate::storage::keys::output(&job.id, ext)
+        job.output_key()
     )
 }
 

@@ -245,11 +245,7 @@ impl Orchestrator {
 
         // 4. The multipart upload: every part copied inside the bucket. Parts are copied
         // even when a join found a bad segment, so one round finds every bad segment.
-        let ext = Path::new(&job.output)
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("mp4");
-        let out_key = keys::output(&job.id, ext);
+        let out_key = job.output_key();
         let aborted = bucket.abort_uploads(&out_key).await?;
         if aborted > 0 {
             tracing::info!(job = %job.id, aborted, "aborted an unfinished upload of the output");
@@ -404,11 +400,7 @@ impl Orchestrator {
                 cleanup(Vec::new()).await;
                 return Err(Stop::Problems(problems));
             }
-            let ext = Path::new(&job.output)
-                .extension()
-                .and_then(|e| e.to_str())
-                .unwrap_or("mp4");
-            let out_key = keys::output(&job.id, ext);
+            let out_key = job.output_key();
             let keys_in_order: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
             let scratch = keys::assembly_piece(&job.id, "compose");
             let made = gcs.compose_tree(&keys_in_order, &out_key, &scratch).await;

@@ -479,10 +479,7 @@ impl Orchestrator {
                 source: e,
             })?;
         crate::failpoint::hit("after-concat");
-        let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("mp4");
-        storage
-            .put_file(&keys::output(&job.id, ext), &output)
-            .await?;
+        storage.put_file(&job.output_key(), &output).await?;
         crate::failpoint::hit("after-upload");
         Ok(Ok(PathBuf::from(&job.output)))
     }
@@ -608,10 +605,7 @@ impl Orchestrator {
             return Ok(Err(problems));
         }
         crate::failpoint::hit("after-concat");
-        let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("mp4");
-        storage
-            .put_file_linked(&keys::output(&job.id, ext), &output)
-            .await?;
+        storage.put_file_linked(&job.output_key(), &output).await?;
         crate::failpoint::hit("after-upload");
         Ok(Ok(PathBuf::from(&job.output)))
     }
@@ -867,22 +861,14 @@ fn output_path(job: &JobRecord, tmp: &Path) -> PathBuf {
     if job.download {
         PathBuf::from(&job.output)
     } else {
-        let ext = Path::new(&job.output)
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("mp4");
-        tmp.join(format!("output.{ext}"))
+        tmp.join(format!("output.{}", job.output_ext()))
     }
 }
 
 /// Where a job's output is kept in storage, for people: the file of local storage, a
 /// presigned URL (7 days) for S3 when the output was not downloaded, else the object's URL.
 async fn output_location(job: &JobRecord, storage: &Storage) -> String {
-    let ext = Path::new(&job.output)
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("mp4");
-    let key = keys::output(&job.id, ext);
+    let key = job.output_key();
     if let Some(p) = storage.local_path(&key) {
         return p.display().to_string();
     }

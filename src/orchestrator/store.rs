@@ -523,6 +523,21 @@ struct JobRecordRaw {
     updated_ms: i64,
 }
 
+impl JobRecord {
+    /// The output's container extension (from its path; `mp4` when it has none).
+    pub fn output_ext(&self) -> &str {
+        Path::new(&self.output)
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("mp4")
+    }
+
+    /// The storage key of the stitched output, `jobs/<id>/output.<ext>`.
+    pub fn output_key(&self) -> String {
+        crate::storage::keys::output(&self.id, self.output_ext())
+    }
+}
+
 impl JobRecordRaw {
     fn finish(self, spec: &str) -> Result<JobRecord, StoreError> {
         let spec: JobSpec = serde_json::from_str(spec)
