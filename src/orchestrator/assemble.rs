@@ -146,7 +146,7 @@ pub(super) struct Join<'a> {
     pub sizes: &'a [(u64, Option<String>)],
     pub plan: &'a JoinPlan,
     pub audio: Option<&'a AudioMix>,
-    pub tmp: &'a Path,
+    pub tmp: Option<&'a Path>,
 }
 
 /// Why an assembly stopped.

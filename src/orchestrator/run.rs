@@ -387,13 +387,25 @@ impl Orchestrator {
             context: format!("cannot create {}", tmp_root.display()),
             source: e,
         })?;
+        if job.spec.video.segments == SegmentFormat::Fragmented
+            && job.spec.audio.is_empty()
+            && job.download
+            && storage.local_path(&job.output_key()).is_some()
+        {
+            // A byte join on local disk with no audio writes nothing but the output: no
+            // scratch directory, whose removal right after a large write waits on the file
+            // system's journal (up to tens of milliseconds on ext4).
+            return self.join_fragments(job, storage, &chunks, None).await;
+        }
         let tmp = tempfile::tempdir_in(&tmp_root).map_err(|e| OrchestratorError::Io {
             context: format!("cannot create a directory in {}", tmp_root.display()),
             source: e,
         })?;
 
         if job.spec.video.segments == SegmentFormat::Fragmented {
-            return self.join_fragments(job, storage, &chunks, tmp.path()).await;
+            return self
+                .join_fragments(job, storage, &chunks, Some(tmp.path()))
+                .await;
         }
 
         // Fetch and hash every segment, a few at a time; probe only those whose worker did
@@ -515,8 +527,14 @@ impl Orchestrator {
         job: &JobRecord,
         storage: &Storage,
         chunks: &[super::ChunkRecord],
-        tmp: &Path,
+        tmp: Option<&Path>,
     ) -> Result<Result<PathBuf, Vec<SegmentProblem>>, OrchestratorError> {
+        let scratch = || {
+            tmp.ok_or_else(|| OrchestratorError::Io {
+                context: "stitching".into(),
+                source: std::io::Error::other("no scratch directory was made for it"),
+            })
+        };
         let range_start = job.spec.video.frames.start;
         let mut pieces = Vec::with_capacity(chunks.len());
         let mut problems = Vec::new();
@@ -556,7 +574,10 @@ impl Orchestrator {
                     .join("; "),
             }
         })?;
-        let audio = prepare_audio(job, storage, tmp).await?;
+        let audio = match job.spec.audio.is_empty() {
+            true => None,
+            false => prepare_audio(job, storage, scratch()?).await?,
+        };
         let sizes: Vec<(u64, Option<String>)> = chunks
             .iter()
             .filter_map(|c| c.segment.as_ref())
@@ -593,7 +614,10 @@ impl Orchestrator {
                 }
             };
         }
-        let output = output_path(job, tmp);
+        let output = match job.download {
+            true => PathBuf::from(&job.output),
+            false => output_path(job, scratch()?),
+        };
         let joined = bytejoin::join_local(storage, &pieces, &plan, audio.as_ref(), tmp, &output)
             .await
             .map_err(|e| OrchestratorError::Stitch {

@@ -158,9 +158,13 @@ pub(crate) struct AudioFragments {
 
 async fn audio_fragments(
     mix: &AudioMix,
-    tmp: &Path,
+    tmp: Option<&Path>,
     first_seq: u32,
 ) -> Result<AudioFragments, StitchError> {
+    let tmp = tmp.ok_or_else(|| StitchError::Io {
+        context: "encoding the audio".into(),
+        source: std::io::Error::other("no scratch directory was given for it"),
+    })?;
     let path = tmp.join("audio.mp4");
     mix.encode_fragmented(&path).await?;
     let mut bytes = tokio::fs::read(&path).await.map_err(|e| StitchError::Io {
@@ -205,11 +209,11 @@ async fn audio_fragments(
 }
 
 /// The output's init (the video track, the audio track if any, the duration, gapless
-/// data) and the audio as fragments (encoded once, here).
+/// data) and the audio as fragments (encoded once, here, in `tmp`).
 pub(crate) async fn prepare(
     plan: &JoinPlan,
     audio: Option<&AudioMix>,
-    tmp: &Path,
+    tmp: Option<&Path>,
 ) -> Result<(Vec<u8>, Option<AudioFragments>), StitchError> {
     let duration = plan.frames * plan.tick;
     let mix = audio.filter(|a| !a.inputs.is_empty());
@@ -353,7 +357,7 @@ async fn copy_and_check(
             let path = path.clone();
             async move {
                 tokio::task::spawn_blocking(move || {
-                    let bytes = std::fs::read(&path)
+                    let bytes = map_segment(&path)
                         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                     check_piece(&bytes, &expect, &plan)
                 })
@@ -395,6 +399,16 @@ async fn copy_and_check(
         offset += size;
     }
     (file, Ok((index, offset, problems)))
+}
+
+/// A segment's bytes, mapped rather than read: the kernel is copying the same pages into
+/// the output, and a mapping reads them from the page cache without a second copy.
+fn map_segment(path: &Path) -> std::io::Result<memmap2::Mmap> {
+    let file = std::fs::File::open(path)?;
+    // SAFETY: nothing modifies a committed segment in storage (a retry writes a new
+    // attempt's key), so the mapped bytes cannot change under the hash. (Only someone
+    // truncating the file from outside during the join could make the mapping fault.)
+    unsafe { memmap2::Mmap::map(&file) }
 }
 
 /// Hashes a segment's bytes and reads its fragments: what it really holds.
@@ -439,7 +453,7 @@ pub async fn join_local(
     pieces: &[Piece<'_>],
     plan: &JoinPlan,
     audio: Option<&AudioMix>,
-    tmp: &Path,
+    tmp: Option<&Path>,
     output: &Path,
 ) -> Result<Result<(), Vec<SegmentProblem>>, StitchError> {
     let io = |context: String| move |source| StitchError::Io { context, source };
@@ -453,20 +467,20 @@ pub async fn join_local(
         .map_err(io(format!("cannot create {}", parent.display())))?;
     let (init, audio) = prepare(plan, audio, tmp).await?;
 
-    let partial: PathBuf = tempfile::Builder::new()
+    // Written through the handle the temp file was created with: reopening it with
+    // O_TRUNC would make ext4 flush the whole output to disk when it is closed
+    // (`auto_da_alloc`), which costs more than the join itself.
+    let (file, partial) = tempfile::Builder::new()
         .prefix(".helios-partial-")
         .suffix(".mp4")
         .tempfile_in(&parent)
         .map_err(io(format!("cannot create a file in {}", parent.display())))?
-        .into_temp_path()
-        .keep()
-        .map_err(|e| StitchError::Io {
-            context: "cannot keep temp file".into(),
-            source: e.error,
-        })?;
+        .into_parts();
+    let partial: PathBuf = partial.keep().map_err(|e| StitchError::Io {
+        context: "cannot keep temp file".into(),
+        source: e.error,
+    })?;
     let result = async {
-        let file = std::fs::File::create(&partial)
-            .map_err(io(format!("cannot write {}", partial.display())))?;
         let mut out = Sink(Some(file));
         let write_err = |e: std::io::Error| StitchError::Io {
             context: format!("cannot write {}", partial.display()),
