@@ -252,3 +252,56 @@ fn zero_browsers_is_rejected() {
     );
     assert!(!env.path("o.mp4").exists());
 }
+
+#[test]
+fn unwritable_output_fails_before_anything_renders() {
+    let env = Env::new();
+    let r = ffmpeg_renderer();
+    std::fs::create_dir_all(env.path("out.mp4")).unwrap();
+    std::fs::write(env.path("file"), b"not a folder").unwrap();
+    for (output, needles) in [
+        ("out.mp4", &["-o out.mp4", "is a directory"][..]),
+        (
+            "file/o.mp4",
+            &["-o file/o.mp4", "cannot create the folder file"][..],
+        ),
+    ] {
+        let out = env.run(&with_renderer(
+            &[
+                "render", "-o", output, "--frames", "0..10", "--size", "64x64",
+            ],
+            &r,
+        ));
+        assert!(!out.status.success(), "-o {output} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for n in needles {
+            assert!(err.contains(n), "-o {output}: expected {n:?} in:\n{err}");
+        }
+        // Refused before a job was made, so nothing was rendered.
+        let status = env.ok(&["status", "--json"]);
+        let jobs: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(jobs.as_array().map(Vec::len), Some(0), "{jobs}");
+    }
+}
+
+#[test]
+fn worker_lambda_outside_lambda_names_what_is_missing() {
+    let env = Env::new();
+    let mut cmd = env.cmd(&["worker", "lambda"]);
+    for var in [
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("AWS_LAMBDA_RUNTIME_API") && err.contains("worker serve"),
+        "{err}"
+    );
+}

@@ -53,13 +53,30 @@ pub fn main() -> i32 {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             match e.downcast_ref::<OrchestratorError>() {
                 Some(OrchestratorError::Cancelled { .. }) => EXIT_CANCELLED,
                 _ => 1,
             }
         }
     }
+}
+
+/// An error and its causes, each said once: many of the library's errors already include
+/// their source in their own message, and `{:#}` would repeat it after them.
+pub(crate) fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if msg.is_empty() || text.contains(&msg) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&msg);
+    }
+    text
 }
 
 fn init_logging(verbose: u8) {
@@ -169,6 +186,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let ctx = State::open(&cli)?;
             let local = matches!(a.adapter.adapter, None | Some(AdapterKind::Local));
             let output = args::output_or_default(&a.output);
+            if !a.no_download {
+                plan::check_writable(&output)?;
+            }
             let mut spec = plan::build_spec(&a.plan, &ctx.storage, local).await?;
             plan::check_output(&output, &spec)?;
             spec.video.segments = a.stitch.segments(&output, &spec.video);
@@ -209,6 +229,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             spec::validate(&spec)
                 .with_context(|| format!("{} is not a valid job spec", a.spec.display()))?;
             let output = args::output_or_default(&a.output);
+            if !a.no_download {
+                plan::check_writable(&output)?;
+            }
             plan::check_output(&output, &spec)?;
             // The segments' form follows the output container, whatever the plan assumed.
             spec.video.segments = a.stitch.segments(&output, &spec.video);
@@ -482,7 +505,19 @@ fn task_entry(list: &str, task: u32) -> anyhow::Result<(u32, u32, bool)> {
 
 #[cfg(test)]
 mod tests {
-    use super::task_entry;
+    use super::{error_chain, task_entry};
+
+    #[test]
+    fn error_chains_say_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::IsADirectory, "Is a directory");
+        let e = anyhow::Error::new(io)
+            .context("cannot move the output to out.mp4: Is a directory")
+            .context("stitching job 01J");
+        assert_eq!(
+            error_chain(&e),
+            "stitching job 01J: cannot move the output to out.mp4: Is a directory"
+        );
+    }
 
     #[test]
     fn task_entries_name_chunks_and_assembly_tasks() {

@@ -307,7 +307,41 @@ async fn upload_bundle(dir: &Path, storage: &Storage) -> anyhow::Result<String> 
     Ok(key)
 }
 
-/// Checks that the output's container can hold the job's codec.
+/// Fails now, not after the render, when `-o` cannot be written: a directory, a parent
+/// folder that cannot be made, a folder without write permission.
+pub fn check_writable(output: &Path) -> anyhow::Result<()> {
+    if output.is_dir() {
+        bail!(
+            "-o {}: is a directory; give the output file's name, e.g. -o {}",
+            output.display(),
+            output.join("output.mp4").display()
+        );
+    }
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| {
+        anyhow::anyhow!(
+            "-o {}: cannot create the folder {}: {e}; choose another path",
+            output.display(),
+            parent.display()
+        )
+    })?;
+    tempfile::Builder::new()
+        .prefix(".helios-check-")
+        .tempfile_in(parent)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "-o {}: cannot write in {}: {e}; choose a folder you can write to",
+                output.display(),
+                parent.display()
+            )
+        })?;
+    Ok(())
+}
+
+/// Refuses an output whose container cannot hold the job's video codec.
 pub fn check_output(output: &Path, spec: &JobSpec) -> anyhow::Result<()> {
     let codec = spec.video.codec;
     let ext = output
