@@ -13,7 +13,8 @@
 #
 #   bash scripts/bench-stitch.sh
 #
-# Knobs: PREV_REV (24910ef, the commit before the byte join), REPS (3), CARGO_TARGET_DIR.
+# Knobs: PREV_REV (24910ef, the commit before the byte join), REPS (3), CARGO_TARGET_DIR,
+# PREV_BIN / NEW_BIN (use these binaries instead of building PREV_REV / this revision).
 # About 15 minutes on 2 cores, most of it rendering the jobs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,16 +38,24 @@ export CARGO_TARGET_DIR=$target
 work=$(mktemp -d)
 trap 'git worktree remove --force "$work/prev-src" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
-log "building the previous release ($prev_rev) in a worktree"
-git worktree add --detach "$work/prev-src" "$prev_rev" >/dev/null 2>&1
-(cd "$work/prev-src" && cargo build --release --locked -q)
-cp "$target/release/helios-infra" "$work/helios-infra-prev"
-log "building this revision"
-# The worktree's build just replaced target/release/helios-infra; make cargo put this
-# revision's binary back even if its own build is fresh.
-touch src/main.rs
-cargo build --release --locked -q
-cp "$target/release/helios-infra" "$work/helios-infra-new"
+if [[ -n ${PREV_BIN:-} ]]; then
+  cp "$PREV_BIN" "$work/helios-infra-prev"
+else
+  log "building the previous release ($prev_rev) in a worktree"
+  git worktree add --detach "$work/prev-src" "$prev_rev" >/dev/null 2>&1
+  (cd "$work/prev-src" && cargo build --release --locked -q)
+  cp "$target/release/helios-infra" "$work/helios-infra-prev"
+fi
+if [[ -n ${NEW_BIN:-} ]]; then
+  cp "$NEW_BIN" "$work/helios-infra-new"
+else
+  log "building this revision"
+  # A worktree build may just have replaced target/release/helios-infra; make cargo put
+  # this revision's binary back even if its own build is fresh.
+  touch src/main.rs
+  cargo build --release --locked -q
+  cp "$target/release/helios-infra" "$work/helios-infra-new"
+fi
 "$work/helios-infra-new" render --help | grep -q -- '--stitch' || { log "the new binary is not this revision"; exit 1; }
 
 renderer=(ffmpeg -v error -nostdin -f lavfi -i 'testsrc2=size={width}x{height}:rate={fps}'
@@ -67,10 +76,13 @@ prepare() {
   popd >/dev/null
 }
 
-# stitch NAME BINARY: restores the home and times `resume` (seconds on stdout).
+# stitch NAME BINARY: restores the home and times `resume` (seconds on stdout). The previous
+# repetition's output is removed first, untimed, as `cat`'s is: freeing a file's blocks is
+# the file system's work, not the stitch's (replacing an existing output adds it: ~40 ms for
+# 134 MB on ext4 here).
 stitch() {
   local dir=$work/$1 bin=$2
-  rm -rf "$dir/home" && cp -a "$dir/home.stitch" "$dir/home"
+  rm -rf "$dir/home" "$dir/out.mp4" && cp -a "$dir/home.stitch" "$dir/home"
   sync
   local t0 t1
   t0=$(now)
