@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
         seed: None,
         capture_canvas: std::env::var("CAPTURE_CANVAS").ok(),
         browsers: None,
+        props: None,
     };
     let video = VideoSpec {
         width: w,

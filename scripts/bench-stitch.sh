@@ -31,7 +31,11 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(
 
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 rev=$(git rev-parse --short HEAD)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock || rev+=" + uncommitted changes"
+if [[ -n ${NEW_BIN:-} ]]; then
+  rev=${NEW_REV:-$rev}
+else
+  git diff --quiet HEAD -- src Cargo.toml Cargo.lock || rev+=" + uncommitted changes"
+fi
 target=${CARGO_TARGET_DIR:-target}
 [[ $target == /* ]] || target=$root/$target
 export CARGO_TARGET_DIR=$target

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the example compositions that need a build step: examples/compositions/helios-core
-# (bundled with esbuild) and examples/compositions/gsap (GSAP copied into vendor/).
+# and title-card (bundled with esbuild) and examples/compositions/gsap (GSAP copied into
+# vendor/).
 #
 #   bash scripts/build-examples.sh
 #
@@ -23,18 +24,19 @@ for tool in node npm; do
   fi
 done
 
-cd examples/compositions/helios-core
-echo "build-examples: npm ci in $(pwd)"
-npm ci --no-audit --no-fund --ignore-scripts
-echo "build-examples: npm run build"
-npm run build
-
-if [[ ! -s dist/main.js ]]; then
-  echo "build-examples: dist/main.js was not produced" >&2
-  exit 1
-fi
-echo "build-examples: built $root/examples/compositions/helios-core/dist/main.js"
-echo "build-examples: entry $root/examples/compositions/helios-core/index.html"
+# The compositions built on @helios-project/core, each bundled with esbuild.
+for name in helios-core title-card; do
+  cd "$root/examples/compositions/$name"
+  echo "build-examples: npm ci in $(pwd)"
+  npm ci --no-audit --no-fund --ignore-scripts
+  echo "build-examples: npm run build"
+  npm run build
+  if [[ ! -s dist/main.js ]]; then
+    echo "build-examples: $name/dist/main.js was not produced" >&2
+    exit 1
+  fi
+  echo "build-examples: built $root/examples/compositions/$name/dist/main.js"
+done
 
 cd "$root/examples/compositions/gsap"
 echo "build-examples: npm ci in $(pwd)"

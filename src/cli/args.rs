@@ -66,18 +66,23 @@ pub enum Command {
 pub struct PlanSettings {
     /// An HTML composition (folder with index.html, or an .html file). Omit when a command follows `--`.
     pub composition: Option<PathBuf>,
-    /// Frame rate: 30, 30000/1001 or 29.97.
-    #[arg(long, default_value = "30")]
-    pub fps: Fps,
-    /// Output size, WIDTHxHEIGHT.
-    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
-    pub size: (u32, u32),
-    /// Frames to render, START..END (END exclusive) or a count.
+    /// Frame rate: 30, 30000/1001 or 29.97 [default: a Helios composition's own, else 30].
+    #[arg(long)]
+    pub fps: Option<Fps>,
+    /// Output size, WIDTHxHEIGHT [default: a Helios composition's own, else 1280x720].
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+    /// Frames to render, START..END (END exclusive) or a count [default: a Helios
+    /// composition's whole duration].
     #[arg(long, value_parser = parse_frames, conflicts_with = "duration")]
     pub frames: Option<(u64, u64)>,
     /// Seconds to render from frame 0 (instead of --frames).
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Input props for the composition: a JSON object, or @FILE holding one. Merged over
+    /// the composition's own props; a Helios composition's schema validates them.
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub props: Option<String>,
     /// Number of chunks (balanced).
     #[arg(long, conflicts_with = "frames_per_chunk")]
     pub chunks: Option<u32>,

@@ -6,11 +6,18 @@ use anyhow::{bail, Context};
 
 use super::args::PlanSettings;
 use crate::media;
+use crate::render::browser::{DiscoveredMedia, HeliosMetadata, Inspection};
 use crate::spec::{
     plan_chunks, AudioSource, AudioTrack, BrowserComposition, ChunkPlan, CommandComposition,
-    Composition, FrameRange, JobSpec, RetryPolicy, SegmentFormat, VideoSpec, SPEC_VERSION,
+    Composition, Fps, FrameRange, JobSpec, Props, RetryPolicy, SegmentFormat, VideoSpec,
+    SPEC_VERSION,
 };
 use crate::storage::{self, keys, Storage};
+
+/// Frame rate of a page that does not declare one.
+const DEFAULT_FPS: Fps = Fps::new(30, 1);
+/// Size of a page that does not declare one.
+const DEFAULT_SIZE: (u32, u32) = (1280, 720);
 
 /// Frames per chunk below which extra chunks cost more in start-up than they save.
 const MIN_DEFAULT_CHUNK_FRAMES: u64 = 30;
@@ -58,20 +65,36 @@ pub async fn build_spec(
     if page.is_some() && !p.pass_env.is_empty() {
         bail!("--pass-env is for renderer commands; an HTML composition runs in a browser that never sees the worker's environment");
     }
-    let (start, end) = match (p.frames, p.duration) {
-        (Some(r), _) => r,
-        (None, Some(secs)) => {
-            if !(secs.is_finite() && secs > 0.0) {
-                bail!("--duration {secs} is not a positive number of seconds");
-            }
-            (
-                0,
-                (secs * p.fps.num as f64 / p.fps.den.max(1) as f64).round() as u64,
-            )
-        }
-        (None, None) => bail!("say how much to render: --frames START..END or --duration SECONDS"),
+    let props = match &p.props {
+        Some(_) if page.is_none() => bail!(
+            "--props is for HTML compositions; a renderer command gets its settings in its arguments"
+        ),
+        Some(arg) => Some(parse_props(arg)?),
+        None => None,
     };
-    let range = FrameRange::new(start, end);
+    // The page is loaded once here, as a worker would load it, when it has something to
+    // say: its Helios metadata, its verdict on the props, its media elements.
+    let wants_metadata =
+        (p.frames.is_none() && p.duration.is_none()) || p.fps.is_none() || p.size.is_none();
+    let inspection = match &page {
+        Some((dir, entry)) if wants_metadata || props.is_some() || !p.no_media_audio => {
+            Some(inspect_page(dir, entry, p, props.clone()).await?)
+        }
+        _ => None,
+    };
+    let helios = inspection.as_ref().and_then(|i| i.helios.clone());
+    let settings = Resolved::new(p, helios.as_ref())?;
+    if page.is_some() {
+        eprintln!("{}", settings.describe());
+    }
+    let (fps, (width, height)) = (settings.fps.0, settings.size.0);
+    let range = settings.frames.0;
+    // The props as the composition holds them (its defaults filled in); a plain page gets
+    // them as given.
+    let props = match (&inspection, props) {
+        (Some(i), Some(given)) => Some(i.props.clone().unwrap_or(given)),
+        (_, given) => given,
+    };
     let cores = default_concurrency();
     // An HTML composition's worker keeps several cores busy by itself (browsers side by side
     // plus the encoder), so it gets several cores; a command gets one.
@@ -116,8 +139,8 @@ pub async fn build_spec(
         .iter()
         .map(|(file, frame)| AudioTrack::new(audio_source(file, bundle_dir), *frame))
         .collect();
-    if let (Some((dir, entry)), false) = (&page, p.no_media_audio) {
-        audio.extend(discovered_audio(dir, entry, p).await?);
+    if let Some(i) = &inspection {
+        audio.extend(discovered_audio(&i.media, fps));
     }
     let spec = JobSpec {
         version: SPEC_VERSION,
@@ -129,6 +152,7 @@ pub async fn build_spec(
                 seed: None,
                 capture_canvas: p.capture_canvas.clone(),
                 browsers,
+                props,
             }),
             (_, bundle) => Composition::Command(CommandComposition {
                 argv: p.argv.clone(),
@@ -137,9 +161,9 @@ pub async fn build_spec(
             }),
         },
         video: VideoSpec {
-            width: p.size.0,
-            height: p.size.1,
-            fps: p.fps,
+            width,
+            height,
+            fps,
             frames: range,
             codec: p.codec,
             crf: p.crf,
@@ -174,25 +198,14 @@ pub async fn build_spec(
 }
 
 /// The sound of a composition's `<audio>`/`<video>` elements, as audio tracks.
-async fn discovered_audio(
-    dir: &Path,
-    entry: &str,
-    p: &PlanSettings,
-) -> anyhow::Result<Vec<AudioTrack>> {
-    let media = crate::render::browser::discover_media(dir, entry, p.size.0, p.size.1)
-        .await
-        .with_context(|| {
-            format!(
-                "looking for <audio>/<video> in {} (skip with --no-media-audio)",
-                dir.join(entry).display()
-            )
-        })?;
-    let fps = p.fps.as_f64();
-    Ok(media
-        .into_iter()
+fn discovered_audio(media: &[DiscoveredMedia], fps: Fps) -> Vec<AudioTrack> {
+    let fps = fps.as_f64();
+    media
+        .iter()
         .map(|m| {
             tracing::info!(source = %m.source, offset_s = m.offset_s, "audio from a media element");
-            let mut t = AudioTrack::new(m.source, (m.offset_s * fps).round().max(0.0) as u64);
+            let mut t =
+                AudioTrack::new(m.source.clone(), (m.offset_s * fps).round().max(0.0) as u64);
             t.trim_start_s = m.seek_s.max(0.0);
             t.fade_in_s = m.fade_in_s.max(0.0);
             t.fade_out_s = m.fade_out_s.max(0.0);
@@ -200,7 +213,187 @@ async fn discovered_audio(
             t.looped = m.looped;
             t
         })
-        .collect())
+        .collect()
+}
+
+/// Loads the page once, as a worker would (with the props), for its metadata, its
+/// verdict on the props and (unless `--no-media-audio`) its media elements.
+async fn inspect_page(
+    dir: &Path,
+    entry: &str,
+    p: &PlanSettings,
+    props: Option<Props>,
+) -> anyhow::Result<Inspection> {
+    let (width, height) = p.size.unwrap_or(DEFAULT_SIZE);
+    let composition = BrowserComposition {
+        entry: entry.to_string(),
+        bundle: String::new(),
+        seed: None,
+        capture_canvas: None,
+        browsers: None,
+        props,
+    };
+    let video = VideoSpec {
+        width,
+        height,
+        fps: p.fps.unwrap_or(DEFAULT_FPS),
+        frames: FrameRange::new(0, 1),
+        codec: p.codec,
+        crf: None,
+        preset: None,
+        pixel_format: None,
+        lossless: false,
+        segments: SegmentFormat::File,
+    };
+    crate::render::browser::inspect(dir, &composition, &video, !p.no_media_audio)
+        .await
+        .map_err(|e| match (&composition.props, &e) {
+            (Some(_), crate::render::RenderError::Composition(msg))
+                if msg.contains("refused its props") =>
+            {
+                anyhow::anyhow!("--props: {msg}; nothing was rendered")
+            }
+            _ => anyhow::Error::new(e).context(format!(
+                "loading {} to read its settings and media (media: skip with --no-media-audio)",
+                dir.join(entry).display()
+            )),
+        })
+}
+
+/// `--props JSON` or `--props @FILE`: a JSON object.
+fn parse_props(arg: &str) -> anyhow::Result<Props> {
+    let (text, origin) = match arg.strip_prefix('@') {
+        Some(file) => (
+            std::fs::read_to_string(file)
+                .with_context(|| format!("--props @{file}: cannot read {file}"))?,
+            format!("--props @{file}"),
+        ),
+        None => (arg.to_string(), "--props".to_string()),
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(other) => bail!(
+            "{origin}: props must be a JSON object such as {{\"title\":\"Ada\"}}, not {}",
+            json_kind(&other)
+        ),
+        Err(e) => bail!("{origin}: not valid JSON ({e}); give an object such as {{\"title\":\"Ada\"}} or @file.json"),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Where a setting came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Flag,
+    Composition,
+    Default,
+}
+
+impl Origin {
+    fn say(self) -> &'static str {
+        match self {
+            Origin::Flag => "command line",
+            Origin::Composition => "composition",
+            Origin::Default => "default",
+        }
+    }
+}
+
+/// Frames, rate and size: the command line's, else the composition's, else the defaults.
+struct Resolved {
+    frames: (FrameRange, Origin),
+    fps: (Fps, Origin),
+    size: ((u32, u32), Origin),
+}
+
+impl Resolved {
+    fn new(p: &PlanSettings, helios: Option<&HeliosMetadata>) -> anyhow::Result<Self> {
+        let h = helios.cloned().unwrap_or_default();
+        let fps = match (p.fps, h.fps) {
+            (Some(f), _) => (f, Origin::Flag),
+            (None, Some(x)) => (
+                x.to_string()
+                    .parse::<Fps>()
+                    .map_err(|e| anyhow::anyhow!("the composition's fps {x}: {e}; give --fps"))?,
+                Origin::Composition,
+            ),
+            (None, None) => (DEFAULT_FPS, Origin::Default),
+        };
+        let size = match (p.size, h.width, h.height) {
+            (Some(s), _, _) => (s, Origin::Flag),
+            (None, Some(w), Some(hh)) => {
+                let px = |v: f64, what: &str| {
+                    if v.is_finite() && v >= 1.0 && v.fract() == 0.0 && v <= f64::from(u32::MAX) {
+                        Ok(v as u32)
+                    } else {
+                        Err(anyhow::anyhow!(
+                            "the composition's {what} {v} is not a whole number of pixels; give --size"
+                        ))
+                    }
+                };
+                ((px(w, "width")?, px(hh, "height")?), Origin::Composition)
+            }
+            _ => (DEFAULT_SIZE, Origin::Default),
+        };
+        let frames = match (p.frames, p.duration, h.duration) {
+            (Some((s, e)), _, _) => (FrameRange::new(s, e), Origin::Flag),
+            (None, Some(secs), _) => {
+                if !(secs.is_finite() && secs > 0.0) {
+                    bail!("--duration {secs} is not a positive number of seconds");
+                }
+                let n = (secs * fps.0.as_f64()).round() as u64;
+                (FrameRange::new(0, n), Origin::Flag)
+            }
+            (None, None, Some(secs)) => {
+                if !(secs.is_finite() && secs > 0.0) {
+                    bail!(
+                        "the composition's duration is {secs} s: nothing to render; give --frames or --duration"
+                    );
+                }
+                // As Helios' own renderer counts them: a last partial frame is rendered.
+                let n = (secs * h.fps.unwrap_or(fps.0.as_f64()) - 1e-9).ceil().max(1.0) as u64;
+                (FrameRange::new(0, n), Origin::Composition)
+            }
+            (None, None, None) => match helios {
+                Some(_) => bail!(
+                    "the composition's Helios instance declares no duration; say how much to render: --frames START..END or --duration SECONDS"
+                ),
+                None => bail!("say how much to render: --frames START..END or --duration SECONDS"),
+            },
+        };
+        Ok(Self { frames, fps, size })
+    }
+
+    /// One line for people: each value and where it came from.
+    fn describe(&self) -> String {
+        let (range, fo) = self.frames;
+        let (fps, ro) = self.fps;
+        let ((w, h), so) = self.size;
+        format!(
+            "plan: frames {}..{} ({} s, {}), {fps} fps ({}), {w}x{h} ({})",
+            range.start,
+            range.end,
+            format_secs(fps.seconds(range.len())),
+            fo.say(),
+            ro.say(),
+            so.say()
+        )
+    }
+}
+
+fn format_secs(s: f64) -> String {
+    let t = format!("{s:.3}");
+    t.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// The spec's `source` for a command-line audio file: URLs as they are, files inside the

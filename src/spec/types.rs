@@ -133,7 +133,16 @@ pub struct BrowserComposition {
     /// from its cores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub browsers: Option<u32>,
+    /// Input props given to the composition before its first frame, the same in every
+    /// chunk: as `window.__HELIOS_PROPS__` before the page's scripts run, and through
+    /// `helios.setInputProps` (merged over its current props) once a Helios composition has
+    /// loaded. `plan` records the merged, validated result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub props: Option<Props>,
 }
+
+/// A composition's input props: a JSON object.
+pub type Props = serde_json::Map<String, serde_json::Value>;
 
 /// A program run once per chunk with placeholders substituted in its arguments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -411,7 +411,10 @@ fn replace_file(from: &Path, to: &Path) -> std::io::Result<()> {
     if !existing {
         return std::fs::rename(from, to);
     }
-    let name = to.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let aside = to.with_file_name(format!(".{name}.{}.old", ulid::Ulid::new()));
     std::fs::rename(to, &aside)?;
     if let Err(e) = std::fs::rename(from, to) {

@@ -22,15 +22,13 @@ mod serve;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
-use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
 use chromiumoxide::error::CdpError;
 
 pub use chrome::{locate as locate_chromium, LaunchError, CHROMIUM_ENV};
 
 use super::{encoder, RenderError, RenderRequest, RenderedSegment, Renderer, StageTimings};
 use crate::media;
-use crate::spec::BrowserComposition;
+use crate::spec::{BrowserComposition, Props};
 use page::{FramePage, LOAD_TIMEOUT};
 
 const VIRTUAL_TIME_JS: &str = include_str!("virtual_time.js");
@@ -290,63 +288,108 @@ const DISCOVER_JS: &str = r#"(() => {
   }).filter(m => m.source && m.volume > 0);
 })()"#;
 
-/// Loads a composition once (at plan time) and lists the media elements whose sound
-/// belongs in the video. Sources served from the bundle come back as bundle paths.
-pub async fn discover_media(
+/// What a Helios composition declares about itself (`window.helios.getState()`); fields
+/// the composition leaves unset are absent.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct HeliosMetadata {
+    /// Seconds.
+    pub duration: Option<f64>,
+    /// Frames per second.
+    pub fps: Option<f64>,
+    /// Pixels.
+    pub width: Option<f64>,
+    /// Pixels.
+    pub height: Option<f64>,
+}
+
+/// What a composition says about itself, read once at plan time.
+#[derive(Debug, Clone, Default)]
+pub struct Inspection {
+    /// Its metadata, for a Helios composition (`None` for a plain page).
+    pub helios: Option<HeliosMetadata>,
+    /// The props a Helios composition holds once given the composition's `props` (its
+    /// defaults filled in, validated by its schema); `None` for a plain page.
+    pub props: Option<Props>,
+    /// Media elements whose sound belongs in the video (when asked for). Sources served
+    /// from the bundle come back as bundle paths.
+    pub media: Vec<DiscoveredMedia>,
+}
+
+/// Real milliseconds a page is given to create `window.helios` after it loaded.
+const HELIOS_APPEAR_MS: u32 = 250;
+
+/// Loads a composition once (at plan time) as a worker would, props included, and reads
+/// its Helios metadata and (if `media`) its media elements. A composition that refuses its
+/// props fails here, with its own message.
+pub async fn inspect(
     bundle: &std::path::Path,
-    entry: &str,
-    width: u32,
-    height: u32,
-) -> Result<Vec<DiscoveredMedia>, RenderError> {
+    composition: &BrowserComposition,
+    video: &crate::spec::VideoSpec,
+    media: bool,
+) -> Result<Inspection, RenderError> {
     let path = page::chromium_path()?;
     let server = serve_bundle(bundle).await?;
     let profile = tempfile::tempdir().map_err(|source| RenderError::Io {
         context: "cannot create a browser profile".into(),
         source,
     })?;
-    let chrome = chrome::Chrome::launch(&path, profile.path())
-        .await
-        .map_err(|e| RenderError::BrowserCrashed(e.to_string()))?;
+    let mut page = FramePage::open(&path, profile.path(), &server, composition, video).await?;
     let base = server.url("");
     let found = async {
-        let page = chrome.browser.new_page("about:blank").await?;
-        page.execute(SetDeviceMetricsOverrideParams::new(
-            width as i64,
-            height as i64,
-            1.0,
-            false,
-        ))
-        .await?;
-        page.execute(AddScriptToEvaluateOnNewDocumentParams::new(VIRTUAL_TIME_JS))
+        let helios: Option<HeliosMetadata> = page
+            .evaluate(
+                &format!(
+                    "new Promise((resolve) => {{
+                        const real = window.__heliosReal;
+                        const t0 = real.performanceNow();
+                        const look = () => {{
+                            const h = window.helios;
+                            if (h && typeof h.getState === 'function') {{
+                                const s = h.getState();
+                                const num = (v) => (typeof v === 'number' && isFinite(v)) ? v : null;
+                                resolve({{ duration: num(s.duration), fps: num(s.fps),
+                                          width: num(s.width), height: num(s.height) }});
+                            }} else if (real.performanceNow() - t0 > {HELIOS_APPEAR_MS}) {{
+                                resolve(null);
+                            }} else {{
+                                real.setTimeout(look, 10);
+                            }}
+                        }};
+                        look();
+                    }})"
+                ),
+                "reading the composition's Helios metadata",
+            )
             .await?;
-        page.goto(server.url(entry)).await?;
-        page.evaluate_expression("window.__heliosSeek(0)").await?;
-        let list: Vec<DiscoveredMedia> = page
-            .evaluate_expression(DISCOVER_JS)
-            .await?
-            .into_value()
-            .unwrap_or_default();
-        Ok::<_, CdpError>(list)
+        let media = if media {
+            page.evaluate::<serde_json::Value>("window.__heliosSeek(0)", "showing frame 0")
+                .await?;
+            page.evaluate::<Vec<DiscoveredMedia>>(DISCOVER_JS, "looking for media elements")
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, RenderError>(Inspection {
+            helios,
+            props: page.props.clone(),
+            media,
+        })
     };
     let result = tokio::time::timeout(LOAD_TIMEOUT, found).await;
-    let tail = chrome.stderr_tail();
-    chrome.shutdown().await;
-    let list = match result {
-        Ok(Ok(list)) => list,
-        Ok(Err(e)) => return Err(cdp_error(e, "looking for media elements", &tail)),
+    page.close().await;
+    let mut inspection = match result {
+        Ok(r) => r?,
         Err(_) => {
-            return Err(RenderError::Composition(
-                "the composition did not load within 60s".into(),
-            ))
+            return Err(RenderError::Composition(format!(
+                "the composition did not answer within {}s",
+                LOAD_TIMEOUT.as_secs()
+            )))
         }
     };
-    Ok(list
-        .into_iter()
-        .map(|mut m| {
-            if let Some(rel) = m.source.strip_prefix(&base) {
-                m.source = rel.split(['?', '#']).next().unwrap_or(rel).to_string();
-            }
-            m
-        })
-        .collect())
+    for m in &mut inspection.media {
+        if let Some(rel) = m.source.strip_prefix(&base) {
+            m.source = rel.split(['?', '#']).next().unwrap_or(rel).to_string();
+        }
+    }
+    Ok(inspection)
 }

@@ -28,7 +28,7 @@ use super::chrome::{self, Chrome, LaunchError};
 use super::serve::BundleServer;
 use super::{cdp_error, crashed, VIRTUAL_TIME_JS};
 use crate::render::RenderError;
-use crate::spec::{BrowserComposition, Fps, VideoSpec};
+use crate::spec::{BrowserComposition, Fps, Props, VideoSpec};
 
 /// How long the page may take to load and become ready.
 pub(super) const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -56,6 +56,8 @@ pub(super) struct FramePage {
     /// picture, which a frame without damage shows again.
     frame_ticks: f64,
     last_frame: Option<Arc<String>>,
+    /// The props a Helios composition held after it was given the spec's.
+    pub(super) props: Option<Props>,
 }
 
 /// Real time one frame spent in each stage on its browser.
@@ -109,8 +111,20 @@ impl FramePage {
             fps: video.fps.reduced(),
             frame_ticks: 0.0,
             last_frame: None,
+            props: None,
         };
         let seed = composition.seed.unwrap_or(0x9e37_79b9);
+        let props_json = composition
+            .props
+            .as_ref()
+            .map(|p| serde_json::Value::Object(p.clone()).to_string());
+        // For plain pages, and for Helios compositions that pass it to their constructor.
+        let props_global = props_json.as_ref().map(|json| {
+            format!(
+                "Object.defineProperty(window, '__HELIOS_PROPS__', \
+                 {{ value: Object.freeze({json}), enumerable: true }});"
+            )
+        });
         let page = &this.page;
         let setup = async {
             page.execute(SetDeviceMetricsOverrideParams::new(
@@ -128,6 +142,10 @@ impl FramePage {
                 "window.__HELIOS_CONFIG__ = {{ seed: {seed} }};"
             )))
             .await?;
+            if let Some(js) = &props_global {
+                page.execute(AddScriptToEvaluateOnNewDocumentParams::new(js.clone()))
+                    .await?;
+            }
             page.execute(AddScriptToEvaluateOnNewDocumentParams::new(VIRTUAL_TIME_JS))
                 .await?;
             page.goto(server.url(&composition.entry)).await?;
@@ -151,6 +169,9 @@ impl FramePage {
             }
         }
         this.check()?;
+        if let Some(json) = &props_json {
+            this.props = this.apply_props(json).await?;
+        }
         if this.chrome.begin_frames {
             // Draw the page once as it loaded, before any seek, as a browser that draws on
             // its own does: Chromium keeps some raster decisions (the raster translation of
@@ -175,6 +196,80 @@ impl FramePage {
             }
         }
         Ok(this)
+    }
+
+    /// Gives a Helios composition its props through `helios.setInputProps`, merged over
+    /// the props it has (Helios replaces them; a partial set must keep the rest). Its
+    /// schema validates them: a refusal is the composition's error, named as Helios names
+    /// it. Returns the props the composition holds afterwards (`None` for a page without
+    /// Helios).
+    pub async fn apply_props(&mut self, json: &str) -> Result<Option<Props>, RenderError> {
+        let js = format!(
+            "(() => {{
+                const props = {json};
+                const h = window.helios;
+                if (!(h && typeof h.setInputProps === 'function')) return {{ helios: false }};
+                let current = {{}};
+                try {{
+                    current = (h.inputProps && typeof h.inputProps.peek === 'function')
+                        ? h.inputProps.peek() : (h.getState().inputProps || {{}});
+                }} catch (e) {{}}
+                try {{
+                    h.setInputProps(Object.assign({{}}, current, props));
+                }} catch (e) {{
+                    const name = (e && e.name) || 'Error';
+                    return {{ helios: true, error: name + ': ' + String((e && e.message) || e) }};
+                }}
+                let after = null;
+                try {{ after = JSON.parse(JSON.stringify(h.getState().inputProps)); }} catch (e) {{}}
+                return {{ helios: true, props: after }};
+            }})()"
+        );
+        #[derive(serde::Deserialize)]
+        struct Applied {
+            helios: bool,
+            #[serde(default)]
+            error: Option<String>,
+            #[serde(default)]
+            props: Option<Props>,
+        }
+        let applied: Applied = self
+            .evaluate(&js, "giving the composition its props")
+            .await?;
+        if let Some(e) = applied.error {
+            return Err(RenderError::Composition(format!(
+                "the composition refused its props: {e}"
+            )));
+        }
+        Ok(if applied.helios { applied.props } else { None })
+    }
+
+    /// Evaluates `js` in the page (promises awaited) and returns its value.
+    pub async fn evaluate<T: serde::de::DeserializeOwned>(
+        &mut self,
+        js: &str,
+        what: &str,
+    ) -> Result<T, RenderError> {
+        let result =
+            match tokio::time::timeout(FRAME_TIMEOUT, self.page.evaluate_expression(js)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    self.check()?;
+                    return Err(cdp_error(e, what, &self.chrome.stderr_tail()));
+                }
+                Err(_) => {
+                    self.check()?;
+                    return Err(RenderError::Composition(format!(
+                        "{what}: no answer within {}s",
+                        FRAME_TIMEOUT.as_secs()
+                    )));
+                }
+            };
+        self.check()?;
+        // `null` and `undefined` come back without a value.
+        let value = result.value().cloned().unwrap_or(serde_json::Value::Null);
+        serde_json::from_value::<T>(value)
+            .map_err(|e| RenderError::Composition(format!("{what}: unexpected answer: {e}")))
     }
 
     /// Milliseconds between frames, as BeginFrame intervals.
