@@ -115,6 +115,7 @@ async fn store_throughput(writers: u32, per_writer: u32) -> Measured {
         cancel_requested: false,
         created_ms: 0,
         updated_ms: 0,
+        batch: None,
     };
     store.create_job(&record).await.unwrap();
     let before = store.stats();

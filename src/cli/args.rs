@@ -46,6 +46,9 @@ pub enum Command {
     Render(RenderArgs),
     /// Plan a job and write its spec without running it.
     Plan(PlanArgs),
+    /// Render one composition once per row of props (JSON Lines or CSV): one job per row,
+    /// all sharing one bundle upload, one adapter and one concurrency limit.
+    Batch(BatchArgs),
     /// Run a job spec written by `plan --emit` (or by hand).
     Run(RunArgs),
     /// Show jobs, or one job's chunks.
@@ -207,6 +210,31 @@ pub struct PlanArgs {
     #[arg(long)]
     pub emit: PathBuf,
     /// What to render.
+    #[command(flatten)]
+    pub plan: PlanSettings,
+}
+
+/// `batch`
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Rows of props: JSON Lines (one object per line) or CSV (a header row of prop names;
+    /// values typed by the composition's schema when it has one; no comment lines).
+    #[arg(long, value_name = "ROWS")]
+    pub props_file: PathBuf,
+    /// Output path of each row: `{row}` (1-based row number) and `{PROP}` (a scalar prop of
+    /// the row, written as JSON would: `12`, not `12.0`), e.g. 'out/{row}-{name}.mp4'.
+    #[arg(short, long, value_name = "PATTERN")]
+    pub output: String,
+    /// Leave each output in storage and print where it is (see `render --no-download`).
+    #[arg(long)]
+    pub no_download: bool,
+    /// How segments are joined (see `render --stitch`).
+    #[arg(long, value_enum, default_value_t = StitchMode::Auto)]
+    pub stitch: StitchMode,
+    /// Where chunks run.
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
+    /// What to render (`--props` gives props every row starts from).
     #[command(flatten)]
     pub plan: PlanSettings,
 }

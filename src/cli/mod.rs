@@ -3,8 +3,10 @@
 
 pub mod adapter;
 pub mod args;
+mod batch;
 mod plan;
 pub mod progress;
+mod rows;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -199,6 +201,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .await?;
             run_job(&cli, orch, rx, &job.id).await
         }
+        Command::Batch(a) => {
+            let ctx = State::open(&cli)?;
+            preflight()?;
+            let (orch, _rx) = ctx.orchestrator(&a.adapter, None).await?;
+            let (id, jobs) = batch::submit(&cli, &ctx, &orch, a).await?;
+            batch::run(&cli, orch, &id, jobs).await
+        }
         Command::Plan(a) => {
             let ctx = State::open(&cli)?;
             // A plan is run with the local adapter unless said otherwise.
@@ -246,7 +255,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Resume(a) => {
             let ctx = State::open(&cli)?;
+            if let Some(jobs) = ctx.batch(&a.id)? {
+                preflight()?;
+                let recorded = jobs.first().map(|j| j.adapter_config.clone());
+                let (orch, _rx) = ctx.orchestrator(&a.adapter, recorded.as_deref()).await?;
+                return batch::run(&cli, orch, &a.id, jobs).await;
+            }
             let job = ctx.store.job(&a.id)?;
+            if batch::is_refused(&job) {
+                bail!(
+                    "job {} cannot run: {}; correct the row and run the batch again",
+                    job.id,
+                    job.error.as_deref().unwrap_or_default()
+                );
+            }
             preflight()?;
             let (orch, rx) = ctx
                 .orchestrator(&a.adapter, Some(&job.adapter_config))
@@ -278,6 +300,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Status(a) => {
             let ctx = State::open(&cli)?;
+            if let Some(id) = &a.id {
+                if let Some(jobs) = ctx.batch(id)? {
+                    batch::show(&ctx, id, &jobs, cli.json)?;
+                    return Ok(0);
+                }
+            }
             let locks = ctx.home.join("locks");
             let jobs = match &a.id {
                 Some(id) => vec![ctx.store.job(id)?],
@@ -354,6 +382,15 @@ impl State {
             storage: Storage::open(&storage_url)?,
             webhook_secret: cli.webhook_secret.clone().filter(|s| !s.is_empty()),
         })
+    }
+
+    /// The jobs of batch `id` when `id` names a batch rather than a job.
+    fn batch(&self, id: &str) -> anyhow::Result<Option<Vec<crate::orchestrator::JobRecord>>> {
+        if self.store.job(id).is_ok() {
+            return Ok(None);
+        }
+        let jobs = self.store.batch_jobs(id)?;
+        Ok((!jobs.is_empty()).then_some(jobs))
     }
 
     /// An orchestrator with the chosen adapter, and the receiving end of its events.

@@ -44,57 +44,121 @@ pub async fn build_spec(
     storage: &Storage,
     local: bool,
 ) -> anyhow::Result<JobSpec> {
-    // An HTML composition (a folder or a page), or a command after `--`.
-    let page = match (&p.composition, p.argv.is_empty()) {
-        (Some(c), true) => Some(composition_entry(c)?),
-        (None, false) => None,
-        (Some(c), false) => bail!("give either a composition ({}) or a command after `--`, not both", c.display()),
-        (None, true) => bail!(
-            "nothing to render: give an HTML composition (a folder with index.html, or an .html file) or a renderer command after `--`"
-        ),
-    };
-    if page.is_some() && p.bundle.is_some() {
-        bail!("--bundle is for commands; an HTML composition's folder is its bundle");
-    }
-    if page.is_none() && p.browsers.is_some() {
-        bail!("--browsers is for HTML compositions; a renderer command runs once per chunk");
-    }
-    if p.browsers == Some(0) {
-        bail!("--browsers must be at least 1 (browser processes per worker), or left out to let each worker choose from its cores");
-    }
-    if page.is_some() && !p.pass_env.is_empty() {
-        bail!("--pass-env is for renderer commands; an HTML composition runs in a browser that never sees the worker's environment");
-    }
-    let props = match &p.props {
-        Some(_) if page.is_none() => bail!(
-            "--props is for HTML compositions; a renderer command gets its settings in its arguments"
-        ),
-        Some(arg) => Some(parse_props(arg)?),
-        None => None,
-    };
+    let source = Source::new(p)?;
     // The page is loaded once here, as a worker would load it, when it has something to
     // say: its Helios metadata, its verdict on the props, its media elements.
-    let wants_metadata =
-        (p.frames.is_none() && p.duration.is_none()) || p.fps.is_none() || p.size.is_none();
-    let inspection = match &page {
-        Some((dir, entry)) if wants_metadata || props.is_some() || !p.no_media_audio => {
-            Some(inspect_page(dir, entry, p, props.clone()).await?)
+    let inspection = match &source.page {
+        Some((dir, entry)) if source.wants_inspection(p) => {
+            Some(inspect_page(dir, entry, p, source.props.clone()).await?)
         }
         _ => None,
     };
     let helios = inspection.as_ref().and_then(|i| i.helios.clone());
     let settings = Resolved::new(p, helios.as_ref())?;
-    if page.is_some() {
+    if source.page.is_some() {
         eprintln!("{}", settings.describe());
     }
-    let (fps, (width, height)) = (settings.fps.0, settings.size.0);
-    let range = settings.frames.0;
     // The props as the composition holds them (its defaults filled in); a plain page gets
     // them as given.
-    let props = match (&inspection, props) {
+    let props = match (&inspection, source.props.clone()) {
         (Some(i), Some(given)) => Some(i.props.clone().unwrap_or(given)),
         (_, given) => given,
     };
+    let bundle = source.upload(p, storage).await?;
+    let media = inspection.map(|i| i.media).unwrap_or_default();
+    let spec = assemble(p, &source, bundle, &settings, props, &media, local)?;
+    check_audio(&spec, source.bundle_dir(p)).await?;
+    Ok(spec)
+}
+
+/// What is rendered: an HTML composition (its folder and entry page) or a command, and
+/// the props given on the command line; checked against the other settings.
+pub(super) struct Source {
+    pub page: Option<(std::path::PathBuf, String)>,
+    pub props: Option<Props>,
+}
+
+impl Source {
+    pub fn new(p: &PlanSettings) -> anyhow::Result<Self> {
+        // An HTML composition (a folder or a page), or a command after `--`.
+        let page = match (&p.composition, p.argv.is_empty()) {
+            (Some(c), true) => Some(composition_entry(c)?),
+            (None, false) => None,
+            (Some(c), false) => bail!("give either a composition ({}) or a command after `--`, not both", c.display()),
+            (None, true) => bail!(
+                "nothing to render: give an HTML composition (a folder with index.html, or an .html file) or a renderer command after `--`"
+            ),
+        };
+        if page.is_some() && p.bundle.is_some() {
+            bail!("--bundle is for commands; an HTML composition's folder is its bundle");
+        }
+        if page.is_none() && p.browsers.is_some() {
+            bail!("--browsers is for HTML compositions; a renderer command runs once per chunk");
+        }
+        if p.browsers == Some(0) {
+            bail!("--browsers must be at least 1 (browser processes per worker), or left out to let each worker choose from its cores");
+        }
+        if page.is_some() && !p.pass_env.is_empty() {
+            bail!("--pass-env is for renderer commands; an HTML composition runs in a browser that never sees the worker's environment");
+        }
+        if p.chunks == Some(0) {
+            bail!("--chunks must be at least 1");
+        }
+        if p.frames_per_chunk == Some(0) {
+            bail!("--frames-per-chunk must be at least 1");
+        }
+        let props = match &p.props {
+            Some(_) if page.is_none() => bail!(
+                "--props is for HTML compositions; a renderer command gets its settings in its arguments"
+            ),
+            Some(arg) => Some(parse_props(arg)?),
+            None => None,
+        };
+        Ok(Self { page, props })
+    }
+
+    /// Whether the page has something to say at plan time: metadata the flags leave out,
+    /// a verdict on props, media elements.
+    pub fn wants_inspection(&self, p: &PlanSettings) -> bool {
+        let wants_metadata =
+            (p.frames.is_none() && p.duration.is_none()) || p.fps.is_none() || p.size.is_none();
+        self.page.is_some() && (wants_metadata || self.props.is_some() || !p.no_media_audio)
+    }
+
+    /// The folder packed as the job's bundle.
+    pub fn bundle_dir<'a>(&'a self, p: &'a PlanSettings) -> Option<&'a Path> {
+        self.page
+            .as_ref()
+            .map(|(dir, _)| dir.as_path())
+            .or(p.bundle.as_deref())
+    }
+
+    /// Packs and uploads the bundle (once: it is content-addressed); its storage key.
+    pub async fn upload(
+        &self,
+        p: &PlanSettings,
+        storage: &Storage,
+    ) -> anyhow::Result<Option<String>> {
+        match self.bundle_dir(p) {
+            Some(dir) => Ok(Some(upload_bundle(dir, storage).await?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The job spec for resolved settings, props and discovered media; validated.
+pub(super) fn assemble(
+    p: &PlanSettings,
+    source: &Source,
+    bundle: Option<String>,
+    settings: &Resolved,
+    props: Option<Props>,
+    media: &[DiscoveredMedia],
+    local: bool,
+) -> anyhow::Result<JobSpec> {
+    let page = &source.page;
+    let (fps, (width, height)) = (settings.fps.0, settings.size.0);
+    let range = settings.frames.0;
     let cores = default_concurrency();
     // An HTML composition's worker keeps several cores busy by itself (browsers side by side
     // plus the encoder), so it gets several cores; a command gets one.
@@ -120,32 +184,17 @@ pub async fn build_spec(
         )),
         None => None,
     };
-    if matches!(plan, ChunkPlan::Count(0)) {
-        bail!("--chunks must be at least 1");
-    }
-    if matches!(plan, ChunkPlan::FramesPerChunk(0)) {
-        bail!("--frames-per-chunk must be at least 1");
-    }
-    let bundle_dir = page
-        .as_ref()
-        .map(|(dir, _)| dir.as_path())
-        .or(p.bundle.as_deref());
-    let bundle = match bundle_dir {
-        Some(dir) => Some(upload_bundle(dir, storage).await?),
-        None => None,
-    };
+    let bundle_dir = source.bundle_dir(p);
     let mut audio: Vec<AudioTrack> = p
         .audio
         .iter()
         .map(|(file, frame)| AudioTrack::new(audio_source(file, bundle_dir), *frame))
         .collect();
-    if let Some(i) = &inspection {
-        audio.extend(discovered_audio(&i.media, fps));
-    }
+    audio.extend(discovered_audio(media, fps));
     let spec = JobSpec {
         version: SPEC_VERSION,
         id: None,
-        composition: match (&page, bundle) {
+        composition: match (page, bundle) {
             (Some((_, entry)), Some(bundle)) => Composition::Browser(BrowserComposition {
                 entry: entry.clone(),
                 bundle,
@@ -193,7 +242,6 @@ pub async fn build_spec(
             );
         }
     }
-    check_audio(&spec, bundle_dir).await?;
     Ok(spec)
 }
 
@@ -224,7 +272,6 @@ async fn inspect_page(
     p: &PlanSettings,
     props: Option<Props>,
 ) -> anyhow::Result<Inspection> {
-    let (width, height) = p.size.unwrap_or(DEFAULT_SIZE);
     let composition = BrowserComposition {
         entry: entry.to_string(),
         bundle: String::new(),
@@ -233,18 +280,7 @@ async fn inspect_page(
         browsers: None,
         props,
     };
-    let video = VideoSpec {
-        width,
-        height,
-        fps: p.fps.unwrap_or(DEFAULT_FPS),
-        frames: FrameRange::new(0, 1),
-        codec: p.codec,
-        crf: None,
-        preset: None,
-        pixel_format: None,
-        lossless: false,
-        segments: SegmentFormat::File,
-    };
+    let video = probe_video(p);
     crate::render::browser::inspect(dir, &composition, &video, !p.no_media_audio)
         .await
         .map_err(|e| match (&composition.props, &e) {
@@ -258,6 +294,24 @@ async fn inspect_page(
                 dir.join(entry).display()
             )),
         })
+}
+
+/// The video a page is opened at for plan-time inspection: the flags' size and rate, else
+/// the defaults (a composition's own are not known yet).
+pub(super) fn probe_video(p: &PlanSettings) -> VideoSpec {
+    let (width, height) = p.size.unwrap_or(DEFAULT_SIZE);
+    VideoSpec {
+        width,
+        height,
+        fps: p.fps.unwrap_or(DEFAULT_FPS),
+        frames: FrameRange::new(0, 1),
+        codec: p.codec,
+        crf: None,
+        preset: None,
+        pixel_format: None,
+        lossless: false,
+        segments: SegmentFormat::File,
+    }
 }
 
 /// `--props JSON` or `--props @FILE`: a JSON object.
@@ -310,14 +364,14 @@ impl Origin {
 }
 
 /// Frames, rate and size: the command line's, else the composition's, else the defaults.
-struct Resolved {
+pub(super) struct Resolved {
     frames: (FrameRange, Origin),
     fps: (Fps, Origin),
     size: ((u32, u32), Origin),
 }
 
 impl Resolved {
-    fn new(p: &PlanSettings, helios: Option<&HeliosMetadata>) -> anyhow::Result<Self> {
+    pub fn new(p: &PlanSettings, helios: Option<&HeliosMetadata>) -> anyhow::Result<Self> {
         let h = helios.cloned().unwrap_or_default();
         let fps = match (p.fps, h.fps) {
             (Some(f), _) => (f, Origin::Flag),
@@ -375,7 +429,7 @@ impl Resolved {
     }
 
     /// One line for people: each value and where it came from.
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let (range, fo) = self.frames;
         let (fps, ro) = self.fps;
         let ((w, h), so) = self.size;

@@ -24,8 +24,8 @@ use crate::storage::StorageError;
 pub use events::{Event, EventSink};
 pub use lock::{JobLock, LockError};
 pub use store::{
-    ChunkRecord, ChunkState, CommittedSegment, JobRecord, JobState, JobStore, SqliteStore,
-    StoreError, StoreStats,
+    BatchRow, ChunkRecord, ChunkState, CommittedSegment, JobRecord, JobState, JobStore,
+    SqliteStore, StoreError, StoreStats,
 };
 
 /// Why a job did not finish.
@@ -145,6 +145,9 @@ pub struct Orchestrator {
     pub webhook_secret: Option<String>,
     /// Duplicate straggling attempts (on by default for remote adapters).
     pub speculation: Option<Speculation>,
+    /// Worker slots shared by every job this orchestrator runs (a batch: one concurrency
+    /// limit for all its variants); without it each job has its spec's `concurrency`.
+    pub slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Orchestrator {
@@ -165,6 +168,7 @@ impl Orchestrator {
             cancel: CancellationToken::new(),
             webhook_secret: None,
             speculation: None,
+            slots: None,
         }
     }
 }

@@ -47,10 +47,22 @@ impl Orchestrator {
     /// storage (`output` then only names the container).
     pub async fn submit_with(
         &self,
+        spec: JobSpec,
+        storage: &Storage,
+        output: &Path,
+        download: bool,
+    ) -> Result<JobRecord, OrchestratorError> {
+        self.submit_row(spec, storage, output, download, None).await
+    }
+
+    /// [`Orchestrator::submit_with`] for a job that is a row of a batch.
+    pub async fn submit_row(
+        &self,
         mut spec: JobSpec,
         storage: &Storage,
         output: &Path,
         download: bool,
+        batch: Option<super::BatchRow>,
     ) -> Result<JobRecord, OrchestratorError> {
         let id = spec
             .id
@@ -85,6 +97,7 @@ impl Orchestrator {
             cancel_requested: false,
             created_ms: 0,
             updated_ms: 0,
+            batch,
         };
         self.store.create_job(&record).await?;
         crate::failpoint::hit("after-submit");
@@ -329,7 +342,10 @@ impl Orchestrator {
             done: AtomicU32::new(0),
             durations: std::sync::Mutex::new(Vec::new()),
         });
-        let sem = Arc::new(Semaphore::new(job.spec.concurrency.max(1) as usize));
+        let sem = self
+            .slots
+            .clone()
+            .unwrap_or_else(|| Arc::new(Semaphore::new(job.spec.concurrency.max(1) as usize)));
         let mut tasks = JoinSet::new();
         let mut outcome = Tally::default();
         for chunk in pending.iter().copied() {

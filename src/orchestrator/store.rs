@@ -129,6 +129,17 @@ pub struct JobRecord {
     pub created_ms: i64,
     /// Last change, Unix milliseconds.
     pub updated_ms: i64,
+    /// The batch this job is a row of, if any.
+    pub batch: Option<BatchRow>,
+}
+
+/// A job's place in a batch (`helios-infra batch`): one job per row of props.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRow {
+    /// The batch id (shared by its jobs).
+    pub batch: String,
+    /// 1-based row number in the batch's props file.
+    pub row: u32,
 }
 
 /// A chunk as stored.
@@ -178,6 +189,8 @@ pub trait JobStore: Send + Sync {
     fn cancel_requested(&self, id: &str) -> Result<bool, StoreError>;
     /// All jobs, oldest first.
     fn jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+    /// The jobs of a batch, by row (empty if there is no such batch).
+    fn batch_jobs(&self, batch: &str) -> Result<Vec<JobRecord>, StoreError>;
     /// A job's chunks by index.
     fn chunks(&self, id: &str) -> Result<Vec<ChunkRecord>, StoreError>;
     /// Sets the job state (and error, cleared when `None`).
@@ -273,7 +286,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     created_ms INTEGER NOT NULL,
-    updated_ms INTEGER NOT NULL
+    updated_ms INTEGER NOT NULL,
+    batch TEXT,
+    batch_row INTEGER
 );
 CREATE TABLE IF NOT EXISTS chunks (
     job_id TEXT NOT NULL REFERENCES jobs(id),
@@ -331,6 +346,15 @@ impl SqliteStore {
         if !has_download {
             conn.execute_batch("ALTER TABLE jobs ADD COLUMN download INTEGER NOT NULL DEFAULT 1")?;
         }
+        let has_batch: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'batch'")?
+            .exists([])?;
+        if !has_batch {
+            conn.execute_batch(
+                "ALTER TABLE jobs ADD COLUMN batch TEXT; ALTER TABLE jobs ADD COLUMN batch_row INTEGER;",
+            )?;
+        }
+        conn.execute_batch("CREATE INDEX IF NOT EXISTS jobs_batch ON jobs(batch, batch_row)")?;
         Ok(conn)
     }
 
@@ -432,6 +456,16 @@ impl SqliteStore {
                 cancel_requested: row.get::<_, i64>(7)? != 0,
                 created_ms: row.get(8)?,
                 updated_ms: row.get(9)?,
+                batch: match (
+                    row.get::<_, Option<String>>(12)?,
+                    row.get::<_, Option<i64>>(13)?,
+                ) {
+                    (Some(batch), Some(r)) => Some(BatchRow {
+                        batch,
+                        row: u32::try_from(r).unwrap_or(0),
+                    }),
+                    _ => None,
+                },
             },
             row.get(1)?,
         ))
@@ -521,6 +555,7 @@ struct JobRecordRaw {
     cancel_requested: bool,
     created_ms: i64,
     updated_ms: i64,
+    batch: Option<BatchRow>,
 }
 
 impl JobRecord {
@@ -555,12 +590,13 @@ impl JobRecordRaw {
             cancel_requested: self.cancel_requested,
             created_ms: self.created_ms,
             updated_ms: self.updated_ms,
+            batch: self.batch,
         })
     }
 }
 
 const JOB_COLUMNS: &str =
-    "id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms, adapter_config, download";
+    "id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms, adapter_config, download, batch, batch_row";
 
 #[async_trait]
 impl JobStore for SqliteStore {
@@ -578,9 +614,21 @@ impl JobStore for SqliteStore {
             }
             let now = now_ms();
             conn.execute(
-                "INSERT INTO jobs (id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms, adapter_config, download)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?7, ?8, ?9)",
-                params![job.id, spec, job.storage_url, job.output, job.adapter, job.state.as_str(), now, job.adapter_config, job.download],
+                "INSERT INTO jobs (id, spec, storage_url, output, adapter, state, error, cancel_requested, created_ms, updated_ms, adapter_config, download, batch, batch_row)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    job.id,
+                    spec,
+                    job.storage_url,
+                    job.output,
+                    job.adapter,
+                    job.state.as_str(),
+                    now,
+                    job.adapter_config,
+                    job.download,
+                    job.batch.as_ref().map(|b| b.batch.clone()),
+                    job.batch.as_ref().map(|b| b.row)
+                ],
             )?;
             let mut ins = conn.prepare_cached(
                 "INSERT INTO chunks (job_id, idx, start_frame, end_frame, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
@@ -621,6 +669,21 @@ impl JobStore for SqliteStore {
             let mut stmt = conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"))?;
             let rows = stmt
                 .query_map([], Self::row_to_job)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })?;
+        rows.into_iter()
+            .map(|(raw, spec)| raw.finish(&spec))
+            .collect()
+    }
+
+    fn batch_jobs(&self, batch: &str) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE batch = ?1 ORDER BY batch_row"
+            ))?;
+            let rows = stmt
+                .query_map([batch], Self::row_to_job)?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })?;
@@ -834,6 +897,7 @@ mod tests {
             cancel_requested: false,
             created_ms: 0,
             updated_ms: 0,
+            batch: None,
         }
     }
 

@@ -29,7 +29,7 @@ pub use chrome::{locate as locate_chromium, LaunchError, CHROMIUM_ENV};
 use super::{encoder, RenderError, RenderRequest, RenderedSegment, Renderer, StageTimings};
 use crate::media;
 use crate::spec::{BrowserComposition, Props};
-use page::{FramePage, LOAD_TIMEOUT};
+use page::FramePage;
 
 const VIRTUAL_TIME_JS: &str = include_str!("virtual_time.js");
 
@@ -313,7 +313,27 @@ pub struct Inspection {
     /// Media elements whose sound belongs in the video (when asked for). Sources served
     /// from the bundle come back as bundle paths.
     pub media: Vec<DiscoveredMedia>,
+    /// A Helios composition's schema (`helios.schema`: prop name → definition), if any.
+    pub schema: Option<serde_json::Map<String, serde_json::Value>>,
 }
+
+/// One row of a batch as the composition took it: the props it holds (defaults filled
+/// in, validated) and its metadata then, or the composition's refusal.
+pub type RowVerdict = Result<(Props, Option<HeliosMetadata>), String>;
+
+const HELIOS_STATE_JS: &str = "(() => {
+    const h = window.helios;
+    if (!(h && typeof h.getState === 'function')) return null;
+    const s = h.getState();
+    const num = (v) => (typeof v === 'number' && isFinite(v)) ? v : null;
+    return { duration: num(s.duration), fps: num(s.fps), width: num(s.width), height: num(s.height) };
+})()";
+
+const HELIOS_SCHEMA_JS: &str = "(() => {
+    const h = window.helios;
+    if (!(h && h.schema && typeof h.schema === 'object')) return null;
+    try { return JSON.parse(JSON.stringify(h.schema)); } catch (e) { return null; }
+})()";
 
 /// Real milliseconds a page is given to create `window.helios` after it loaded.
 const HELIOS_APPEAR_MS: u32 = 250;
@@ -327,15 +347,52 @@ pub async fn inspect(
     video: &crate::spec::VideoSpec,
     media: bool,
 ) -> Result<Inspection, RenderError> {
-    let path = page::chromium_path()?;
-    let server = serve_bundle(bundle).await?;
-    let profile = tempfile::tempdir().map_err(|source| RenderError::Io {
-        context: "cannot create a browser profile".into(),
-        source,
-    })?;
-    let mut page = FramePage::open(&path, profile.path(), &server, composition, video).await?;
-    let base = server.url("");
-    let found = async {
+    let mut inspector = Inspector::open(bundle, composition, video).await?;
+    let result = inspector.inspect(media).await;
+    inspector.close().await;
+    result
+}
+
+/// A composition open at plan time, as a worker would open it (`composition.props`
+/// given): what it declares, and its verdict on rows of props.
+pub struct Inspector {
+    page: FramePage,
+    base: String,
+    // Kept alive while the page is open.
+    _server: serve::BundleServer,
+    _profile: tempfile::TempDir,
+    helios: bool,
+    /// The props every row is merged over (JSON), once known.
+    held: Option<String>,
+}
+
+impl Inspector {
+    /// Launches a browser and loads the composition.
+    pub async fn open(
+        bundle: &std::path::Path,
+        composition: &BrowserComposition,
+        video: &crate::spec::VideoSpec,
+    ) -> Result<Self, RenderError> {
+        let path = page::chromium_path()?;
+        let server = serve_bundle(bundle).await?;
+        let profile = tempfile::tempdir().map_err(|source| RenderError::Io {
+            context: "cannot create a browser profile".into(),
+            source,
+        })?;
+        let page = FramePage::open(&path, profile.path(), &server, composition, video).await?;
+        Ok(Self {
+            page,
+            base: server.url(""),
+            _server: server,
+            _profile: profile,
+            helios: false,
+            held: None,
+        })
+    }
+
+    /// Metadata, schema, props held and (if `media`) media elements.
+    pub async fn inspect(&mut self, media: bool) -> Result<Inspection, RenderError> {
+        let page = &mut self.page;
         let helios: Option<HeliosMetadata> = page
             .evaluate(
                 &format!(
@@ -343,12 +400,8 @@ pub async fn inspect(
                         const real = window.__heliosReal;
                         const t0 = real.performanceNow();
                         const look = () => {{
-                            const h = window.helios;
-                            if (h && typeof h.getState === 'function') {{
-                                const s = h.getState();
-                                const num = (v) => (typeof v === 'number' && isFinite(v)) ? v : null;
-                                resolve({{ duration: num(s.duration), fps: num(s.fps),
-                                          width: num(s.width), height: num(s.height) }});
+                            if (window.helios && typeof window.helios.getState === 'function') {{
+                                resolve({HELIOS_STATE_JS});
                             }} else if (real.performanceNow() - t0 > {HELIOS_APPEAR_MS}) {{
                                 resolve(null);
                             }} else {{
@@ -361,7 +414,15 @@ pub async fn inspect(
                 "reading the composition's Helios metadata",
             )
             .await?;
-        let media = if media {
+        self.helios = helios.is_some();
+        let schema = match helios {
+            Some(_) => {
+                page.evaluate(HELIOS_SCHEMA_JS, "reading the composition's schema")
+                    .await?
+            }
+            None => None,
+        };
+        let mut found = if media {
             page.evaluate::<serde_json::Value>("window.__heliosSeek(0)", "showing frame 0")
                 .await?;
             page.evaluate::<Vec<DiscoveredMedia>>(DISCOVER_JS, "looking for media elements")
@@ -369,27 +430,51 @@ pub async fn inspect(
         } else {
             Vec::new()
         };
-        Ok::<_, RenderError>(Inspection {
-            helios,
-            props: page.props.clone(),
-            media,
-        })
-    };
-    let result = tokio::time::timeout(LOAD_TIMEOUT, found).await;
-    page.close().await;
-    let mut inspection = match result {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(RenderError::Composition(format!(
-                "the composition did not answer within {}s",
-                LOAD_TIMEOUT.as_secs()
-            )))
+        for m in &mut found {
+            if let Some(rel) = m.source.strip_prefix(&self.base) {
+                m.source = rel.split(['?', '#']).next().unwrap_or(rel).to_string();
+            }
         }
-    };
-    for m in &mut inspection.media {
-        if let Some(rel) = m.source.strip_prefix(&base) {
-            m.source = rel.split(['?', '#']).next().unwrap_or(rel).to_string();
+        let props = match (&page.props, &helios) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(_)) => page.current_props().await?,
+            (None, None) => None,
+        };
+        self.held = props
+            .as_ref()
+            .map(|p| serde_json::Value::Object(p.clone()).to_string());
+        Ok(Inspection {
+            helios,
+            props,
+            media: found,
+            schema,
+        })
+    }
+
+    /// Gives a Helios composition one row's props, merged over the props it held after
+    /// [`Inspector::inspect`] (never over an earlier row's): the props it then holds and
+    /// its metadata, or its refusal. `None` for a page without Helios.
+    pub async fn try_row(&mut self, row: &Props) -> Result<Option<RowVerdict>, RenderError> {
+        if !self.helios {
+            return Ok(None);
+        }
+        let json = serde_json::Value::Object(row.clone()).to_string();
+        let base = self.held.clone().unwrap_or_else(|| "{}".into());
+        match self.page.apply_props_over(&json, Some(&base)).await {
+            Ok(held) => {
+                let meta: Option<HeliosMetadata> = self
+                    .page
+                    .evaluate(HELIOS_STATE_JS, "reading the composition's metadata")
+                    .await?;
+                Ok(Some(Ok((held.unwrap_or_else(|| row.clone()), meta))))
+            }
+            Err(RenderError::Composition(msg)) => Ok(Some(Err(msg))),
+            Err(e) => Err(e),
         }
     }
-    Ok(inspection)
+
+    /// Closes the browser.
+    pub async fn close(self) {
+        self.page.close().await;
+    }
 }

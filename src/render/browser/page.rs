@@ -204,14 +204,27 @@ impl FramePage {
     /// it. Returns the props the composition holds afterwards (`None` for a page without
     /// Helios).
     pub async fn apply_props(&mut self, json: &str) -> Result<Option<Props>, RenderError> {
+        self.apply_props_over(json, None).await
+    }
+
+    /// [`FramePage::apply_props`], merged over `base` (a JSON object) instead of the props
+    /// the composition holds: a batch gives one page each row's props in turn.
+    pub async fn apply_props_over(
+        &mut self,
+        json: &str,
+        base: Option<&str>,
+    ) -> Result<Option<Props>, RenderError> {
+        let base = base.unwrap_or("null");
         let js = format!(
             "(() => {{
                 const props = {json};
+                const base = {base};
                 const h = window.helios;
                 if (!(h && typeof h.setInputProps === 'function')) return {{ helios: false }};
                 let current = {{}};
                 try {{
-                    current = (h.inputProps && typeof h.inputProps.peek === 'function')
+                    current = base !== null ? base
+                        : (h.inputProps && typeof h.inputProps.peek === 'function')
                         ? h.inputProps.peek() : (h.getState().inputProps || {{}});
                 }} catch (e) {{}}
                 try {{
@@ -242,6 +255,18 @@ impl FramePage {
             )));
         }
         Ok(if applied.helios { applied.props } else { None })
+    }
+
+    /// The props a Helios composition holds now (`None` for a page without Helios).
+    pub async fn current_props(&mut self) -> Result<Option<Props>, RenderError> {
+        self.evaluate(
+            "(() => { const h = window.helios;
+                if (!(h && typeof h.getState === 'function')) return null;
+                try { return JSON.parse(JSON.stringify(h.getState().inputProps || {})); }
+                catch (e) { return {}; } })()",
+            "reading the composition's props",
+        )
+        .await
     }
 
     /// Evaluates `js` in the page (promises awaited) and returns its value.

@@ -1,0 +1,400 @@
+//! `helios-infra batch`: one composition rendered once per row of props. Each row is a
+//! job in the store, grouped under a batch id; all of them share one bundle upload, one
+//! adapter and one concurrency limit, so short variants keep every worker busy.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use serde_json::json;
+
+use super::args::{BatchArgs, Cli};
+use super::plan::{self, Resolved, Source};
+use super::rows::{self, Pattern, Row};
+use super::{status, stop_signal, State};
+use crate::orchestrator::{
+    BatchRow, JobRecord, JobState, JobStore, Orchestrator, OrchestratorError,
+};
+use crate::render::browser::{HeliosMetadata, Inspector};
+use crate::spec::{BrowserComposition, JobSpec, Props};
+
+/// How the error of a row refused at plan time starts: such a job never runs (its props
+/// cannot render), on `resume` either.
+pub const REFUSED: &str = "refused at plan time: ";
+
+/// A row ready to submit: its spec and output, or why it cannot render.
+struct Planned {
+    row: u32,
+    spec: JobSpec,
+    output: PathBuf,
+    refused: Option<String>,
+}
+
+/// Plans every row and records the batch's jobs; returns the batch id and its jobs.
+pub async fn submit(
+    cli: &Cli,
+    ctx: &State,
+    orch: &Orchestrator,
+    a: &BatchArgs,
+) -> anyhow::Result<(String, Vec<JobRecord>)> {
+    let p = &a.plan;
+    let source = Source::new(p)?;
+    let Some((dir, entry)) = source.page.clone() else {
+        bail!("batch renders an HTML composition (a folder with index.html, or an .html file) once per row of props; a renderer command takes no props");
+    };
+    let pattern = Pattern::parse(&a.output)?;
+    let rows = rows::read(&a.props_file)?;
+
+    // The composition is opened once: its metadata, its schema (to type CSV values) and
+    // its verdict on every row, each row merged over the common props.
+    let composition = BrowserComposition {
+        entry: entry.clone(),
+        bundle: String::new(),
+        seed: None,
+        capture_canvas: None,
+        browsers: None,
+        props: source.props.clone(),
+    };
+    let video = plan::probe_video(p);
+    let loading = || {
+        format!(
+            "loading {} to read its settings and check the rows",
+            dir.join(&entry).display()
+        )
+    };
+    let mut inspector = Inspector::open(&dir, &composition, &video)
+        .await
+        .with_context(loading)?;
+    let checked = async {
+        let inspection = inspector.inspect(!p.no_media_audio).await?;
+        let mut verdicts = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let verdict = match row.props(inspection.schema.as_ref()) {
+                Err(why) => Err(why),
+                Ok(props) => match inspector.try_row(&props).await? {
+                    Some(v) => v,
+                    // A plain page takes any props, merged over the common ones.
+                    None => {
+                        let mut merged = source.props.clone().unwrap_or_default();
+                        merged.extend(props);
+                        Ok((merged, None))
+                    }
+                },
+            };
+            verdicts.push(verdict);
+        }
+        Ok::<_, crate::render::RenderError>((inspection, verdicts))
+    }
+    .await;
+    inspector.close().await;
+    let (inspection, verdicts) = checked.with_context(loading)?;
+
+    let base = Resolved::new(p, inspection.helios.as_ref())?;
+    eprintln!("{}", base.describe());
+    let bundle = source.upload(p, &ctx.storage).await?;
+    let local = matches!(a.adapter.adapter, None | Some(super::AdapterKind::Local));
+    let mut planned = Vec::with_capacity(rows.len());
+    for (i, verdict) in verdicts.into_iter().enumerate() {
+        let row = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let plan_row = |props: Props, meta: Option<&HeliosMetadata>| -> Result<_, String> {
+            let settings = match meta {
+                Some(m) => Resolved::new(p, Some(m)).map_err(|e| format!("{e:#}"))?,
+                None => {
+                    Resolved::new(p, inspection.helios.as_ref()).map_err(|e| format!("{e:#}"))?
+                }
+            };
+            let output = pattern.expand(row, &props)?;
+            let spec = plan::assemble(
+                p,
+                &source,
+                bundle.clone(),
+                &settings,
+                Some(props),
+                &inspection.media,
+                local,
+            )
+            .map_err(|e| format!("{e:#}"))?;
+            Ok((spec, PathBuf::from(output)))
+        };
+        let result = match verdict {
+            Ok((props, meta)) => plan_row(props, meta.as_ref()),
+            Err(why) => Err(why),
+        };
+        planned.push(match result {
+            Ok((spec, output)) => Planned {
+                row,
+                spec,
+                output,
+                refused: None,
+            },
+            Err(why) => {
+                // Recorded as a failed job so that `status` shows the row and why.
+                let fallback = rows
+                    .get(i)
+                    .and_then(|r| match r {
+                        Row::Json(p) => Some(p.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                let spec = plan::assemble(
+                    p,
+                    &source,
+                    bundle.clone(),
+                    &base,
+                    Some(fallback),
+                    &inspection.media,
+                    local,
+                )?;
+                Planned {
+                    row,
+                    spec,
+                    output: PathBuf::from(pattern.fallback(row)),
+                    refused: Some(why),
+                }
+            }
+        });
+    }
+
+    // Two rows writing one file would lose one of them: refuse before anything renders.
+    let mut seen: HashMap<PathBuf, u32> = HashMap::new();
+    let mut clashes = Vec::new();
+    for r in planned.iter().filter(|r| r.refused.is_none()) {
+        let abs = std::path::absolute(&r.output).unwrap_or_else(|_| r.output.clone());
+        if let Some(first) = seen.insert(abs, r.row) {
+            clashes.push(format!(
+                "rows {first} and {} would both write {}",
+                r.row,
+                r.output.display()
+            ));
+        }
+    }
+    if !clashes.is_empty() {
+        bail!(
+            "-o {}: {}; put {{row}} or a prop that differs in the pattern",
+            a.output,
+            clashes.join("; ")
+        );
+    }
+    if let Some(first) = planned.iter().find(|r| r.refused.is_none()) {
+        plan::check_output(&first.output, &first.spec)?;
+        plan::check_audio(&first.spec, source.bundle_dir(p)).await?;
+    }
+    if !a.no_download {
+        for r in planned.iter().filter(|r| r.refused.is_none()) {
+            plan::check_writable(&r.output)?;
+        }
+    }
+
+    let batch = ulid::Ulid::new().to_string();
+    let mut jobs = Vec::with_capacity(planned.len());
+    for mut r in planned {
+        r.spec.video.segments = a.stitch.segments(&r.output, &r.spec.video);
+        let job = orch
+            .submit_row(
+                r.spec,
+                &ctx.storage,
+                &r.output,
+                !a.no_download,
+                Some(BatchRow {
+                    batch: batch.clone(),
+                    row: r.row,
+                }),
+            )
+            .await?;
+        if let Some(why) = r.refused {
+            let msg = format!("{REFUSED}{why}");
+            ctx.store
+                .set_job_state(&job.id, JobState::Failed, Some(&msg))
+                .await?;
+        }
+        jobs.push(ctx.store.job(&job.id)?);
+    }
+    let refused = jobs.iter().filter(|j| j.state == JobState::Failed).count();
+    if cli.json {
+        println!(
+            "{}",
+            json!({"event": "batch", "batch": batch, "rows": jobs.len(), "refused": refused})
+        );
+    } else {
+        eprintln!(
+            "batch {batch}: {} rows ({refused} refused); `helios-infra status {batch}` shows it, `helios-infra resume {batch}` continues it",
+            jobs.len()
+        );
+    }
+    Ok((batch, jobs))
+}
+
+/// Runs a batch's unfinished jobs side by side through one adapter and one limit of
+/// worker slots; reports each row as it ends. Exit code 0 when every row succeeded.
+pub async fn run(
+    cli: &Cli,
+    mut orch: Orchestrator,
+    batch: &str,
+    jobs: Vec<JobRecord>,
+) -> anyhow::Result<i32> {
+    let slots = jobs.first().map(|j| j.spec.concurrency.max(1)).unwrap_or(1);
+    orch.slots = Some(Arc::new(tokio::sync::Semaphore::new(slots as usize)));
+    // Progress is per row here, not per chunk.
+    orch.events = None;
+    let orch = Arc::new(orch);
+    let cancel = orch.cancel.clone();
+    let signals = tokio::spawn(async move {
+        stop_signal().await;
+        cancel.cancel();
+    });
+    let mut failed = 0usize;
+    let mut succeeded = 0usize;
+    let mut todo = Vec::new();
+    for job in jobs {
+        match job.state {
+            JobState::Succeeded => succeeded += 1,
+            // Refused at plan time: reported now, never run (its props cannot render).
+            JobState::Failed if is_refused(&job) => {
+                failed += 1;
+                report(cli, batch, &job, "failed", None, job.error.clone());
+            }
+            _ => todo.push(job),
+        }
+    }
+    // Enough jobs in flight that every slot has a chunk while others start or stitch.
+    let parallel = (slots as usize * 2).max(2);
+    let mut runs = futures::stream::iter(todo.into_iter().map(|job| {
+        let orch = orch.clone();
+        async move {
+            let r = orch.run(&job.id).await;
+            (job, r)
+        }
+    }))
+    .buffer_unordered(parallel);
+    let mut cancelled = false;
+    while let Some((job, r)) = runs.next().await {
+        match r {
+            Ok(o) => {
+                succeeded += 1;
+                let place = if o.downloaded {
+                    o.output.display().to_string()
+                } else {
+                    o.url.clone()
+                };
+                report(cli, batch, &job, "succeeded", Some(place), None);
+            }
+            Err(OrchestratorError::Cancelled { .. }) => {
+                cancelled = true;
+                report(cli, batch, &job, "cancelled", None, None);
+            }
+            Err(e) => {
+                failed += 1;
+                report(cli, batch, &job, "failed", None, Some(format!("{e}")));
+            }
+        }
+    }
+    signals.abort();
+    if cli.json {
+        println!(
+            "{}",
+            json!({"event": "batch_done", "batch": batch, "succeeded": succeeded, "failed": failed, "cancelled": cancelled})
+        );
+    } else {
+        eprintln!(
+            "batch {batch}: {succeeded} succeeded, {failed} failed{}",
+            if cancelled {
+                ", cancelled (resume continues it)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(if cancelled {
+        super::EXIT_CANCELLED
+    } else if failed > 0 {
+        1
+    } else {
+        0
+    })
+}
+
+/// Whether a job is a batch row refused at plan time.
+pub fn is_refused(job: &JobRecord) -> bool {
+    job.state == JobState::Failed
+        && job.batch.is_some()
+        && job.error.as_deref().is_some_and(|e| e.starts_with(REFUSED))
+}
+
+fn report(
+    cli: &Cli,
+    batch: &str,
+    job: &JobRecord,
+    state: &str,
+    output: Option<String>,
+    error: Option<String>,
+) {
+    let row = job.batch.as_ref().map(|b| b.row).unwrap_or(0);
+    if cli.json {
+        println!(
+            "{}",
+            json!({"event": "row", "batch": batch, "row": row, "job": job.id, "state": state, "output": output, "error": error})
+        );
+    } else {
+        match (&output, &error) {
+            (Some(o), _) => eprintln!("row {row}: {state}: {o}"),
+            (None, Some(e)) => eprintln!("row {row}: {state}: {e}"),
+            _ => eprintln!("row {row}: {state}"),
+        }
+    }
+}
+
+/// `status BATCH`: every row's job, state and output, and the counts.
+pub fn show(ctx: &State, batch: &str, jobs: &[JobRecord], json_out: bool) -> anyhow::Result<()> {
+    let locks = ctx.home.join("locks");
+    let mut rows = Vec::with_capacity(jobs.len());
+    let (mut done, mut failed, mut pending) = (0, 0, 0);
+    for job in jobs {
+        let chunks = ctx.store.chunks(&job.id)?;
+        let state = status::shown_state(job, &locks);
+        match job.state {
+            JobState::Succeeded => done += 1,
+            JobState::Failed => failed += 1,
+            _ => pending += 1,
+        }
+        let mut v = status::job_json(job, &chunks, &locks, false);
+        v["row"] = json!(job.batch.as_ref().map(|b| b.row));
+        rows.push((v, state, chunks));
+    }
+    if json_out {
+        let out = json!({
+            "batch": batch,
+            "rows": rows.len(),
+            "succeeded": done,
+            "failed": failed,
+            "pending": pending,
+            "jobs": rows.iter().map(|(v, _, _)| v.clone()).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "batch {batch}: {} rows: {done} succeeded, {failed} failed, {pending} pending",
+        rows.len()
+    );
+    for ((_, state, chunks), job) in rows.iter().zip(jobs) {
+        let row = job.batch.as_ref().map(|b| b.row).unwrap_or(0);
+        let frames_done: u64 = chunks
+            .iter()
+            .filter(|c| c.state == crate::orchestrator::ChunkState::Done)
+            .map(|c| c.chunk.len())
+            .sum();
+        let tail = match (&job.state, &job.error) {
+            (JobState::Failed, Some(e)) => format!("  {}", e.lines().next().unwrap_or("")),
+            _ => String::new(),
+        };
+        println!(
+            "row {row:>4}  {}  {state:<11}  {frames_done}/{} frames  {}{tail}",
+            job.id,
+            job.spec.frame_count(),
+            Path::new(&job.output).display()
+        );
+    }
+    Ok(())
+}
