@@ -941,6 +941,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn batches_group_jobs_by_row_and_old_stores_gain_the_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.db");
+        {
+            // A store from before batches: no batch columns.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE jobs (id TEXT PRIMARY KEY, spec TEXT NOT NULL, storage_url TEXT NOT NULL,
+                 output TEXT NOT NULL, adapter TEXT NOT NULL, adapter_config TEXT NOT NULL DEFAULT '{}',
+                 download INTEGER NOT NULL DEFAULT 1, state TEXT NOT NULL, error TEXT,
+                 cancel_requested INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,
+                 updated_ms INTEGER NOT NULL);",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        s.create_job(&job("SOLO")).await.unwrap();
+        for (id, row) in [("R2", 2), ("R1", 1), ("R3", 3)] {
+            let mut j = job(id);
+            j.batch = Some(BatchRow {
+                batch: "B".into(),
+                row,
+            });
+            s.create_job(&j).await.unwrap();
+        }
+        let rows: Vec<_> = s
+            .batch_jobs("B")
+            .unwrap()
+            .into_iter()
+            .map(|j| (j.id, j.batch.unwrap().row))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![("R1".into(), 1), ("R2".into(), 2), ("R3".into(), 3)]
+        );
+        assert!(s.batch_jobs("SOLO").unwrap().is_empty());
+        assert_eq!(s.job("SOLO").unwrap().batch, None);
+    }
+
+    #[tokio::test]
     async fn cancel_requests_only_for_live_jobs() {
         let s = SqliteStore::in_memory().unwrap();
         s.create_job(&job("J2")).await.unwrap();
