@@ -242,7 +242,8 @@ pub struct BatchArgs {
 /// `run`
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The job spec (JSON).
+    /// The job spec (JSON): one `plan --emit` wrote, or a Helios job file
+    /// (`helios render --emit-job`).
     pub spec: PathBuf,
     /// Output file (with --no-download it only names the container).
     #[arg(short, long, required_unless_present = "no_download")]
@@ -253,6 +254,10 @@ pub struct RunArgs {
     /// Override the spec's concurrency.
     #[arg(long)]
     pub concurrency: Option<u32>,
+    /// For a Helios job file: run each chunk's own `helios render …` command as a renderer
+    /// command instead of mapping it onto helios-infra's browser renderer.
+    #[arg(long)]
+    pub chunk_commands: bool,
     /// How segments are joined (see `render --stitch`).
     #[arg(long, value_enum, default_value_t = StitchMode::Auto)]
     pub stitch: StitchMode,

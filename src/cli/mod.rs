@@ -4,6 +4,7 @@
 pub mod adapter;
 pub mod args;
 mod batch;
+mod helios_job;
 mod plan;
 pub mod progress;
 mod rows;
@@ -230,6 +231,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(a) => {
             let text = std::fs::read_to_string(&a.spec)
                 .with_context(|| format!("cannot read job spec {}", a.spec.display()))?;
+            if let Some(job) = helios_job::read(&a.spec, &text)? {
+                return run_helios_job(&cli, a, &job).await;
+            }
+            if a.chunk_commands {
+                bail!(
+                    "--chunk-commands is for Helios job files; {} is a helios-infra job spec",
+                    a.spec.display()
+                );
+            }
             let mut spec: spec::JobSpec = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a valid job spec", a.spec.display()))?;
             if let Some(c) = a.concurrency {
@@ -430,6 +440,56 @@ async fn stop_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
+}
+
+/// `run FILE` for a Helios job file: its chunks mapped onto this project's renderer (or run
+/// as their own commands with `--chunk-commands`), stitched here.
+async fn run_helios_job(
+    cli: &Cli,
+    a: &args::RunArgs,
+    job: &helios_job::HeliosJob,
+) -> anyhow::Result<i32> {
+    let mapped = helios_job::map(job, &a.spec, a.chunk_commands)?;
+    for note in &mapped.notes {
+        eprintln!("note: {note}");
+    }
+    let mut spec = mapped.spec;
+    let output = args::output_or_default(&a.output);
+    if !a.no_download {
+        plan::check_writable(&output)?;
+    }
+    let ctx = State::open(cli)?;
+    let local = matches!(a.adapter.adapter, None | Some(AdapterKind::Local));
+    let page = matches!(spec.composition, spec::Composition::Browser(_));
+    spec.concurrency = a
+        .concurrency
+        .unwrap_or_else(|| plan::default_workers(page, local));
+    if let (spec::Composition::Browser(b), Some(dir)) = (&mut spec.composition, &mapped.bundle_dir)
+    {
+        b.browsers = plan::default_browsers(spec.concurrency, local);
+        // The sound of the page's media elements, as `render` finds it.
+        let inspection = crate::render::browser::inspect(dir, b, &spec.video, true)
+            .await
+            .with_context(|| {
+                format!(
+                    "loading {} for its media elements",
+                    dir.join(&b.entry).display()
+                )
+            })?;
+        spec.audio = plan::discovered_audio(&inspection.media, spec.video.fps);
+        b.bundle = plan::upload_bundle(dir, &ctx.storage).await?;
+    }
+    spec::validate(&spec)
+        .with_context(|| format!("{} does not map onto a valid job", a.spec.display()))?;
+    plan::check_output(&output, &spec)?;
+    spec.video.segments = a.stitch.segments(&output, &spec.video);
+    preflight()?;
+    plan::check_audio(&spec, mapped.bundle_dir.as_deref()).await?;
+    let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
+    let job = orch
+        .submit_with(spec, &ctx.storage, &output, !a.no_download)
+        .await?;
+    run_job(cli, orch, rx, &job.id).await
 }
 
 /// Runs a job with progress display and Ctrl-C handling.

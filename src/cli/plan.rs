@@ -28,6 +28,28 @@ const MIN_DEFAULT_CHUNK_FRAMES: u64 = 30;
 /// browser start-ups, encoders and segments.
 const CORES_PER_BROWSER_WORKER: u32 = 4;
 
+/// Workers at once when not given: an HTML composition's worker keeps several cores busy
+/// by itself (browsers side by side plus the encoder), so on this machine it gets several
+/// cores; a command gets one.
+pub(super) fn default_workers(page: bool, local: bool) -> u32 {
+    let cores = default_concurrency();
+    if page && local {
+        (cores / CORES_PER_BROWSER_WORKER).max(1)
+    } else {
+        cores
+    }
+}
+
+/// Browsers per worker when not given: local workers divide this machine's cores; a
+/// remote worker chooses from its own.
+pub(super) fn default_browsers(concurrency: u32, local: bool) -> Option<u32> {
+    local.then(|| {
+        crate::render::browser::browsers_for_cores(
+            (default_concurrency() / concurrency.max(1)).max(1),
+        )
+    })
+}
+
 /// Default concurrency: one worker per core.
 pub fn default_concurrency() -> u32 {
     std::thread::available_parallelism()
@@ -159,13 +181,9 @@ pub(super) fn assemble(
     let page = &source.page;
     let (fps, (width, height)) = (settings.fps.0, settings.size.0);
     let range = settings.frames.0;
-    let cores = default_concurrency();
-    // An HTML composition's worker keeps several cores busy by itself (browsers side by side
-    // plus the encoder), so it gets several cores; a command gets one.
-    let concurrency = p.concurrency.unwrap_or(match page {
-        Some(_) if local => (cores / CORES_PER_BROWSER_WORKER).max(1),
-        _ => cores,
-    });
+    let concurrency = p
+        .concurrency
+        .unwrap_or_else(|| default_workers(page.is_some(), local));
     let plan = match (p.chunks, p.frames_per_chunk) {
         (Some(n), _) => ChunkPlan::Count(n),
         (None, Some(f)) => ChunkPlan::FramesPerChunk(f),
@@ -179,9 +197,7 @@ pub(super) fn assemble(
     };
     let browsers = match p.browsers {
         Some(n) => Some(n),
-        None if local && page.is_some() => Some(crate::render::browser::browsers_for_cores(
-            (cores / concurrency.max(1)).max(1),
-        )),
+        None if page.is_some() => default_browsers(concurrency, local),
         None => None,
     };
     let bundle_dir = source.bundle_dir(p);
@@ -246,7 +262,7 @@ pub(super) fn assemble(
 }
 
 /// The sound of a composition's `<audio>`/`<video>` elements, as audio tracks.
-fn discovered_audio(media: &[DiscoveredMedia], fps: Fps) -> Vec<AudioTrack> {
+pub(super) fn discovered_audio(media: &[DiscoveredMedia], fps: Fps) -> Vec<AudioTrack> {
     let fps = fps.as_f64();
     media
         .iter()
@@ -538,7 +554,7 @@ fn composition_entry(c: &Path) -> anyhow::Result<(std::path::PathBuf, String)> {
 }
 
 /// Packs a folder and uploads it unless a bundle with the same content is already stored.
-async fn upload_bundle(dir: &Path, storage: &Storage) -> anyhow::Result<String> {
+pub(super) async fn upload_bundle(dir: &Path, storage: &Storage) -> anyhow::Result<String> {
     if !dir.is_dir() {
         bail!("--bundle {} is not a directory", dir.display());
     }
