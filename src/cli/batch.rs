@@ -122,6 +122,10 @@ pub async fn submit(
             Ok((props, meta)) => plan_row(props, meta.as_ref()),
             Err(why) => Err(why),
         };
+        let result = result.map(|(mut spec, output)| {
+            batch_defaults(&mut spec, p, local);
+            (spec, output)
+        });
         planned.push(match result {
             Ok((spec, output)) => Planned {
                 row,
@@ -224,6 +228,22 @@ pub async fn submit(
         );
     }
     Ok((batch, jobs))
+}
+
+/// The plan of one variant among many, where the flags leave it open: on the local
+/// adapter, one worker slot per core with one browser each. A batch keeps its slots busy
+/// with whole variants, so a variant needs neither several workers nor several browsers,
+/// whose start-ups would outweigh the few frames each would get (docs/BENCHMARKS.md).
+fn batch_defaults(spec: &mut JobSpec, p: &crate::cli::args::PlanSettings, local: bool) {
+    if !local {
+        return;
+    }
+    if p.concurrency.is_none() {
+        spec.concurrency = plan::default_concurrency();
+    }
+    if let (crate::spec::Composition::Browser(b), None) = (&mut spec.composition, p.browsers) {
+        b.browsers = Some(1);
+    }
 }
 
 /// Runs a batch's unfinished jobs side by side through one adapter and one limit of
