@@ -53,9 +53,13 @@ const CONCURRENCY: u32 = 1000;
 const FAIL_RATE: f64 = 0.05;
 /// Attempts per chunk; with these seeds no chunk needs more (checked). The default is 3.
 const MAX_ATTEMPTS: u32 = 8;
-/// `helios-infra stitch` of 100 segments took 3.98 s on this machine (pipeline block):
-/// about 40 ms per segment, fixed costs included.
-const STITCH_PER_SEGMENT: Duration = Duration::from_millis(40);
+/// The orchestrator's byte join of 1,000 segments on this machine (docs/BENCHMARKS.md,
+/// stitch block: `resume` of a job killed at its stitch, fixed costs included), per segment.
+const STITCH_PER_SEGMENT: Duration = Duration::from_micros(STITCH_PER_SEGMENT_US);
+const STITCH_PER_SEGMENT_US: u64 = 1_000;
+/// The previous release's stitch, as this model used it before the byte join
+/// (`helios-infra stitch` of 100 segments: 3.98 s).
+const PREVIOUS_STITCH_PER_SEGMENT: Duration = Duration::from_millis(40);
 /// The model gives expected values; the sim runs are averaged over this many seeds.
 const SEEDS: u64 = 30;
 const CHUNKS: [u32; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 3600];
@@ -292,6 +296,11 @@ impl Row {
     }
 }
 
+/// What the previous release's stitch would add to a row.
+fn previous_stitch(r: &Row) -> Duration {
+    PREVIOUS_STITCH_PER_SEGMENT * r.chunks
+}
+
 fn secs(d: Duration) -> String {
     format!("{} s", num(d.as_secs_f64()))
 }
@@ -306,13 +315,13 @@ fn num(s: f64) -> String {
 
 fn table(rows: &[Row]) -> String {
     let mut t = String::new();
-    t.push_str("| chunks | frames/chunk | waves | model render | sim render (mean) | sim range | sim/model | model stitch | model wall | model cost | sim cost (mean) | attempts model / sim |\n");
-    t.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    t.push_str("| chunks | frames/chunk | waves | model render | sim render (mean) | sim range | sim/model | model stitch | model wall | previous release: stitch / wall | model cost | sim cost (mean) | attempts model / sim |\n");
+    t.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
         let (lo, hi) = r.sim_range();
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {} s | {}–{} s | {:.2} | {} | {} | ${:.4} | ${:.4} | {:.0} / {:.0} |",
+            "| {} | {} | {} | {} | {} s | {}–{} s | {:.2} | {} | {} | {} / {} | ${:.4} | ${:.4} | {:.0} / {:.0} |",
             r.chunks,
             r.model.max_chunk_frames,
             r.model.waves,
@@ -323,6 +332,8 @@ fn table(rows: &[Row]) -> String {
             r.sim_render() / r.model.render.as_secs_f64(),
             secs(r.model.stitch),
             secs(r.model.wall),
+            secs(previous_stitch(r)),
+            secs(r.model.render + previous_stitch(r)),
             r.model.cost_usd,
             r.sim_cost(),
             r.model.attempts,
@@ -525,15 +536,22 @@ fn findings(rows: &[Row]) -> String {
         last.chunks,
         last.sim_cost() / first.sim_cost(),
     );
+    let prev_fastest = by(&|r| (r.model.render + previous_stitch(r)).as_secs_f64());
     let _ = writeln!(
         s,
-        "- Stitching on one host at {} ms a segment outgrows the render: counting it, the \
-         fastest job is {} chunks ({} in all), and {} chunks spend {} stitching.",
-        STITCH_PER_SEGMENT.as_millis(),
+        "- Stitching at {:.2} ms a segment (this release's byte join): counting it, the fastest \
+         job is {} chunks ({} in all), and {} chunks spend {} stitching. At the previous release's {} ms a segment the fastest was {} chunks ({}), \
+         and {} chunks spent {} stitching.",
+        STITCH_PER_SEGMENT.as_secs_f64() * 1000.0,
         fastest_wall.chunks,
         secs(fastest_wall.model.wall),
         last.chunks,
         secs(last.model.stitch),
+        PREVIOUS_STITCH_PER_SEGMENT.as_millis(),
+        prev_fastest.chunks,
+        secs(prev_fastest.model.render + previous_stitch(prev_fastest)),
+        last.chunks,
+        secs(previous_stitch(last)),
     );
     let _ = writeln!(
         s,
@@ -574,7 +592,8 @@ Parameters (assumed, not measured on a cloud): {FRAMES} frames (2 min at {FPS} f
 start {} s per attempt, {} ms per frame, Lambda {MEMORY_MB} MB at ${LAMBDA_GB_SECOND}/GB-s
 and ${LAMBDA_REQUEST}/request, concurrency {CONCURRENCY} (the default account limit),
 {:.0}% of attempts fail retryably (up to {MAX_ATTEMPTS} attempts, no backoff), stitching
-{} ms per segment (this machine's `helios-infra stitch` of 100 segments).
+{:.2} ms per segment (this machine's byte join of 1,000 segments; the previous release's
+{} ms beside it).
 
 {}
 ![scale model](scale-model.svg)
@@ -585,7 +604,8 @@ and ${LAMBDA_REQUEST}/request, concurrency {CONCURRENCY} (the default account li
         COLD_START.as_secs_f64(),
         PER_FRAME.as_millis(),
         FAIL_RATE * 100.0,
-        STITCH_PER_SEGMENT.as_millis(),
+        STITCH_PER_SEGMENT.as_secs_f64() * 1000.0,
+        PREVIOUS_STITCH_PER_SEGMENT.as_millis(),
         table(rows),
         findings(rows),
     );

@@ -11,7 +11,8 @@
 #
 #   bash scripts/setup.sh --test && bash scripts/bench-stitch-s3.sh
 #
-# Knobs: PREV_REV (24910ef), CHUNKS (1000), FRAMES (3000), SIZE (640x360), CARGO_TARGET_DIR.
+# Knobs: PREV_REV (24910ef), CHUNKS (1000), FRAMES (3000), SIZE (640x360), CARGO_TARGET_DIR,
+# PREV_BIN (use this binary as the previous release instead of building PREV_REV).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -43,10 +44,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "building the previous release ($prev_rev) and this revision"
-git worktree add --detach "$work/prev-src" "$prev_rev" >/dev/null 2>&1
-(cd "$work/prev-src" && cargo build --release --locked -q)
-cp "$target/release/helios-infra" "$work/helios-infra-prev"
+if [[ -n ${PREV_BIN:-} ]]; then
+  cp "$PREV_BIN" "$work/helios-infra-prev"
+else
+  log "building the previous release ($prev_rev)"
+  git worktree add --detach "$work/prev-src" "$prev_rev" >/dev/null 2>&1
+  (cd "$work/prev-src" && cargo build --release --locked -q)
+  cp "$target/release/helios-infra" "$work/helios-infra-prev"
+fi
+log "building this revision"
 touch src/main.rs
 cargo build --release --locked -q
 cp "$target/release/helios-infra" "$work/helios-infra-new"

@@ -10,15 +10,6 @@ use std::process::Stdio;
 
 use common::*;
 
-fn title_card() -> String {
-    let comp = example("title-card");
-    assert!(
-        Path::new(&comp).join("dist/main.js").exists(),
-        "build the example first: bash scripts/build-examples.sh (the README's test command does)"
-    );
-    comp
-}
-
 /// The score the title card spells in binary along its top edge, from the last frame.
 fn score_shown(video: &Path) -> u32 {
     let rgb = ffmpeg(&[

@@ -4,18 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
-
-fn title_card() -> String {
-    let comp = example("title-card");
-    assert!(
-        Path::new(&comp).join("dist/main.js").exists(),
-        "build the example first: bash scripts/build-examples.sh (the README's test command does)"
-    );
-    comp
-}
 
 /// A job file as Helios' CLI writes it for `helios render comp/index.html -o out/video.mp4
 /// --width 640 --height 360 --fps 24 --duration 2 --concurrency 3 --emit-job job.json`

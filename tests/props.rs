@@ -9,15 +9,6 @@ use std::process::Command;
 
 use common::*;
 
-fn title_card() -> String {
-    let comp = example("title-card");
-    assert!(
-        Path::new(&comp).join("dist/main.js").exists(),
-        "build the example first: bash scripts/build-examples.sh (the README's test command does)"
-    );
-    comp
-}
-
 /// Width, height and frame rate of the first video stream, and its frame count.
 fn probe(path: &Path) -> (u64, u64, String, u64) {
     let out = Command::new("ffprobe")

@@ -349,10 +349,8 @@ pub fn map(job: &HeliosJob, path: &Path, commands: bool) -> anyhow::Result<Mappe
         Some("canvas") | None => Some("canvas".to_string()),
         _ => None,
     };
-    let spec = JobSpec {
-        version: SPEC_VERSION,
-        id: None,
-        composition: Composition::Browser(BrowserComposition {
+    let spec = job_spec(
+        Composition::Browser(BrowserComposition {
             entry,
             bundle: String::new(),
             seed: None,
@@ -360,13 +358,37 @@ pub fn map(job: &HeliosJob, path: &Path, commands: bool) -> anyhow::Result<Mappe
             browsers: None,
             props: None,
         }),
+        (width, height, fps),
+        job.metadata.total_frames,
+        (codec, s.quality),
+        chunks,
+    );
+    Ok(Mapped {
+        spec,
+        bundle_dir: Some(dir),
+        notes,
+    })
+}
+
+/// The spec of a Helios job: its chunks as they are, the orchestrator's retries.
+fn job_spec(
+    composition: Composition,
+    (width, height, fps): (u32, u32, Fps),
+    total_frames: u64,
+    (codec, crf): (Codec, Option<u32>),
+    chunks: Vec<Chunk>,
+) -> JobSpec {
+    JobSpec {
+        version: SPEC_VERSION,
+        id: None,
+        composition,
         video: VideoSpec {
             width,
             height,
             fps,
-            frames: FrameRange::new(0, job.metadata.total_frames),
+            frames: FrameRange::new(0, total_frames),
             codec,
-            crf: s.quality,
+            crf,
             preset: None,
             pixel_format: None,
             lossless: false,
@@ -377,12 +399,7 @@ pub fn map(job: &HeliosJob, path: &Path, commands: bool) -> anyhow::Result<Mappe
         retry: RetryPolicy::default(),
         concurrency: 1,
         webhook: None,
-    };
-    Ok(Mapped {
-        spec,
-        bundle_dir: Some(dir),
-        notes,
-    })
+    }
 }
 
 fn describe_difference(a: &Settings, b: &Settings) -> String {
@@ -460,32 +477,17 @@ fn map_commands(
         base.display(),
         argv.join(" ")
     ));
-    let spec = JobSpec {
-        version: SPEC_VERSION,
-        id: None,
-        composition: Composition::Command(CommandComposition {
+    let spec = job_spec(
+        Composition::Command(CommandComposition {
             argv,
             bundle: None,
             pass_env: Vec::new(),
         }),
-        video: VideoSpec {
-            width: job.metadata.width,
-            height: job.metadata.height,
-            fps,
-            frames: FrameRange::new(0, job.metadata.total_frames),
-            codec: Codec::H264,
-            crf: None,
-            preset: None,
-            pixel_format: None,
-            lossless: false,
-            segments: SegmentFormat::File,
-        },
-        audio: Vec::new(),
+        (job.metadata.width, job.metadata.height, fps),
+        job.metadata.total_frames,
+        (Codec::H264, None),
         chunks,
-        retry: RetryPolicy::default(),
-        concurrency: 1,
-        webhook: None,
-    };
+    );
     Ok(Mapped {
         spec,
         bundle_dir: None,

@@ -16,6 +16,16 @@ pub fn example(name: &str) -> String {
         .to_string()
 }
 
+/// `examples/compositions/title-card`, which must have been built.
+pub fn title_card() -> String {
+    let comp = example("title-card");
+    assert!(
+        Path::new(&comp).join("dist/main.js").exists(),
+        "build the example first: bash scripts/build-examples.sh (the README's test command does)"
+    );
+    comp
+}
+
 /// Asserts that a finished process succeeded, showing its stderr if not.
 pub fn assert_ok(out: &Output) {
     assert!(
