@@ -277,3 +277,57 @@ fn a_batch_runs_on_http_workers() {
         .iter()
         .all(|j| j["adapter"] == "http"));
 }
+
+#[test]
+fn cancel_batch_stops_the_rows_left_and_resume_finishes_them() {
+    let env = Env::new();
+    let comp = title_card();
+    let rows: String = (1..=5).map(|r| format!("{{\"score\":{r}}}\n")).collect();
+    std::fs::write(env.path("rows.jsonl"), rows).unwrap();
+    let mut child = env
+        .cmd(&[
+            "--json",
+            "batch",
+            &comp,
+            "--props-file",
+            "rows.jsonl",
+            "-o",
+            "out/{row}.mp4",
+            "--frames",
+            "0..24",
+            "--concurrency",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut batch = String::new();
+    for line in lines.by_ref() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "batch" {
+            batch = v["batch"].as_str().unwrap().to_string();
+        }
+        if v["event"] == "row" {
+            break;
+        }
+    }
+    env.ok(&["cancel", &batch]);
+    let rest: Vec<serde_json::Value> = lines
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    let st = batch_status(&env, &batch);
+    assert!(st["cancelled"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(st["failed"], 0, "{st}");
+
+    env.ok(&["resume", &batch]);
+    let st = batch_status(&env, &batch);
+    assert_eq!(st["succeeded"], 5, "{st}");
+    for r in 1..=5 {
+        assert_eq!(score_shown(&env.path(&format!("out/{r}.mp4"))), r);
+    }
+}

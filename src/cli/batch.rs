@@ -280,10 +280,25 @@ pub async fn run(
     }
     // Enough jobs in flight that every slot has a chunk while others start or stitch.
     let parallel = (slots as usize * 2).max(2);
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     let mut runs = futures::stream::iter(todo.into_iter().map(|job| {
         let orch = orch.clone();
         async move {
-            let r = orch.run(&job.id).await;
+            // `cancel BATCH` while this batch runs: rows not started yet stay cancelled.
+            let cancelled_meanwhile = orch
+                .store
+                .job(&job.id)
+                .is_ok_and(|j| j.state == JobState::Cancelled && j.updated_ms >= since);
+            let r = if cancelled_meanwhile {
+                Err(OrchestratorError::Cancelled {
+                    job: job.id.clone(),
+                })
+            } else {
+                orch.run(&job.id).await
+            };
             (job, r)
         }
     }))
@@ -335,6 +350,34 @@ pub async fn run(
     })
 }
 
+/// `cancel BATCH`: every unfinished row is cancelled (running ones stop their workers;
+/// finished chunks and rows are kept); `resume BATCH` continues.
+pub async fn cancel(ctx: &State, batch: &str, jobs: &[JobRecord]) -> anyhow::Result<i32> {
+    let locks = ctx.home.join("locks");
+    let mut stopping = 0;
+    let mut cancelled = 0;
+    for job in jobs {
+        if !ctx.store.request_cancel(&job.id).await? {
+            continue;
+        }
+        if crate::orchestrator::JobLock::is_held(&locks, &job.id) {
+            stopping += 1;
+        } else {
+            ctx.store
+                .set_job_state(&job.id, JobState::Cancelled, Some("cancelled"))
+                .await?;
+            cancelled += 1;
+        }
+    }
+    if stopping + cancelled == 0 {
+        bail!("batch {batch} has already ended: every row succeeded or failed");
+    }
+    eprintln!(
+        "batch {batch}: {stopping} running row(s) stopping, {cancelled} waiting row(s) cancelled; finished rows are kept; `helios-infra resume {batch}` continues it"
+    );
+    Ok(0)
+}
+
 /// Whether a job is a batch row refused at plan time.
 pub fn is_refused(job: &JobRecord) -> bool {
     job.state == JobState::Failed
@@ -369,13 +412,14 @@ fn report(
 pub fn show(ctx: &State, batch: &str, jobs: &[JobRecord], json_out: bool) -> anyhow::Result<()> {
     let locks = ctx.home.join("locks");
     let mut rows = Vec::with_capacity(jobs.len());
-    let (mut done, mut failed, mut pending) = (0, 0, 0);
+    let (mut done, mut failed, mut cancelled, mut pending) = (0, 0, 0, 0);
     for job in jobs {
         let chunks = ctx.store.chunks(&job.id)?;
         let state = status::shown_state(job, &locks);
         match job.state {
             JobState::Succeeded => done += 1,
             JobState::Failed => failed += 1,
+            JobState::Cancelled => cancelled += 1,
             _ => pending += 1,
         }
         let mut v = status::job_json(job, &chunks, &locks, false);
@@ -388,6 +432,7 @@ pub fn show(ctx: &State, batch: &str, jobs: &[JobRecord], json_out: bool) -> any
             "rows": rows.len(),
             "succeeded": done,
             "failed": failed,
+            "cancelled": cancelled,
             "pending": pending,
             "jobs": rows.iter().map(|(v, _, _)| v.clone()).collect::<Vec<_>>(),
         });
@@ -395,7 +440,7 @@ pub fn show(ctx: &State, batch: &str, jobs: &[JobRecord], json_out: bool) -> any
         return Ok(());
     }
     println!(
-        "batch {batch}: {} rows: {done} succeeded, {failed} failed, {pending} pending",
+        "batch {batch}: {} rows: {done} succeeded, {failed} failed, {cancelled} cancelled, {pending} pending",
         rows.len()
     );
     for ((_, state, chunks), job) in rows.iter().zip(jobs) {

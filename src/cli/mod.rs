@@ -287,6 +287,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Cancel(a) => {
             let ctx = State::open(&cli)?;
+            if let Some(jobs) = ctx.batch(&a.id)? {
+                return batch::cancel(&ctx, &a.id, &jobs).await;
+            }
             let job = ctx.store.job(&a.id)?;
             if !ctx.store.request_cancel(&a.id).await? {
                 bail!("job {} has already ended ({})", a.id, job.state);
