@@ -56,7 +56,7 @@ const MAX_ATTEMPTS: u32 = 8;
 /// The orchestrator's byte join of 1,000 segments on this machine (docs/BENCHMARKS.md,
 /// stitch block: `resume` of a job killed at its stitch, fixed costs included), per segment.
 const STITCH_PER_SEGMENT: Duration = Duration::from_micros(STITCH_PER_SEGMENT_US);
-const STITCH_PER_SEGMENT_US: u64 = 1_000;
+const STITCH_PER_SEGMENT_US: u64 = 230;
 /// The previous release's stitch, as this model used it before the byte join
 /// (`helios-infra stitch` of 100 segments: 3.98 s).
 const PREVIOUS_STITCH_PER_SEGMENT: Duration = Duration::from_millis(40);
