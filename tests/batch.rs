@@ -25,11 +25,7 @@ fn score_shown(video: &Path) -> u32 {
         "rgb24",
         "-",
     ]);
-    (0..16).fold(0, |acc, bit| {
-        let i = (10 * 640 + bit * 40 + 20) * 3;
-        let on = (u32::from(rgb[i]) + u32::from(rgb[i + 1]) + u32::from(rgb[i + 2])) / 3 > 128;
-        (acc << 1) | u32::from(on)
-    })
+    title_card_score(&rgb)
 }
 
 /// JSON lines printed by `--json`, parsed.

@@ -64,15 +64,6 @@ fn pixel(rgb: &[u8], width: usize, x: usize, y: usize) -> [u8; 3] {
     [rgb[i], rgb[i + 1], rgb[i + 2]]
 }
 
-/// The score the title card spells in binary along its top edge (16 blocks of 40 px).
-fn score_shown(rgb: &[u8]) -> u32 {
-    (0..16).fold(0, |acc, bit| {
-        let [r, g, b] = pixel(rgb, 640, bit * 40 + 20, 10);
-        let on = (u32::from(r) + u32::from(g) + u32::from(b)) / 3 > 128;
-        (acc << 1) | u32::from(on)
-    })
-}
-
 fn near(got: [u8; 3], want: [u8; 3]) -> bool {
     got.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 12)
 }
@@ -112,7 +103,7 @@ fn a_helios_composition_sets_its_own_duration_rate_and_size_and_shows_its_props(
     assert_eq!(probe(&video), (640, 360, "24/1".into(), 48));
     for n in [0, 47] {
         let rgb = frame_rgb(&video, n);
-        assert_eq!(score_shown(&rgb), 1815, "frame {n}");
+        assert_eq!(title_card_score(&rgb), 1815, "frame {n}");
         // The schema's default colour, as no prop overrides it.
         assert!(
             near(pixel(&rgb, 640, 20, 100), [0x20, 0x40, 0x80]),
@@ -138,7 +129,7 @@ fn a_helios_composition_sets_its_own_duration_rate_and_size_and_shows_its_props(
     let video = env.path("file.mp4");
     assert_eq!(probe(&video), (640, 360, "24/1".into(), 6));
     let rgb = frame_rgb(&video, 5);
-    assert_eq!(score_shown(&rgb), 42);
+    assert_eq!(title_card_score(&rgb), 42);
     assert!(near(pixel(&rgb, 640, 20, 100), [0xff, 0, 0]));
 }
 

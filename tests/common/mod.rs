@@ -26,6 +26,16 @@ pub fn title_card() -> String {
     comp
 }
 
+/// The score the title card spells in binary along its top edge (16 blocks of 40 px,
+/// most significant first, white = 1), from one 640-pixel-wide RGB frame.
+pub fn title_card_score(rgb: &[u8]) -> u32 {
+    (0..16).fold(0, |acc, bit| {
+        let i = (10 * 640 + bit * 40 + 20) * 3;
+        let on = (u32::from(rgb[i]) + u32::from(rgb[i + 1]) + u32::from(rgb[i + 2])) / 3 > 128;
+        (acc << 1) | u32::from(on)
+    })
+}
+
 /// Asserts that a finished process succeeded, showing its stderr if not.
 pub fn assert_ok(out: &Output) {
     assert!(
