@@ -455,6 +455,74 @@ fn canvas_read_back_gives_the_same_frames_as_screenshots() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no <canvas> matches #nope"));
 }
 
+/// A WebGL canvas as Three.js makes it (no `preserveDrawingBuffer`, no 2D context to read),
+/// painting the rAF frame as clock bits on row y=80.
+const WEBGL_ONLY: &str = r#"<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<style>html,body{margin:0;background:#000;overflow:hidden}canvas{display:block}</style></head>
+<body><canvas id="gl" width="1280" height="720"></canvas>
+<script>
+const gl = document.getElementById('gl').getContext('webgl');
+function frame(ts) {
+  const n = Math.round(ts * 30 / 1000);
+  gl.disable(gl.SCISSOR_TEST); gl.clearColor(0, 0, 0, 1); gl.clear(gl.COLOR_BUFFER_BIT);
+  gl.enable(gl.SCISSOR_TEST); gl.clearColor(1, 1, 1, 1);
+  for (let i = 0; i < 24; i++) if ((n >> i) & 1) { gl.scissor(16 + 52 * i, 720 - 80 - 48, 48, 48); gl.clear(gl.COLOR_BUFFER_BIT); }
+  requestAnimationFrame(frame);
+}
+requestAnimationFrame(frame);
+</script></body></html>"#;
+
+#[test]
+fn canvas_read_back_takes_webgl_canvases_and_refuses_a_canvas_of_the_wrong_size() {
+    let env = Env::new();
+    let dir = env.path("gl");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), WEBGL_ONLY).unwrap();
+    let page = dir.to_str().unwrap();
+    env.ok(&[
+        "render",
+        page,
+        "-o",
+        "gl.mp4",
+        "--frames",
+        "3000..3020",
+        "--size",
+        "1280x720",
+        "--chunks",
+        "2",
+        "--browsers",
+        "2",
+        "--lossless",
+        "--capture-canvas",
+        "#gl",
+    ]);
+    let rows = clock_readings(&env.path("gl.mp4"), 1280, 720);
+    assert_eq!(rows.len(), 20);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r[1], 3000 + i as u32, "frame {}", 3000 + i);
+    }
+    let out = env.run(&[
+        "render",
+        page,
+        "-o",
+        "small.mp4",
+        "--frames",
+        "0..2",
+        "--size",
+        "640x360",
+        "--chunks",
+        "1",
+        "--capture-canvas",
+        "#gl",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("canvas #gl is 1280x720, the video is 640x360"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_type_error_names_its_class_message_and_where_it_was_thrown() {
     let env = Env::new();

@@ -39,7 +39,7 @@ pub(super) struct RawFrame {
     /// How the pixels are laid out.
     pub layout: Layout,
     /// `width × height × channels` bytes.
-    pub data: Vec<u8>,
+    pub data: bytes::Bytes,
     /// Thread time spent decoding it.
     pub decode_time: Duration,
 }
@@ -51,7 +51,7 @@ impl RawFrame {
         if self.layout == layout {
             return self;
         }
-        let data = match layout {
+        let data: Vec<u8> = match layout {
             Layout::Rgb24 => self
                 .data
                 .chunks_exact(4)
@@ -65,10 +65,26 @@ impl RawFrame {
         };
         RawFrame {
             layout,
-            data,
+            data: data.into(),
             decode_time: self.decode_time,
         }
     }
+}
+
+/// Raw RGBA pixels of frame `f` posted by the page, which must be `width × height`.
+pub(super) fn raw(px: bytes::Bytes, f: u64, width: u32, height: u32) -> Result<RawFrame, String> {
+    let want = width as usize * height as usize * 4;
+    if px.len() != want {
+        return Err(format!(
+            "capture of frame {f} has {} bytes of pixels, a {width}x{height} RGBA frame has {want}",
+            px.len()
+        ));
+    }
+    Ok(RawFrame {
+        layout: Layout::Rgba,
+        data: px,
+        decode_time: Duration::ZERO,
+    })
 }
 
 /// Decodes a base64 PNG of frame `f`, which must be `width × height`.
@@ -115,7 +131,7 @@ pub(super) fn decode(b64: &str, f: u64, width: u32, height: u32) -> Result<RawFr
     );
     Ok(RawFrame {
         layout,
-        data,
+        data: data.into(),
         decode_time: started.elapsed(),
     })
 }
@@ -140,7 +156,7 @@ mod tests {
     fn decodes_rgba_and_rgb_exactly() {
         let rgba: Vec<u8> = (0..2 * 2 * 4).map(|i| i as u8 * 7).collect();
         let f = decode(&png_of(2, 2, png::ColorType::Rgba, &rgba), 0, 2, 2).expect("rgba");
-        assert_eq!((f.layout, &f.data), (Layout::Rgba, &rgba));
+        assert_eq!((f.layout, &f.data[..]), (Layout::Rgba, &rgba[..]));
         let rgb = f.into_layout(Layout::Rgb24);
         assert_eq!(
             rgb.data,
@@ -165,8 +181,16 @@ mod tests {
     }
 
     #[test]
+    fn raw_frames_must_be_whole_rgba_frames() {
+        let f = raw(bytes::Bytes::from(vec![7u8; 2 * 3 * 4]), 0, 2, 3).expect("raw");
+        assert_eq!(f.layout, Layout::Rgba);
+        let err = raw(bytes::Bytes::from(vec![7u8; 5]), 9, 2, 3).unwrap_err();
+        assert!(err.contains("frame 9 has 5 bytes"), "{err}");
+    }
+
+    #[test]
     fn gray_becomes_rgb() {
         let f = decode(&png_of(1, 1, png::ColorType::Grayscale, &[9]), 0, 1, 1).expect("gray");
-        assert_eq!((f.layout, f.data), (Layout::Rgb24, vec![9, 9, 9]));
+        assert_eq!((f.layout, &f.data[..]), (Layout::Rgb24, &[9u8, 9, 9][..]));
     }
 }

@@ -14,7 +14,9 @@ use chromiumoxide::cdp::browser_protocol::headless_experimental::{
 };
 use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
 use chromiumoxide::cdp::browser_protocol::log::{EventEntryAdded, LogEntryLevel, LogEntrySource};
-use chromiumoxide::cdp::browser_protocol::network::{EventLoadingFailed, EventRequestWillBeSent};
+use chromiumoxide::cdp::browser_protocol::network::{
+    DisableParams as NetworkDisableParams, EventLoadingFailed, EventRequestWillBeSent,
+};
 use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams,
 };
@@ -25,7 +27,7 @@ use chromiumoxide::Page;
 use futures::StreamExt;
 
 use super::chrome::{self, Chrome, LaunchError};
-use super::serve::BundleServer;
+use super::serve::{BundleServer, FrameInbox};
 use super::{cdp_error, crashed, VIRTUAL_TIME_JS};
 use crate::render::RenderError;
 use crate::spec::{BrowserComposition, Fps, Props, VideoSpec};
@@ -50,7 +52,9 @@ pub(super) struct FramePage {
     chrome: Chrome,
     page: Page,
     problem: Arc<Mutex<Option<PageProblem>>>,
-    canvas_js: Option<String>,
+    /// Canvas read-back: the script that posts the canvas's raw pixels, and where they
+    /// arrive.
+    canvas: Option<(String, FrameInbox)>,
     fps: Fps,
     /// BeginFrame mode: the time of the last frame drawn (must strictly increase) and its
     /// picture, which a frame without damage shows again.
@@ -101,10 +105,10 @@ impl FramePage {
             .await
             .map_err(|e| cdp_error(e, "cannot watch the page", &chrome.stderr_tail()))?;
         let mut this = Self {
-            canvas_js: composition
-                .capture_canvas
-                .as_deref()
-                .map(|sel| canvas_js(sel, video)),
+            canvas: composition.capture_canvas.as_deref().map(|sel| {
+                let inbox = server.frame_inbox();
+                (canvas_js(sel, video, &inbox.path), inbox)
+            }),
             chrome,
             page,
             problem,
@@ -169,6 +173,19 @@ impl FramePage {
             }
         }
         this.check()?;
+        if this.canvas.is_some() {
+            // DevTools would copy every frame sent over the frame socket into a network
+            // event, as base64 (megabytes of JSON a frame). Resources that fail to load from
+            // now on still show as network errors in the log.
+            let off = this.page.execute(NetworkDisableParams::default()).await;
+            off.map_err(|e| {
+                cdp_error(
+                    e,
+                    "cannot stop watching the network",
+                    &this.chrome.stderr_tail(),
+                )
+            })?;
+        }
         if let Some(json) = &props_json {
             this.props = this.apply_props(json).await?;
         }
@@ -350,31 +367,25 @@ impl FramePage {
         self.check()
     }
 
-    /// Captures what the page shows now, as base64 PNG (the viewport, or the canvas's own
-    /// pixels with `capture_canvas`). Decoding is left to the caller's thread pool; the
+    /// Captures what the page shows now: a base64 PNG of the viewport, or the canvas's own
+    /// raw pixels with `capture_canvas`. Decoding is left to the caller's thread pool; the
     /// text is shared, not copied, with the picture kept for a frame without damage.
-    pub async fn capture(
-        &mut self,
-        f: u64,
-        times: &mut FrameTimes,
-    ) -> Result<Arc<String>, RenderError> {
+    pub async fn capture(&mut self, f: u64, times: &mut FrameTimes) -> Result<Shot, RenderError> {
         let started = Instant::now();
         let (interval, ticks) = (self.frame_interval(), self.next_ticks());
         let page = &self.page;
-        let captured = match &self.canvas_js {
-            // Canvas read-back: the canvas's own pixels as PNG, no compositing pass.
-            Some(js) => {
+        let captured = match &mut self.canvas {
+            // Canvas read-back: the canvas's pixels as they are, posted to our loopback
+            // server in binary: no compositing pass, no PNG encoding or decoding, no base64.
+            Some((js, inbox)) => {
+                let js = format!("({js})({f})");
                 tokio::time::timeout(FRAME_TIMEOUT, async {
-                    let url: String = page
-                        .evaluate_expression(js.as_str())
-                        .await?
-                        .into_value()
-                        .unwrap_or_default();
-                    Ok::<_, CdpError>(
-                        url.split_once(',')
-                            .map(|(_, b64)| Arc::new(b64.to_string()))
-                            .unwrap_or_default(),
-                    )
+                    page.evaluate_expression(js).await?;
+                    // The page has sent it; it arrives after what it sent before.
+                    Ok::<_, CdpError>(match inbox.rx.recv().await {
+                        Some((at, px)) if at == f => Shot::Raw(px),
+                        _ => Shot::Raw(bytes::Bytes::new()),
+                    })
                 })
                 .await
             }
@@ -393,7 +404,7 @@ impl FramePage {
                 let last = &mut self.last_frame;
                 tokio::time::timeout(FRAME_TIMEOUT, async {
                     let r = page.execute(begin).await?;
-                    Ok::<_, CdpError>(match r.result.screenshot_data {
+                    Ok::<_, CdpError>(Shot::Png(match r.result.screenshot_data {
                         Some(data) => {
                             let b64 = Arc::new(String::from(data));
                             *last = Some(b64.clone());
@@ -401,7 +412,7 @@ impl FramePage {
                         }
                         // No damage: the picture is the one this browser drew last.
                         None => last.clone().unwrap_or_default(),
-                    })
+                    }))
                 })
                 .await
             }
@@ -415,16 +426,16 @@ impl FramePage {
                     Ok::<_, CdpError>(r.result.data)
                 })
                 .await
-                .map(|r| r.map(|data| Arc::new(String::from(data))))
+                .map(|r| r.map(|data| Shot::Png(Arc::new(String::from(data)))))
             }
         };
         times.capture += started.elapsed();
         match captured {
-            Ok(Ok(b64)) if b64.is_empty() => Err(crashed(
+            Ok(Ok(shot)) if shot.is_empty() => Err(crashed(
                 &self.chrome.stderr_tail(),
                 &format!("Chromium drew no picture for frame {f}"),
             )),
-            Ok(Ok(b64)) => Ok(b64),
+            Ok(Ok(shot)) => Ok(shot),
             Ok(Err(e)) => {
                 self.check()?;
                 Err(cdp_error(
@@ -481,14 +492,52 @@ impl FramePage {
     }
 }
 
-/// The script that reads a canvas back as PNG, checking that it is the video's size.
-fn canvas_js(selector: &str, v: &VideoSpec) -> String {
+/// What a capture gave.
+#[derive(Debug, Clone)]
+pub(super) enum Shot {
+    /// A base64 PNG (a screenshot of the viewport).
+    Png(Arc<String>),
+    /// Raw RGBA pixels, rows top to bottom, straight (not premultiplied) alpha, as a
+    /// canvas's `getImageData` gives them.
+    Raw(bytes::Bytes),
+}
+
+impl Shot {
+    fn is_empty(&self) -> bool {
+        match self {
+            Shot::Png(b64) => b64.is_empty(),
+            Shot::Raw(px) => px.is_empty(),
+        }
+    }
+}
+
+/// A function of the frame index that sends the canvas's raw pixels over a WebSocket to
+/// `path` on the page's own origin, checking that the canvas is the video's size. The pixels
+/// are copied (`VideoFrame.copyTo`) into one buffer kept for the whole chunk, not a new
+/// `ImageData` a frame.
+fn canvas_js(selector: &str, v: &VideoSpec, path: &str) -> String {
     let sel = serde_json::to_string(selector).unwrap_or_default();
+    let path = serde_json::to_string(path).unwrap_or_default();
     format!(
-        "(() => {{ const c = document.querySelector({sel});
-           if (!c || typeof c.toDataURL !== 'function') throw new Error('no <canvas> matches ' + {sel});
+        "async (f) => {{ const c = document.querySelector({sel});
+           if (!c || typeof c.getContext !== 'function') throw new Error('no <canvas> matches ' + {sel});
            if (c.width !== {w} || c.height !== {h}) throw new Error('canvas ' + {sel} + ' is ' + c.width + 'x' + c.height + ', the video is {w}x{h}');
-           return c.toDataURL('image/png'); }})()",
+           let out = window.__heliosOut;
+           if (!out) {{
+             const ws = new WebSocket('ws://' + location.host + {path});
+             ws.binaryType = 'arraybuffer';
+             await new Promise((ok, fail) => {{ ws.onopen = ok; ws.onerror = () => fail(new Error('the frame socket did not open')); }});
+             out = {{ ws, px: new Uint8Array({w} * {h} * 4) }};
+             Object.defineProperty(window, '__heliosOut', {{ value: out }});
+           }}
+           if (out.ws.readyState !== 1) throw new Error('the frame socket closed');
+           const frame = new VideoFrame(c, {{ timestamp: 0 }});
+           try {{ await frame.copyTo(out.px, {{ format: 'RGBA', colorSpace: 'srgb' }}); }} finally {{ frame.close(); }}
+           const index = new DataView(new ArrayBuffer(8));
+           index.setBigUint64(0, BigInt(f), true);
+           out.ws.send(index.buffer);
+           out.ws.send(out.px);
+           return out.px.length; }}",
         w = v.width,
         h = v.height
     )

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::frames::{self, Layout, RawFrame};
-use super::page::{FramePage, FrameTimes};
+use super::page::{FramePage, FrameTimes, Shot};
 use crate::media;
 use crate::process;
 use crate::render::{encoder, RenderError};
@@ -39,6 +39,8 @@ const WINDOW_BYTES: u64 = 512 << 20;
 enum Captured {
     /// Being decoded on the thread pool.
     Decoding(JoinHandle<Result<RawFrame, String>>),
+    /// Raw pixels as the page posted them: nothing to decode.
+    Raw(Result<RawFrame, String>),
     /// Measuring the capture ceiling: nothing to decode or encode.
     Discarded,
 }
@@ -250,12 +252,15 @@ async fn browse(
                     .map(|(name, count)| (format!("page_{name}_to_first_frame"), count))
                     .collect();
             }
-            let b64 = page.capture(f, times).await.map_err(failed)?;
-            let captured = match decode {
-                Some((w, h)) => Captured::Decoding(tokio::task::spawn_blocking(move || {
-                    frames::decode(&b64, f, w, h)
-                })),
-                None => Captured::Discarded,
+            let shot = page.capture(f, times).await.map_err(failed)?;
+            let captured = match (decode, shot) {
+                (Some((w, h)), Shot::Png(b64)) => {
+                    Captured::Decoding(tokio::task::spawn_blocking(move || {
+                        frames::decode(&b64, f, w, h)
+                    }))
+                }
+                (Some((w, h)), Shot::Raw(px)) => Captured::Raw(frames::raw(px, f, w, h)),
+                (None, _) => Captured::Discarded,
             };
             if tx.send((f, captured)).is_err() {
                 return Ok(());
@@ -313,8 +318,9 @@ async fn write(
             )));
             break;
         };
-        let decoding = match decoding {
-            Captured::Decoding(d) => d,
+        let decoded = match decoding {
+            Captured::Decoding(d) => d.await,
+            Captured::Raw(r) => Ok(r),
             Captured::Discarded => {
                 out.frame_wait += waited.elapsed();
                 next += 1;
@@ -322,7 +328,7 @@ async fn write(
                 continue;
             }
         };
-        let frame = match decoding.await {
+        let frame = match decoded {
             Ok(Ok(frame)) => frame,
             Ok(Err(msg)) => {
                 failure = Some(RenderError::BadOutput(msg));
