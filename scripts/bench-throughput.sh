@@ -16,6 +16,10 @@
 #
 #   bash scripts/bench-throughput.sh
 #
+# `canvas@readback` is the canvas example captured by canvas read-back (--capture-canvas
+# '#stage', both releases; the ceiling with CAPTURE_CANVAS): its Helios columns are the
+# canvas example's.
+#
 # Knobs: PREV_REV (6ca873d, the commit before the throughput work), REPS (3), FRAMES_720
 # (300), FRAMES_1080 (150), EXAMPLES ("canvas dom-css helios-core"), SIZES
 # ("1280x720 1920x1080"), HELIOS (1: run the Helios renderer), CARGO_TARGET_DIR.
@@ -29,7 +33,7 @@ prev_rev=${PREV_REV:-6ca873d}
 reps=${REPS:-3}
 frames_720=${FRAMES_720:-300}
 frames_1080=${FRAMES_1080:-150}
-read -r -a examples <<<"${EXAMPLES:-canvas dom-css helios-core}"
+read -r -a examples <<<"${EXAMPLES:-canvas canvas@readback dom-css helios-core}"
 read -r -a sizes <<<"${SIZES:-1280x720 1920x1080}"
 run_helios=${HELIOS:-1}
 fps=30
@@ -38,6 +42,10 @@ log() { echo "bench-throughput: $*" >&2; }
 now() { date +%s.%N; }
 calc() { awk "BEGIN { print $* }"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ex_dir() { echo "examples/compositions/${1%@*}"; }
+# Extra render flags of an example variant (word-split on purpose: no spaces inside).
+ex_flags() { [[ $1 == *@readback ]] && echo "--capture-canvas #stage" || true; }
+ex_ceiling_env() { [[ $1 == *@readback ]] && echo "CAPTURE_CANVAS=#stage" || echo "CAPTURE_CANVAS_UNSET=1"; }
 frames_for() { if [[ $1 == 1280x720 ]]; then echo "$frames_720"; else echo "$frames_1080"; fi; }
 # Busy jiffies (user+nice+system+irq+softirq+steal) of the whole machine.
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
@@ -120,15 +128,16 @@ default_browsers=$(nproc | awk '{ n = $1 + 1; if (n < 2) n = 2; if (n > 4) n = 4
 
 for rep in $(seq "$reps"); do
   for ex in "${examples[@]}"; do
-    dir=examples/compositions/$ex
+    dir=$(ex_dir "$ex")
+    # shellcheck disable=SC2046
     for size in "${sizes[@]}"; do
       n=$(frames_for "$size") w=${size%x*} h=${size#*x} k=$ex/$size
       log "rep $rep/$reps: $k, $n frames (load $(cut -d' ' -f1-3 /proc/loadavg))"
-      timed "$k/prev" render "$prev" "$work/$ex-$size-prev.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1
-      timed "$k/new" render "$bin" "$work/$ex-$size-new.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1
-      timed "$k/default" render "$bin" "$work/$ex-$size-default.mp4" "$dir" "$size" "$n"
-      timed "$k/ceiling" "$ceiling" "$dir" "$size" "$n" "$default_browsers"
-      if [[ $run_helios == 1 ]]; then
+      timed "$k/prev" render "$prev" "$work/$ex-$size-prev.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1 $(ex_flags "$ex")
+      timed "$k/new" render "$bin" "$work/$ex-$size-new.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1 $(ex_flags "$ex")
+      timed "$k/default" render "$bin" "$work/$ex-$size-default.mp4" "$dir" "$size" "$n" $(ex_flags "$ex")
+      timed "$k/ceiling" env "$(ex_ceiling_env "$ex")" "$ceiling" "$dir" "$size" "$n" "$default_browsers"
+      if [[ $run_helios == 1 && $ex != *@* ]]; then
         for mode in "${helios_modes[@]}"; do
           [[ -n ${failed[$k/helios-$mode]:-} ]] || timed "$k/helios-$mode" peer "$work/$ex-$size-$mode.mp4" "$dir" "$w" "$h" "$n" "$mode"
         done
@@ -142,7 +151,7 @@ declare -A ceiling_fps
 for ex in "${examples[@]}"; do
   for size in "${sizes[@]}"; do
     n=$(frames_for "$size")
-    ceiling_fps[$ex/$size]=$("$ceiling" "examples/compositions/$ex" "$size" "$n" "$default_browsers" 2>/dev/null || echo 0)
+    ceiling_fps[$ex/$size]=$(env "$(ex_ceiling_env "$ex")" "$ceiling" "$(ex_dir "$ex")" "$size" "$n" "$default_browsers" 2>/dev/null || echo 0)
   done
 done
 
@@ -154,8 +163,9 @@ for ex in "${examples[@]}"; do
     b=$bin; [[ $v == prev ]] && b=$prev
     home=$(mktemp -d "$work/home.XXXXXX")
     log "CPU by process: $ex, $v"
-    breakdown[$ex/$v]=$(python3 scripts/cpu-by-process.py -- "$b" --home "$home" render "examples/compositions/$ex" \
-      -o "$work/cpu.mp4" --frames "0..$n" --size 1280x720 --fps "$fps" --chunks 1 --concurrency 1)
+    # shellcheck disable=SC2046
+    breakdown[$ex/$v]=$(python3 scripts/cpu-by-process.py -- "$b" --home "$home" render "$(ex_dir "$ex")" \
+      -o "$work/cpu.mp4" --frames "0..$n" --size 1280x720 --fps "$fps" --chunks 1 --concurrency 1 $(ex_flags "$ex"))
     if [[ $v == new ]]; then
       id=$("$bin" --home "$home" status --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["id"])')
       stages[$ex]=$("$bin" --home "$home" status "$id" --json | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["chunk_list"][0].get("stages", {})))')
@@ -183,13 +193,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", 
 rows= checks= notes=
 for ex in "${examples[@]}"; do
   for size in "${sizes[@]}"; do
-    n=$(frames_for "$size") k=$ex/$size
+    n=$(frames_for "$size") k=$ex/$size hk=${ex%@*}/$size
     fp=$(fps_of "$k/prev" "$n") fnw=$(fps_of "$k/new" "$n") fd=$(fps_of "$k/default" "$n")
-    fhd=$(fps_of "$k/helios-dom" "$n") fhc=$(fps_of "$k/helios-canvas" "$n") fc=${ceiling_fps[$k]}
+    fhd=$(fps_of "$hk/helios-dom" "$n") fhc=$(fps_of "$hk/helios-canvas" "$n") fc=${ceiling_fps[$k]}
     hd="—" hc="—"
     if [[ $run_helios == 1 ]]; then
-      hc=$(cell "$k/helios-canvas" "$n")
-      if [[ -n $dom_note ]]; then hd="failed³"; else hd=$(cell "$k/helios-dom" "$n"); fi
+      hc=$(cell "$hk/helios-canvas" "$n")
+      if [[ -n $dom_note ]]; then hd="failed³"; else hd=$(cell "$hk/helios-dom" "$n"); fi
     fi
     rows+="| $ex | ${size/x/×} | $n | $(cell "$k/prev" "$n") | $(cell "$k/new" "$n") | $(cell "$k/default" "$n") | $hd | $hc | $(printf '%.1f' "$fc") | $(ratio "$fnw" "$fp") | $(ratio "$fnw" "$fhd") | $(ratio "$fnw" "$fhc") | $(ratio "$fnw" "$fc") |"$'\n'
     p=$work/$ex-$size-prev.mp4
@@ -254,8 +264,12 @@ cores busy during the run (machine-wide CPU time ÷ wall time; $cores = all of t
 - **Helios dom / canvas**: \`@helios-project/renderer\` (scripts/bench-helios/render.mjs, Debian's
   Chromium), same size, frame count and encoder settings, in its \`dom\` and \`canvas\` modes.
 - **ceiling**: \`cargo run --release --example capture_ceiling -- DIR WxH N $default_browsers\`:
-  $default_browsers browsers seeking and capturing (PNG screenshots) with nothing decoded or
-  encoded, frames/s from the first frame (browser start-up excluded).
+  $default_browsers browsers seeking and capturing (PNG screenshots; for canvas@readback, the
+  canvas's raw pixels sent to the worker) with nothing decoded or encoded, frames/s from the
+  first frame (browser start-up excluded).
+- **canvas@readback**: the canvas example with \`--capture-canvas '#stage'\` in both releases (the
+  previous one reads the canvas back as a PNG data URL, this one as raw pixels over a
+  WebSocket); its Helios columns repeat the canvas example's.
 
 | example | size | frames | previous, 1 worker | this, 1 chunk | this, defaults | Helios dom | Helios canvas | ceiling | this ÷ previous | this ÷ Helios dom | this ÷ Helios canvas | this ÷ ceiling |
 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
