@@ -8,7 +8,11 @@ const FPS = 30; // only used for the timecode label
 const TAU = Math.PI * 2;
 
 const canvas = document.getElementById('stage');
+// The picture fills the viewport (the render's --size); drawing stays in 1280x720 units.
+canvas.width = window.innerWidth || W;
+canvas.height = window.innerHeight || H;
 const ctx = canvas.getContext('2d');
+ctx.setTransform(canvas.width / W, 0, 0, canvas.height / H, 0, 0);
 
 // A fixed star field from a tiny seeded PRNG (mulberry32), computed once.
 function mulberry32(seed) {
