@@ -524,6 +524,29 @@ fn canvas_read_back_takes_webgl_canvases_and_refuses_a_canvas_of_the_wrong_size(
 }
 
 #[test]
+fn plan_hints_at_canvas_read_back_only_when_one_canvas_is_the_whole_picture() {
+    let env = Env::new();
+    let plan = |dir: &str, extra: &[&str]| {
+        let mut a = vec![
+            "plan", "--emit", "job.json", dir, "--frames", "0..10", "--size", "1280x720",
+        ];
+        a.extend(extra);
+        let out = env.run(&a);
+        assert_ok(&out);
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let hint = "hint: the picture looks like one <canvas> (#stage): --capture-canvas '#stage'";
+    assert!(plan(&example("canvas"), &[]).contains(hint));
+    // Not when asked for already, nor for DOM pages or pages with a second canvas.
+    assert!(!plan(&example("canvas"), &["--capture-canvas", "#stage"]).contains("hint:"));
+    assert!(!plan(&example("dom-css"), &[]).contains("hint:"));
+    let dir = env.path("tl");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), TIMELINE_AND_WEBGL).unwrap();
+    assert!(!plan(dir.to_str().unwrap(), &[]).contains("hint:"));
+}
+
+#[test]
 fn a_type_error_names_its_class_message_and_where_it_was_thrown() {
     let env = Env::new();
     let dir = env.path("typeerror");

@@ -80,6 +80,17 @@ pub async fn build_spec(
     if source.page.is_some() {
         eprintln!("{}", settings.describe());
     }
+    if let (None, Some(sel)) = (
+        &p.capture_canvas,
+        inspection
+            .as_ref()
+            .and_then(|i| i.whole_picture_canvas.as_ref()),
+    ) {
+        eprintln!(
+            "hint: the picture looks like one <canvas> ({sel}): --capture-canvas '{sel}' reads \
+             its pixels back raw, about twice as fast (only that canvas is captured)"
+        );
+    }
     // The props as the composition holds them (its defaults filled in); a plain page gets
     // them as given.
     let props = match (&inspection, source.props.clone()) {

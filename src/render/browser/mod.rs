@@ -315,6 +315,11 @@ pub struct Inspection {
     pub media: Vec<DiscoveredMedia>,
     /// A Helios composition's schema (`helios.schema`: prop name → definition), if any.
     pub schema: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A selector for the one `<canvas>` that looked like the whole picture (it fills the
+    /// viewport at its own resolution, unstyled, and nothing else has a box), for which
+    /// canvas read-back would give the same frames faster. A hint: the page could still
+    /// show something else later.
+    pub whole_picture_canvas: Option<String>,
 }
 
 /// One row of a batch as the composition took it: the props it holds (defaults filled
@@ -333,6 +338,29 @@ const HELIOS_SCHEMA_JS: &str = "(() => {
     const h = window.helios;
     if (!(h && h.schema && typeof h.schema === 'object')) return null;
     try { return JSON.parse(JSON.stringify(h.schema)); } catch (e) { return null; }
+})()";
+
+/// The selector of the one visible `<canvas>`, if it fills the viewport at its own
+/// resolution with no opacity, filter or transform, and no other element has a box.
+const WHOLE_PICTURE_CANVAS_JS: &str = "(() => {
+    const W = window.innerWidth, H = window.innerHeight;
+    const shown = (e) => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+    const canvases = Array.from(document.querySelectorAll('canvas')).filter(shown);
+    if (canvases.length !== 1) return null;
+    const c = canvases[0], r = c.getBoundingClientRect();
+    if (r.left !== 0 || r.top !== 0 || r.width !== W || r.height !== H || c.width !== W || c.height !== H) return null;
+    const line = new Set();
+    for (let e = c; e; e = e.parentElement) line.add(e);
+    for (const e of document.body.querySelectorAll('*')) {
+        if (!line.has(e) && shown(e) && getComputedStyle(e).visibility !== 'hidden') return null;
+    }
+    for (const e of line) {
+        const s = getComputedStyle(e);
+        if (s.opacity !== '1' || s.filter !== 'none' || s.mixBlendMode !== 'normal') return null;
+        if (e === c && s.transform !== 'none') return null;
+    }
+    if (c.id && document.querySelectorAll('#' + CSS.escape(c.id)).length === 1) return '#' + CSS.escape(c.id);
+    return 'canvas';
 })()";
 
 /// Real milliseconds a page is given to create `window.helios` after it loaded.
@@ -430,6 +458,12 @@ impl Inspector {
         } else {
             Vec::new()
         };
+        let whole_picture_canvas = page
+            .evaluate(
+                WHOLE_PICTURE_CANVAS_JS,
+                "looking for a canvas that is the picture",
+            )
+            .await?;
         for m in &mut found {
             if let Some(rel) = m.source.strip_prefix(&self.base) {
                 m.source = rel.split(['?', '#']).next().unwrap_or(rel).to_string();
@@ -448,6 +482,7 @@ impl Inspector {
             props,
             media: found,
             schema,
+            whole_picture_canvas,
         })
     }
 
