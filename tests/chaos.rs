@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use helios_infra::adapters::sim::{SimAdapter, SimConfig, SimOutcome};
 use helios_infra::orchestrator::{
-    ChunkState, Event, JobStore, Orchestrator, Speculation, SqliteStore,
+    AttemptOutcome, ChunkState, Event, JobStore, Orchestrator, Speculation, SqliteStore,
 };
 use helios_infra::spec::*;
 use helios_infra::storage::Storage;
@@ -168,4 +168,20 @@ async fn a_straggler_gets_a_duplicate_and_the_first_result_wins() {
         .find(|c| c.chunk.index == 17)
         .unwrap();
     assert_eq!(c17.segment.unwrap().attempt, 2, "the duplicate won");
+    // The store shows both attempts of chunk 17: the straggler superseded, the duplicate
+    // the winner.
+    let a17: Vec<_> = store
+        .attempts(&job.id)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.index == 17)
+        .map(|a| (a.attempt, a.outcome))
+        .collect();
+    assert_eq!(
+        a17,
+        [
+            (1, AttemptOutcome::Superseded),
+            (2, AttemptOutcome::Succeeded)
+        ]
+    );
 }

@@ -40,6 +40,32 @@ fn flaky_renderer_succeeds_through_retries() {
     assert_eq!(chunks[1]["attempts"], 2);
     assert_eq!(chunks[1]["committed_attempt"], 2);
     assert_eq!(chunks[2]["attempts"], 1);
+    // Every attempt is on record, with its outcome, failure and times.
+    assert_eq!(outcomes(&chunks[1]), ["failed", "succeeded"]);
+    assert_eq!(outcomes(&chunks[2]), ["succeeded"]);
+    let first = &chunks[1]["attempt_list"][0];
+    assert_eq!(first["kind"], "renderer_failed", "{first}");
+    assert!(first["error"].as_str().unwrap().contains("exit"), "{first}");
+    for a in chunks
+        .iter()
+        .flat_map(|c| c["attempt_list"].as_array().unwrap())
+    {
+        let (start, end) = (
+            a["started_ms"].as_i64().unwrap(),
+            a["ended_ms"].as_i64().unwrap(),
+        );
+        assert!(start > 0 && end >= start, "{a}");
+    }
+}
+
+/// The outcomes of a chunk's attempts (from `status ID --json`), in order.
+fn outcomes(chunk: &serde_json::Value) -> Vec<String> {
+    chunk["attempt_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -67,6 +93,7 @@ fn always_failing_chunk_fails_job_with_chunk_attempts_and_stderr_and_keeps_finis
     assert_eq!(st["state"], "failed");
     let chunks = st["chunk_list"].as_array().unwrap();
     assert_eq!(chunks[3]["state"], "failed");
+    assert_eq!(outcomes(&chunks[3]), ["failed", "failed", "failed"]);
     // Every chunk that finished is kept, with its segment in storage.
     let done: Vec<_> = chunks.iter().filter(|c| c["state"] == "done").collect();
     assert!(!done.is_empty());
@@ -98,6 +125,7 @@ fn hung_renderer_is_killed_at_the_timeout_and_retried() {
     assert!(!is_running(pid), "hung renderer {pid} still alive");
     let st = env.status(&env.only_job());
     assert_eq!(st["chunk_list"][2]["attempts"], 2);
+    assert_eq!(outcomes(&st["chunk_list"][2]), ["timed_out", "succeeded"]);
 }
 
 /// Whether a process is alive (a zombie waiting for its reaper is not).
@@ -173,6 +201,19 @@ fn sigkill_then_resume_rerenders_only_missing_chunks() {
     assert_eq!(framemd5(&env.path("out.mp4")).len(), 60);
     let after = env.status(&id);
     assert_eq!(after["state"], "succeeded");
+    // The attempt in flight at the kill is on record as interrupted, and nothing is left
+    // running.
+    let all: Vec<String> = after["chunk_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(outcomes)
+        .collect();
+    assert!(all.iter().any(|o| o == "interrupted"), "{all:?}");
+    assert!(
+        all.iter().all(|o| o == "succeeded" || o == "interrupted"),
+        "{all:?}"
+    );
     for (start, attempt) in done_before {
         assert_eq!(
             env.invocations(start),

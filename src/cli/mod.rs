@@ -330,6 +330,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 if cli.json {
                     let mut v = status::job_json(job, &chunks, &locks, a.id.is_some());
                     if a.id.is_some() {
+                        status::add_attempts(&mut v, &ctx.store.attempts(&job.id)?);
                         status::add_reports(&mut v, job, &chunks).await;
                     }
                     values.push(v);

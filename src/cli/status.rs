@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::adapter::{AdapterConfig, AdapterKind};
-use crate::orchestrator::{ChunkRecord, ChunkState, JobLock, JobRecord, JobState};
+use crate::orchestrator::{AttemptRecord, ChunkRecord, ChunkState, JobLock, JobRecord, JobState};
 
 use crate::model::{LAMBDA_GB_SECOND, LAMBDA_REQUEST};
 
@@ -136,6 +136,31 @@ pub fn job_json(
             .collect();
     }
     v
+}
+
+/// Adds every attempt of each chunk (start, end, outcome, failure) to the chunks of
+/// `job_json`'s output, as `attempt_list`.
+pub fn add_attempts(v: &mut serde_json::Value, attempts: &[AttemptRecord]) {
+    let Some(list) = v["chunk_list"].as_array_mut() else {
+        return;
+    };
+    for entry in list.iter_mut() {
+        let index = entry["index"].as_u64();
+        entry["attempt_list"] = attempts
+            .iter()
+            .filter(|a| Some(u64::from(a.index)) == index)
+            .map(|a| {
+                json!({
+                    "attempt": a.attempt,
+                    "started_ms": a.started_ms,
+                    "ended_ms": a.ended_ms,
+                    "outcome": a.outcome.as_str(),
+                    "kind": a.kind,
+                    "error": a.error,
+                })
+            })
+            .collect();
+    }
 }
 
 /// Adds each committed attempt's timings and per-stage breakdown (from its report in

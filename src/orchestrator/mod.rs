@@ -24,8 +24,8 @@ use crate::storage::StorageError;
 pub use events::{Event, EventSink};
 pub use lock::{JobLock, LockError};
 pub use store::{
-    BatchRow, ChunkRecord, ChunkState, CommittedSegment, JobRecord, JobState, JobStore,
-    SqliteStore, StoreError, StoreStats,
+    AttemptOutcome, AttemptRecord, BatchRow, ChunkRecord, ChunkState, CommittedSegment, JobRecord,
+    JobState, JobStore, SqliteStore, StoreError, StoreStats,
 };
 
 /// Why a job did not finish.

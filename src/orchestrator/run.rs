@@ -11,8 +11,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    backoff, webhook, ChunkState, CommittedSegment, Event, JobLock, JobRecord, JobState, JobStore,
-    Orchestrator, OrchestratorError, Outcome, Speculation, StoreError,
+    backoff, webhook, AttemptOutcome, ChunkState, CommittedSegment, Event, JobLock, JobRecord,
+    JobState, JobStore, Orchestrator, OrchestratorError, Outcome, Speculation, StoreError,
 };
 use crate::adapters::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
 use crate::media;
@@ -286,6 +286,15 @@ impl Orchestrator {
                     {
                         tracing::info!(job = %job.id, chunk = c.chunk.index, attempt, "adopting an attempt that finished while the orchestrator was down");
                         self.store
+                            .end_attempt(
+                                &job.id,
+                                c.chunk.index,
+                                attempt,
+                                AttemptOutcome::Succeeded,
+                                None,
+                            )
+                            .await?;
+                        self.store
                             .commit_chunk(&job.id, c.chunk.index, &seg)
                             .await?;
                         adopted = true;
@@ -299,6 +308,10 @@ impl Orchestrator {
                     .await?;
             }
         }
+        // Whatever was still in flight when the last run stopped did not finish under it.
+        self.store
+            .end_running_attempts(&job.id, None, AttemptOutcome::Interrupted)
+            .await?;
         Ok(())
     }
 
@@ -676,14 +689,61 @@ impl ChunkCtx {
     }
 
     async fn cancelled(&self, index: u32) -> OrchestratorError {
+        let _ = self
+            .store
+            .end_running_attempts(&self.job, Some(index), AttemptOutcome::Cancelled)
+            .await;
         let _ = self.store.release_chunk(&self.job, index, None).await;
         OrchestratorError::Cancelled {
             job: self.job.clone(),
         }
     }
 
-    /// One attempt, bounded by the timeout, with its report verified.
+    /// One attempt, bounded by the timeout, with its report verified; how it ended is
+    /// recorded in the store.
     async fn attempt_once(
+        &self,
+        chunk: Chunk,
+        attempt: u32,
+        timeout: Duration,
+    ) -> Result<CommittedSegment, WorkerFailure> {
+        let r = self.run_attempt(chunk, attempt, timeout).await;
+        let (outcome, failure) = match &r {
+            Ok(_) => (AttemptOutcome::Succeeded, None),
+            Err(f) => (
+                if f.kind == FailureKind::Timeout {
+                    AttemptOutcome::TimedOut
+                } else if f.retryable {
+                    AttemptOutcome::Failed
+                } else {
+                    AttemptOutcome::Fatal
+                },
+                Some(f),
+            ),
+        };
+        let kind = failure.map(|f| serde_json::to_value(f.kind).ok());
+        let kind = kind
+            .flatten()
+            .and_then(|k| k.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let recorded = self
+            .store
+            .end_attempt(
+                &self.job,
+                chunk.index,
+                attempt,
+                outcome,
+                failure.map(|f| (kind.as_str(), f.message.as_str())),
+            )
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(job = %self.job, chunk = chunk.index, attempt, error = %e, "could not record how the attempt ended");
+        }
+        r
+    }
+
+    /// One attempt, bounded by the timeout, with its report verified.
+    async fn run_attempt(
         &self,
         chunk: Chunk,
         attempt: u32,
@@ -759,15 +819,23 @@ impl ChunkCtx {
         tokio::pin!(second);
         let (mut first_failed, mut second_failed) = (None, None);
         loop {
-            tokio::select! {
+            let won = tokio::select! {
                 r = &mut first, if first_failed.is_none() => match r {
-                    Ok(seg) => return (attempt, Ok(seg)),
-                    Err(f) => first_failed = Some(f),
+                    Ok(seg) => Some((attempt, seg)),
+                    Err(f) => { first_failed = Some(f); None }
                 },
                 r = &mut second, if second_failed.is_none() => match r {
-                    Ok(seg) => return (duplicate, Ok(seg)),
-                    Err(f) => second_failed = Some(f),
+                    Ok(seg) => Some((duplicate, seg)),
+                    Err(f) => { second_failed = Some(f); None }
                 },
+            };
+            if let Some((winner, seg)) = won {
+                // The other attempt is dropped (its worker stopped) as it stands.
+                let _ = self
+                    .store
+                    .end_running_attempts(&self.job, Some(chunk.index), AttemptOutcome::Superseded)
+                    .await;
+                return (winner, Ok(seg));
             }
             if let (Some(_), Some(f)) = (&first_failed, &second_failed) {
                 return (duplicate, Err(f.clone()));

@@ -63,6 +63,48 @@ macro_rules! names {
 }
 names!(JobState { Queued => "queued", Running => "running", Stitching => "stitching", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled" });
 names!(ChunkState { Pending => "pending", Running => "running", Done => "done", Failed => "failed" });
+names!(AttemptOutcome { Running => "running", Succeeded => "succeeded", Failed => "failed", Fatal => "fatal", TimedOut => "timed_out", Superseded => "superseded", Cancelled => "cancelled", Interrupted => "interrupted" });
+
+/// How an attempt of a chunk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// Still in flight (or the orchestrator has not said yet).
+    Running,
+    /// Its segment was verified.
+    Succeeded,
+    /// It failed in a way worth retrying.
+    Failed,
+    /// It failed in a way no retry can fix.
+    Fatal,
+    /// It ran past the job's timeout and was killed.
+    TimedOut,
+    /// Another attempt of the same chunk (a speculative duplicate, or the attempt it
+    /// duplicated) won first.
+    Superseded,
+    /// The job was cancelled while it ran.
+    Cancelled,
+    /// The orchestrator stopped (crash, kill) while it ran; found on resume.
+    Interrupted,
+}
+
+/// One attempt of a chunk, as recorded by the orchestrator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// Chunk index.
+    pub index: u32,
+    /// Attempt number (per chunk, from 1, across resumes).
+    pub attempt: u32,
+    /// When it started (ms since the Unix epoch, the orchestrator's clock).
+    pub started_ms: i64,
+    /// When it ended, if it has.
+    pub ended_ms: Option<i64>,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// The failure's class (the worker protocol's name), if it failed.
+    pub kind: Option<String>,
+    /// The failure's message, if it failed.
+    pub error: Option<String>,
+}
 
 impl JobState {
     /// Whether the job has stopped (successfully or not).
@@ -223,6 +265,25 @@ pub trait JobStore: Send + Sync {
     async fn request_cancel(&self, id: &str) -> Result<bool, StoreError>;
     /// Clears a cancellation request (when the job is resumed).
     async fn clear_cancel(&self, id: &str) -> Result<(), StoreError>;
+    /// Records how a running attempt ended (an attempt that already ended keeps its
+    /// outcome). `failure` is the failure's class and message.
+    async fn end_attempt(
+        &self,
+        id: &str,
+        index: u32,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        failure: Option<(&str, &str)>,
+    ) -> Result<(), StoreError>;
+    /// Ends every attempt of the job (or of one chunk) still running with `outcome`.
+    async fn end_running_attempts(
+        &self,
+        id: &str,
+        index: Option<u32>,
+        outcome: AttemptOutcome,
+    ) -> Result<(), StoreError>;
+    /// Every attempt of a job, by chunk, then attempt number.
+    fn attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
 }
 
 /// A change queued for the writer: applied inside the group's transaction (or told why
@@ -306,6 +367,17 @@ CREATE TABLE IF NOT EXISTS chunks (
     error TEXT,
     media TEXT,
     PRIMARY KEY (job_id, idx)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    ended_ms INTEGER,
+    outcome TEXT NOT NULL DEFAULT 'running',
+    kind TEXT,
+    error TEXT,
+    PRIMARY KEY (job_id, idx, attempt)
 );
 ";
 
@@ -773,13 +845,102 @@ impl JobStore for SqliteStore {
                 )?
                 .query_row(params![id, index], |r| r.get(0))
                 .optional()?;
-            attempt.ok_or_else(|| {
+            let attempt = attempt.ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "chunk {index} of job {id} is missing or already done"
                 ))
-            })
+            })?;
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO attempts (job_id, idx, attempt, started_ms, outcome)
+                 VALUES (?1, ?2, ?3, ?4, 'running')",
+            )?
+            .execute(params![id, index, attempt, now_ms()])?;
+            Ok(attempt)
         })
         .await
+    }
+
+    async fn end_attempt(
+        &self,
+        id: &str,
+        index: u32,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        failure: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        let (kind, error) = failure
+            .map(|(k, e)| (Some(k.to_string()), Some(e.to_string())))
+            .unwrap_or_default();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE attempts SET ended_ms = ?4, outcome = ?5, kind = ?6, error = ?7
+                 WHERE job_id = ?1 AND idx = ?2 AND attempt = ?3 AND outcome = 'running'",
+            )?
+            .execute(params![
+                id,
+                index,
+                attempt,
+                now_ms(),
+                outcome.as_str(),
+                kind,
+                error
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn end_running_attempts(
+        &self,
+        id: &str,
+        index: Option<u32>,
+        outcome: AttemptOutcome,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE attempts SET ended_ms = ?3, outcome = ?4
+                 WHERE job_id = ?1 AND (?2 IS NULL OR idx = ?2) AND outcome = 'running'",
+            )?
+            .execute(params![id, index, now_ms(), outcome.as_str()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT idx, attempt, started_ms, ended_ms, outcome, kind, error
+                 FROM attempts WHERE job_id = ?1 ORDER BY idx, attempt",
+            )?;
+            let rows = stmt.query_map([id], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (index, attempt, started_ms, ended_ms, outcome, kind, error) = row?;
+                out.push(AttemptRecord {
+                    index,
+                    attempt,
+                    started_ms,
+                    ended_ms,
+                    outcome: AttemptOutcome::parse(&outcome)?,
+                    kind,
+                    error,
+                });
+            }
+            Ok(out)
+        })
     }
 
     async fn commit_chunk(
@@ -911,6 +1072,57 @@ mod tests {
             worker_ms: 5,
             media: None,
         }
+    }
+
+    #[tokio::test]
+    async fn every_attempt_is_recorded_with_how_it_ended() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.create_job(&job("J")).await.unwrap();
+        let a1 = s.begin_attempt("J", 0).await.unwrap();
+        s.end_attempt(
+            "J",
+            0,
+            a1,
+            AttemptOutcome::Failed,
+            Some(("renderer_failed", "exit 1")),
+        )
+        .await
+        .unwrap();
+        let a2 = s.begin_attempt("J", 0).await.unwrap();
+        let dup = s.begin_attempt("J", 0).await.unwrap();
+        s.end_attempt("J", 0, dup, AttemptOutcome::Succeeded, None)
+            .await
+            .unwrap();
+        s.end_running_attempts("J", Some(0), AttemptOutcome::Superseded)
+            .await
+            .unwrap();
+        // An ended attempt keeps its outcome.
+        s.end_attempt("J", 0, a1, AttemptOutcome::Succeeded, None)
+            .await
+            .unwrap();
+        s.begin_attempt("J", 1).await.unwrap();
+        s.begin_attempt("J", 2).await.unwrap();
+        s.end_running_attempts("J", None, AttemptOutcome::Interrupted)
+            .await
+            .unwrap();
+        let got: Vec<_> = s
+            .attempts("J")
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.index, a.attempt, a.outcome, a.kind, a.ended_ms.is_some()))
+            .collect();
+        use AttemptOutcome::*;
+        assert_eq!(
+            got,
+            [
+                (0, a1, Failed, Some("renderer_failed".to_string()), true),
+                (0, a2, Superseded, None, true),
+                (0, dup, Succeeded, None, true),
+                (1, 1, Interrupted, None, true),
+                (2, 1, Interrupted, None, true),
+            ]
+        );
+        assert!(s.attempts("nope").unwrap().is_empty());
     }
 
     #[tokio::test]
