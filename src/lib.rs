@@ -15,4 +15,5 @@ pub mod render;
 pub mod spec;
 pub mod stitch;
 pub mod storage;
+pub mod ui;
 pub mod worker;

@@ -59,6 +59,9 @@ pub enum Command {
     Cancel(JobArg),
     /// Concatenate segments (same codec parameters) into one file without re-encoding.
     Stitch(StitchArgs),
+    /// Serve a web dashboard of the job store: jobs, live progress, each chunk's attempts
+    /// on a timeline, errors, output, cancel and resume.
+    Ui(UiArgs),
     /// Worker entry points.
     #[command(subcommand)]
     Worker(WorkerCommand),
@@ -281,6 +284,18 @@ pub struct ResumeArgs {
 pub struct StatusArgs {
     /// A job id; without it, every job is listed.
     pub id: Option<String>,
+}
+
+/// `ui`
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// Address to listen on. Off loopback, --token is required.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub listen: std::net::SocketAddr,
+    /// Token every request must carry (`Authorization: Bearer T`, or open the dashboard
+    /// once with `?token=T`, which sets a cookie).
+    #[arg(long, env = "HELIOS_UI_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// A job id argument.

@@ -8,7 +8,7 @@ mod helios_job;
 mod plan;
 pub mod progress;
 mod rows;
-mod status;
+pub(crate) mod status;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -284,6 +284,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .orchestrator(&a.adapter, Some(&job.adapter_config))
                 .await?;
             run_job(&cli, orch, rx, &a.id).await
+        }
+        Command::Ui(a) => {
+            let ctx = State::open(&cli)?;
+            let cfg = crate::ui::UiConfig {
+                listen: a.listen,
+                token: a.token.clone().filter(|t| !t.is_empty()),
+                home: std::path::absolute(&ctx.home).unwrap_or(ctx.home.clone()),
+                exe: std::env::current_exe().context("cannot find this program's path")?,
+            };
+            let listener = crate::ui::bind(&cfg).await?;
+            let addr = listener.local_addr()?;
+            let open = match &cfg.token {
+                Some(_) => format!("http://{addr}/?token=<token>"),
+                None => format!("http://{addr}/"),
+            };
+            eprintln!(
+                "dashboard of {}: {open} (Ctrl-C stops it)",
+                cfg.home.display()
+            );
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "listening", "url": format!("http://{addr}/")})
+                );
+            }
+            let stop = CancellationToken::new();
+            let on_signal = stop.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                on_signal.cancel();
+            });
+            crate::ui::serve(cfg, ctx.store.clone(), listener, stop).await?;
+            Ok(0)
         }
         Command::Cancel(a) => {
             let ctx = State::open(&cli)?;

@@ -1,0 +1,176 @@
+// helios-infra dashboard: the job list and the job page. Plain DOM, no framework; every
+// value from the store is written with textContent, never as HTML.
+'use strict';
+
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, attrs = {}, text) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+};
+const dur = (ms) => {
+  if (ms === undefined || ms === null) return '—';
+  const s = Math.round(ms / 1000);
+  if (s < 60) return s + ' s';
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m} min ${s % 60} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
+};
+const money = (c) => (c && typeof c.estimated_usd === 'number') ? '$' + c.estimated_usd.toFixed(4) : '—';
+const pct = (j) => j.frames ? (100 * j.frames_done / j.frames).toFixed(1) + '%' : '—';
+
+async function listJobs() {
+  const r = await fetch('/api/jobs', { credentials: 'same-origin' });
+  if (!r.ok) return;
+  const jobs = await r.json();
+  const want = $('#filter').value;
+  const body = $('#jobs tbody');
+  body.replaceChildren();
+  const shown = jobs.filter((j) => !want || j.state === want);
+  for (const j of shown) {
+    const tr = el('tr', { 'data-job': j.id });
+    const link = el('a', { href: '/jobs/' + encodeURIComponent(j.id) }, j.id);
+    const td = el('td'); td.append(link); tr.append(td);
+    tr.append(el('td', {}, j.batch ? `${j.batch} #${j.batch_row}` : ''));
+    tr.append(el('td', { class: 'state ' + j.state }, j.display_state || j.state));
+    tr.append(el('td', {}, pct(j)));
+    tr.append(el('td', {}, `${j.frames_done}/${j.frames}`));
+    tr.append(el('td', {}, `${j.chunks_done}/${j.chunks}`));
+    tr.append(el('td', {}, j.adapter));
+    tr.append(el('td', {}, dur(j.elapsed_ms)));
+    tr.append(el('td', {}, dur(j.eta_ms)));
+    tr.append(el('td', {}, money(j.cost)));
+    body.append(tr);
+  }
+  $('#empty').hidden = jobs.length > 0;
+  $('#updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+}
+
+function renderTimeline(job) {
+  const all = job.chunk_list.flatMap((c) => c.attempt_list);
+  const now = Date.now();
+  const t0 = Math.min(...all.map((a) => a.started_ms), now);
+  const t1 = Math.max(...all.map((a) => a.ended_ms || now), t0 + 1);
+  const span = t1 - t0;
+  const box = $('#timeline');
+  box.replaceChildren();
+  for (const c of job.chunk_list) {
+    const row = el('div', { class: 'row', 'data-chunk': String(c.index), 'data-state': c.state });
+    row.append(el('span', { class: 'name' }, `#${c.index}`));
+    const lane = el('div', { class: 'lane' });
+    const list = c.attempt_list;
+    list.forEach((a, i) => {
+      const end = a.ended_ms || now;
+      // An attempt that started while an earlier one still ran is a speculative duplicate.
+      const dup = list.slice(0, i).some((b) => (b.ended_ms || now) > a.started_ms);
+      const bar = el('div', {
+        class: `bar ${a.outcome}${dup ? ' speculative' : ''}`,
+        'data-attempt': String(a.attempt),
+        'data-outcome': a.outcome,
+        title: `chunk ${c.index} attempt ${a.attempt}: ${a.outcome}` +
+          (c.committed_attempt === a.attempt ? ' (committed)' : '') +
+          (a.error ? ` — ${a.kind}: ${a.error}` : ''),
+      });
+      bar.style.left = (100 * (a.started_ms - t0) / span) + '%';
+      bar.style.width = (100 * Math.max(end - a.started_ms, 0) / span) + '%';
+      lane.append(bar);
+    });
+    row.append(lane);
+    box.append(row);
+  }
+}
+
+function renderJob(job) {
+  document.title = `helios-infra ${job.id} (${job.state})`;
+  $('#job-id').textContent = job.id;
+  const st = $('#state');
+  st.textContent = job.display_state || job.state;
+  st.className = 'state ' + job.state;
+  st.dataset.state = job.state;
+  $('#progress').value = job.frames ? job.frames_done / job.frames : 0;
+  $('#progress-text').textContent = `${pct(job)} — ${job.frames_done}/${job.frames} frames, ${job.chunks_done}/${job.chunks} chunks`;
+  $('#elapsed').textContent = dur(job.elapsed_ms);
+  $('#eta').textContent = dur(job.eta_ms);
+  $('#adapter').textContent = job.adapter;
+  $('#stitch').textContent = job.stitch_method || job.stitch || '—';
+  $('#cost').textContent = money(job.cost);
+  const err = $('#error');
+  err.hidden = !job.error;
+  err.textContent = job.error || '';
+  const ended = ['succeeded', 'failed', 'cancelled'].includes(job.state);
+  $('#cancel').disabled = ended;
+  $('#resume').disabled = job.state === 'succeeded' || !ended;
+  renderTimeline(job);
+
+  const failures = $('#failures');
+  failures.replaceChildren();
+  for (const c of job.chunk_list) {
+    for (const a of c.attempt_list) {
+      if (!a.error) continue;
+      const d = el('div', { class: 'failure', 'data-chunk': String(c.index) });
+      d.append(el('div', {}, `chunk ${c.index} (frames ${c.start}..${c.end}), attempt ${a.attempt}: ${a.outcome} — ${a.kind}`));
+      d.append(el('pre', { class: 'error' }, a.error));
+      failures.append(d);
+    }
+  }
+  if (!failures.children.length) failures.append(el('p', { class: 'muted' }, 'none'));
+
+  const body = $('#chunks tbody');
+  body.replaceChildren();
+  for (const c of job.chunk_list) {
+    const tr = el('tr', { 'data-chunk': String(c.index) });
+    tr.append(el('td', {}, String(c.index)));
+    tr.append(el('td', {}, `${c.start}..${c.end}`));
+    tr.append(el('td', { class: 'state ' + c.state }, c.state));
+    tr.append(el('td', {}, c.attempt_list.map((a) => `${a.attempt}:${a.outcome}`).join(' ')));
+    tr.append(el('td', {}, c.worker_ms != null ? dur(c.worker_ms) : '—'));
+    const s = c.stages || c.timings;
+    tr.append(el('td', {}, s ? Object.entries(s).filter(([, v]) => typeof v === 'number').map(([k, v]) => `${k} ${Math.round(v)}`).join(', ') : '—'));
+    body.append(tr);
+  }
+
+  const out = $('#output');
+  out.replaceChildren();
+  const video = $('#preview');
+  if (job.state === 'succeeded' && job.downloaded) {
+    const a = el('a', { href: `/jobs/${encodeURIComponent(job.id)}/output` }, job.output);
+    out.append(a);
+    if (!video.src) video.src = `/jobs/${encodeURIComponent(job.id)}/output`;
+    video.hidden = false;
+  } else {
+    out.textContent = job.state === 'succeeded' ? (job.output_url || job.output) : `${job.output} (when the job succeeds)`;
+    video.hidden = true;
+  }
+}
+
+async function act(id, what) {
+  const r = await fetch(`/api/jobs/${encodeURIComponent(id)}/${what}`, { method: 'POST', credentials: 'same-origin' });
+  let msg = r.statusText;
+  try { msg = (await r.json()).message; } catch (e) { /* not JSON */ }
+  $('#action-result').textContent = msg;
+  if (what === 'resume' && r.ok) follow(id);
+}
+
+let source = null;
+function follow(id) {
+  if (source) source.close();
+  source = new EventSource(`/api/jobs/${encodeURIComponent(id)}/events`);
+  source.onmessage = (e) => {
+    const job = JSON.parse(e.data);
+    renderJob(job);
+    if (job.final) { source.close(); source = null; }
+  };
+  source.onerror = () => { if (source && source.readyState === EventSource.CLOSED) source = null; };
+}
+
+if (document.body.dataset.page === 'jobs') {
+  $('#filter').addEventListener('change', listJobs);
+  listJobs();
+  setInterval(listJobs, 2000);
+} else {
+  const id = decodeURIComponent(location.pathname.split('/')[2] || '');
+  $('#cancel').addEventListener('click', () => act(id, 'cancel'));
+  $('#resume').addEventListener('click', () => act(id, 'resume'));
+  fetch(`/api/jobs/${encodeURIComponent(id)}`, { credentials: 'same-origin' })
+    .then((r) => r.json()).then(renderJob).then(() => follow(id));
+}

@@ -1,0 +1,222 @@
+//! `helios-infra ui`: the dashboard's API over a real job store, its access rules and
+//! what it refuses to serve — through the real binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use common::*;
+
+/// A running `ui`, stopped when dropped.
+struct Ui {
+    child: Child,
+    addr: String,
+}
+
+impl Ui {
+    fn start(env: &Env, extra: &[&str]) -> Ui {
+        let mut args = vec!["ui", "--listen", "127.0.0.1:0", "--json"];
+        args.extend(extra);
+        let mut child = env
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).expect("listening event");
+        let url = v["url"].as_str().unwrap();
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        Ui { child, addr }
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        http(&self.addr, "GET", path, headers, b"")
+    }
+
+    fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path, &[]);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A finished 6-chunk job whose chunk 1 (frames 10..20) failed its first attempt.
+fn job_with_a_retry(env: &Env) -> String {
+    let r = env.renderer("fail-once:10");
+    let args = [
+        "render",
+        "-o",
+        "out.mp4",
+        "--frames",
+        "0..60",
+        "--size",
+        "64x64",
+        "--chunks",
+        "6",
+        "--preset",
+        "ultrafast",
+    ];
+    env.ok(&with_renderer(&args, &r));
+    env.only_job()
+}
+
+#[test]
+fn the_api_shows_jobs_chunks_and_every_attempt_from_the_store() {
+    let env = Env::new();
+    let id = job_with_a_retry(&env);
+    let ui = Ui::start(&env, &[]);
+
+    let jobs = ui.json("/api/jobs");
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["id"], id.as_str());
+    assert_eq!(jobs[0]["state"], "succeeded");
+    assert_eq!(jobs[0]["frames"], 60);
+    assert_eq!(jobs[0]["chunks"], 6);
+    assert!(jobs[0]["elapsed_ms"].as_i64().unwrap() > 0);
+
+    let job = ui.json(&format!("/api/jobs/{id}"));
+    let chunks = job["chunk_list"].as_array().unwrap();
+    assert_eq!(chunks.len(), 6);
+    let outcomes = |c: &serde_json::Value| -> Vec<String> {
+        c["attempt_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["outcome"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(outcomes(&chunks[1]), ["failed", "succeeded"]);
+    assert_eq!(outcomes(&chunks[0]), ["succeeded"]);
+    assert!(chunks[1]["attempt_list"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("exit"));
+
+    // The event stream of a finished job sends its final state and ends.
+    let (status, events) = ui.get(&format!("/api/jobs/{id}/events"), &[]);
+    assert_eq!(status, 200);
+    assert!(events.contains("data: {"), "{events}");
+    assert!(events.contains("\"final\":true"), "{events}");
+
+    // Pages, the embedded assets and the job's own output; nothing else.
+    assert_eq!(ui.get("/", &[]).0, 200);
+    assert_eq!(ui.get(&format!("/jobs/{id}"), &[]).0, 200);
+    assert_eq!(ui.get("/assets/app.js", &[]).0, 200);
+    let (status, video) = ui.get(&format!("/jobs/{id}/output"), &[]);
+    assert_eq!(status, 200);
+    assert!(video.len() > 100);
+    for path in [
+        "/jobs/NOSUCHJOB",
+        "/api/jobs/NOSUCHJOB",
+        "/assets/..%2fmod.rs",
+        "/assets/%2e%2e/%2e%2e/Cargo.toml",
+        "/assets/..%2f..%2fCargo.toml",
+        "/jobs/%2e%2e/output",
+        "/jobs/..%2f..%2fjobs.db/output",
+        "/.helios/jobs.db",
+        "/jobs.db",
+        "/storage/",
+    ] {
+        assert_eq!(ui.get(path, &[]).0, 404, "{path}");
+    }
+}
+
+#[test]
+fn without_a_token_only_loopback_names_and_same_origin_changes_are_answered() {
+    let env = Env::new();
+    let id = job_with_a_retry(&env);
+    let ui = Ui::start(&env, &[]);
+    // DNS rebinding: a page on another name reaching our port.
+    let (status, _) = ui.get("/api/jobs", &[("Host", "evil.example:7878")]);
+    assert_eq!(status, 403);
+    assert_eq!(ui.get("/api/jobs", &[("Host", "localhost:7878")]).0, 200);
+    // Cancel from another origin (or none) is refused; from the dashboard's own, it runs
+    // the CLI's cancel, which says the job has ended.
+    let cancel = format!("/api/jobs/{id}/cancel");
+    let evil = http(
+        &ui.addr,
+        "POST",
+        &cancel,
+        &[("Origin", "http://evil.example")],
+        b"",
+    );
+    assert_eq!(evil.0, 403);
+    assert_eq!(http(&ui.addr, "POST", &cancel, &[], b"").0, 403);
+    let origin = format!("http://{}", ui.addr);
+    let (status, body) = http(&ui.addr, "POST", &cancel, &[("Origin", &origin)], b"");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("already ended"), "{body}");
+}
+
+#[test]
+fn with_a_token_every_request_needs_it_and_a_link_trades_it_for_a_cookie() {
+    let env = Env::new();
+    let id = job_with_a_retry(&env);
+    let ui = Ui::start(&env, &["--token", "s3cret"]);
+    assert_eq!(ui.get("/api/jobs", &[]).0, 401);
+    assert_eq!(ui.get("/", &[]).0, 401);
+    assert_eq!(
+        ui.get("/api/jobs", &[("Authorization", "Bearer wrong")]).0,
+        401
+    );
+    assert_eq!(
+        ui.get("/api/jobs", &[("Authorization", "Bearer s3cret")]).0,
+        200
+    );
+    let (status, head, _) = http_full(&ui.addr, "GET", "/?token=s3cret", &[], b"");
+    assert_eq!(status, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap_or_else(|| panic!("no cookie: {head}"));
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap();
+    assert_eq!(
+        ui.get(&format!("/api/jobs/{id}"), &[("Cookie", pair)]).0,
+        200
+    );
+    assert_eq!(ui.get("/?token=nope", &[]).0, 401);
+    // With a token, any Host is fine (the token is the guard).
+    assert_eq!(
+        ui.get(
+            "/api/jobs",
+            &[
+                ("Host", "render-box:7878"),
+                ("Authorization", "Bearer s3cret")
+            ]
+        )
+        .0,
+        200
+    );
+}
+
+#[test]
+fn a_non_loopback_address_without_a_token_is_refused() {
+    let env = Env::new();
+    let out = env.run(&["ui", "--listen", "0.0.0.0:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without --token"),
+        "{err}"
+    );
+}
