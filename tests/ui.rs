@@ -220,3 +220,187 @@ fn a_non_loopback_address_without_a_token_is_refused() {
         "{err}"
     );
 }
+
+/// Runs `js` in the page until it returns true, or fails after `secs`.
+async fn wait_until(page: &chromiumoxide::Page, js: &str, secs: u64, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let ok = page
+            .evaluate(js)
+            .await
+            .ok()
+            .and_then(|v| v.into_value::<bool>().ok())
+            .unwrap_or(false);
+        if ok {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn eval<T: serde::de::DeserializeOwned>(page: &chromiumoxide::Page, js: &str) -> T {
+    page.evaluate(js)
+        .await
+        .unwrap_or_else(|e| panic!("{js}: {e}"))
+        .into_value::<T>()
+        .unwrap_or_else(|e| panic!("{js}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_page_follows_a_live_job_and_its_buttons_cancel_and_resume_it() {
+    use chromiumoxide::browser::{Browser, BrowserConfig};
+    use futures::StreamExt;
+
+    let env = Env::new();
+    let finished = job_with_a_retry(&env);
+    // A live job: 12 chunks of 0.4 s or more each, one at a time.
+    let r = env.renderer("slow:0.4");
+    let args = [
+        "render",
+        "-o",
+        "live.mp4",
+        "--frames",
+        "0..120",
+        "--size",
+        "64x64",
+        "--chunks",
+        "12",
+        "--concurrency",
+        "1",
+        "--preset",
+        "ultrafast",
+    ];
+    let mut live = env
+        .cmd(&with_renderer(&args, &r))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ui = Ui::start(&env, &[]);
+
+    let chromium = helios_infra::render::browser::locate_chromium().unwrap();
+    let config = BrowserConfig::builder()
+        .chrome_executable(chromium)
+        .no_sandbox()
+        .arg("--disable-gpu")
+        .user_data_dir(env.path("chromium-profile"))
+        .viewport(chromiumoxide::handler::viewport::Viewport {
+            width: 1280,
+            height: 900,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let (mut browser, mut handler) = Browser::launch(config).await.unwrap();
+    let events = tokio::spawn(async move { while handler.next().await.is_some() {} });
+
+    // The finished job: one timeline row per chunk; chunk 1 shows its failed attempt, then
+    // the one that succeeded, in the outcome colours.
+    let page = browser
+        .new_page(format!("http://{}/jobs/{finished}", ui.addr))
+        .await
+        .unwrap();
+    wait_until(
+        &page,
+        "document.querySelectorAll('#timeline .row[data-chunk]').length === 6",
+        20,
+        "six timeline rows",
+    )
+    .await;
+    let colours: Vec<String> = eval(
+        &page,
+        "Array.from(document.querySelectorAll('#timeline .row[data-chunk=\"1\"] .bar'))
+           .map(b => b.dataset.outcome + ' ' + getComputedStyle(b).backgroundColor)",
+    )
+    .await;
+    assert_eq!(
+        colours,
+        ["failed rgb(255, 167, 38)", "succeeded rgb(76, 175, 80)"]
+    );
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-job-page.png");
+    page.save_screenshot(
+        chromiumoxide::page::ScreenshotParams::builder()
+            .full_page(true)
+            .build(),
+        &shot,
+    )
+    .await
+    .unwrap();
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+
+    // The live job: its progress advances with no reload.
+    let live_id = loop {
+        let ids = env.status_ids();
+        if let Some(id) = ids.into_iter().find(|i| *i != finished) {
+            break id;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    page.goto(format!("http://{}/jobs/{live_id}", ui.addr))
+        .await
+        .unwrap();
+    wait_until(
+        &page,
+        "!!document.querySelector('#state').dataset.state",
+        20,
+        "the job shown",
+    )
+    .await;
+    page.evaluate("window.__sameDocument = true").await.unwrap();
+    let start: f64 = eval(&page, "document.querySelector('#progress').value").await;
+    wait_until(
+        &page,
+        &format!(
+            "document.querySelector('#progress').value > {start} && window.__sameDocument === true"
+        ),
+        60,
+        "progress advancing live",
+    )
+    .await;
+    let rows: usize = eval(
+        &page,
+        "document.querySelectorAll('#timeline .row[data-chunk]').length",
+    )
+    .await;
+    assert_eq!(rows, 12);
+
+    // Cancel stops it, and `status` agrees.
+    page.find_element("#cancel")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &page,
+        "document.querySelector('#state').dataset.state === 'cancelled'",
+        60,
+        "cancelled on the page",
+    )
+    .await;
+    assert!(!live.wait().unwrap().success());
+    assert_eq!(env.status(&live_id)["state"], "cancelled");
+
+    // Resume finishes it, live on the same page.
+    page.find_element("#resume")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &page,
+        "document.querySelector('#state').dataset.state === 'succeeded' && window.__sameDocument === true",
+        120,
+        "succeeded on the page after resume",
+    )
+    .await;
+    assert_eq!(env.status(&live_id)["state"], "succeeded");
+    assert_eq!(probe_stream(&env.path("live.mp4")).0, 120);
+    let shown: bool = eval(&page, "!document.querySelector('#preview').hidden").await;
+    assert!(shown, "the output's preview is shown");
+
+    browser.close().await.ok();
+    events.abort();
+}

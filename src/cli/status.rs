@@ -172,11 +172,22 @@ pub async fn add_reports(v: &mut serde_json::Value, job: &JobRecord, chunks: &[C
         return;
     };
     let storage = &storage;
-    let reports: Vec<Option<crate::worker::protocol::ChunkReport>> =
-        futures::stream::iter(chunks.iter().map(|c| async move {
+    // Owned keys: a future borrowing each chunk record is not `Send` for every lifetime,
+    // which a server's handler needs.
+    let keys: Vec<Option<String>> = chunks
+        .iter()
+        .map(|c| {
             let seg = c.segment.as_ref()?;
-            let key = crate::storage::keys::attempt_report(&job.id, c.chunk.index, seg.attempt);
-            let bytes = storage.get(&key).await.ok()?;
+            Some(crate::storage::keys::attempt_report(
+                &job.id,
+                c.chunk.index,
+                seg.attempt,
+            ))
+        })
+        .collect();
+    let reports: Vec<Option<crate::worker::protocol::ChunkReport>> =
+        futures::stream::iter(keys.into_iter().map(|key| async move {
+            let bytes = storage.get(&key?).await.ok()?;
             serde_json::from_slice(&bytes).ok()
         }))
         .buffered(16)

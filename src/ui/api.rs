@@ -98,10 +98,16 @@ pub async fn job(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Respons
         Ok(j) => j,
         Err(e) => return store_error(e),
     };
-    match job_value(&ctx, &job, true) {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => store_error(e),
+    let mut v = match job_value(&ctx, &job, true) {
+        Ok(v) => v,
+        Err(e) => return store_error(e),
+    };
+    // Timings and stages from the committed attempts' reports in storage (not in the live
+    // events, which would read every report on every change).
+    if let Ok(chunks) = ctx.store.chunks(&job.id) {
+        status::add_reports(&mut v, &job, &chunks).await;
     }
+    Json(v).into_response()
 }
 
 /// `GET /jobs/{id}`: the job page (404 for no such job).
@@ -172,7 +178,10 @@ fn watch(ctx: Arc<Ctx>, id: String) -> impl Stream<Item = Result<Event, Infallib
                 }
                 let ended = job.state.is_terminal();
                 v["final"] = json!(ended);
-                let event = Event::default().data(v.to_string());
+                // A page that reconnects (after a resume) does so quickly.
+                let event = Event::default()
+                    .retry(Duration::from_millis(500))
+                    .data(v.to_string());
                 return Some((Ok(event), (key, ended)));
             }
         }

@@ -124,7 +124,8 @@ function renderJob(job) {
     tr.append(el('td', { class: 'state ' + c.state }, c.state));
     tr.append(el('td', {}, c.attempt_list.map((a) => `${a.attempt}:${a.outcome}`).join(' ')));
     tr.append(el('td', {}, c.worker_ms != null ? dur(c.worker_ms) : '—'));
-    const s = c.stages || c.timings;
+    if (c.stages || c.timings) reports[c.index] = c.stages || c.timings;
+    const s = c.state === 'done' ? reports[c.index] : null;
     tr.append(el('td', {}, s ? Object.entries(s).filter(([, v]) => typeof v === 'number').map(([k, v]) => `${k} ${Math.round(v)}`).join(', ') : '—'));
     body.append(tr);
   }
@@ -148,17 +149,32 @@ async function act(id, what) {
   let msg = r.statusText;
   try { msg = (await r.json()).message; } catch (e) { /* not JSON */ }
   $('#action-result').textContent = msg;
-  if (what === 'resume' && r.ok) follow(id);
+  if (what === 'resume' && r.ok) {
+    resumed = { from: $('#state').dataset.state, at: Date.now() };
+    follow(id);
+  }
 }
 
+// Stage timings by chunk, from the job's reports (GET /api/jobs/ID; events omit them).
+const reports = {};
 let source = null;
+// After Resume: the state it was in and when, so that the page keeps listening until the
+// resumed run has taken over (the stream of an ended job closes; EventSource reconnects).
+let resumed = null;
 function follow(id) {
   if (source) source.close();
   source = new EventSource(`/api/jobs/${encodeURIComponent(id)}/events`);
   source.onmessage = (e) => {
     const job = JSON.parse(e.data);
     renderJob(job);
-    if (job.final) { source.close(); source = null; }
+    const waiting = resumed && job.state === resumed.from && Date.now() - resumed.at < 30000;
+    if (!waiting) resumed = null;
+    if (job.final && !waiting) {
+      source.close(); source = null;
+      // Once more with the reports' stage timings.
+      fetch(`/api/jobs/${encodeURIComponent(id)}`, { credentials: 'same-origin' })
+        .then((r) => r.ok ? r.json() : null).then((j) => j && renderJob(j));
+    }
   };
   source.onerror = () => { if (source && source.readyState === EventSource.CLOSED) source = null; };
 }
