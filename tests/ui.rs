@@ -318,6 +318,12 @@ async fn the_job_page_follows_a_live_job_and_its_buttons_cancel_and_resume_it() 
         colours,
         ["failed rgb(255, 167, 38)", "succeeded rgb(76, 175, 80)"]
     );
+    let winner: String = eval(
+        &page,
+        "document.querySelector('#timeline .row[data-chunk=\"1\"] .bar[data-committed=\"true\"]').dataset.attempt",
+    )
+    .await;
+    assert_eq!(winner, "2");
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-job-page.png");
     page.save_screenshot(
         chromiumoxide::page::ScreenshotParams::builder()
@@ -337,6 +343,15 @@ async fn the_job_page_follows_a_live_job_and_its_buttons_cancel_and_resume_it() 
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
+    // It appears in the list, which links to its page.
+    page.goto(format!("http://{}/", ui.addr)).await.unwrap();
+    wait_until(
+        &page,
+        &format!("!!document.querySelector('tr[data-job=\"{live_id}\"] a')"),
+        20,
+        "the live job listed",
+    )
+    .await;
     page.goto(format!("http://{}/jobs/{live_id}", ui.addr))
         .await
         .unwrap();

@@ -63,10 +63,12 @@ function renderTimeline(job) {
       const end = a.ended_ms || now;
       // An attempt that started while an earlier one still ran is a speculative duplicate.
       const dup = list.slice(0, i).some((b) => (b.ended_ms || now) > a.started_ms);
+      const won = c.committed_attempt === a.attempt;
       const bar = el('div', {
-        class: `bar ${a.outcome}${dup ? ' speculative' : ''}`,
+        class: `bar ${a.outcome}${dup ? ' speculative' : ''}${won ? ' committed' : ''}`,
         'data-attempt': String(a.attempt),
         'data-outcome': a.outcome,
+        'data-committed': String(won),
         title: `chunk ${c.index} attempt ${a.attempt}: ${a.outcome}` +
           (c.committed_attempt === a.attempt ? ' (committed)' : '') +
           (a.error ? ` — ${a.kind}: ${a.error}` : ''),
