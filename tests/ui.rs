@@ -138,6 +138,87 @@ fn the_api_shows_jobs_chunks_and_every_attempt_from_the_store() {
 }
 
 #[test]
+fn the_event_stream_follows_a_running_job_until_it_ends() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let r = env.renderer("slow:0.3");
+    let args = [
+        "render",
+        "-o",
+        "live.mp4",
+        "--frames",
+        "0..80",
+        "--size",
+        "64x64",
+        "--chunks",
+        "8",
+        "--concurrency",
+        "1",
+        "--preset",
+        "ultrafast",
+    ];
+    let mut live = env
+        .cmd(&with_renderer(&args, &r))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = loop {
+        if let Some(id) = env.status_ids().pop() {
+            break id;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let ui = Ui::start(&env, &[]);
+    let mut s = std::net::TcpStream::connect(&ui.addr).unwrap();
+    write!(
+        s,
+        "GET /api/jobs/{id}/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n",
+        ui.addr
+    )
+    .unwrap();
+    // The stream ends by itself once the job has (bounded, so that a stream that never
+    // ends fails the test instead of hanging it).
+    s.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("the stream ended");
+    assert!(live.wait().unwrap().success());
+    let events: Vec<serde_json::Value> = raw
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(events.len() >= 3, "{raw}");
+    let done: Vec<u64> = events
+        .iter()
+        .map(|e| e["frames_done"].as_u64().unwrap())
+        .collect();
+    assert!(done.windows(2).all(|w| w[0] <= w[1]), "{done:?}");
+    assert!(
+        done.iter().any(|&d| d > 0 && d < 80),
+        "progress seen mid-run: {done:?}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["state"], "succeeded");
+    assert_eq!(last["final"], true);
+    assert!(events[..events.len() - 1]
+        .iter()
+        .all(|e| e["final"] == false));
+    // Attempts appear as they start and end.
+    let attempts = |e: &serde_json::Value| {
+        e["chunk_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["attempt_list"].as_array().unwrap().len())
+            .sum::<usize>()
+    };
+    assert_eq!(attempts(last), 8);
+    assert!(events.iter().any(|e| attempts(e) < 8), "{raw}");
+}
+
+#[test]
 fn without_a_token_only_loopback_names_and_same_origin_changes_are_answered() {
     let env = Env::new();
     let id = job_with_a_retry(&env);

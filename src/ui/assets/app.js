@@ -42,6 +42,24 @@ async function listJobs() {
     tr.append(el('td', {}, money(j.cost)));
     body.append(tr);
   }
+  // Batches: their rows' jobs, counted by state.
+  const batches = new Map();
+  for (const j of jobs) {
+    if (!j.batch) continue;
+    const b = batches.get(j.batch) || { rows: 0, succeeded: 0, failed: 0, cancelled: 0, other: 0, frames: 0, done: 0 };
+    b.rows += 1;
+    if (['succeeded', 'failed', 'cancelled'].includes(j.state)) b[j.state] += 1; else b.other += 1;
+    b.frames += j.frames; b.done += j.frames_done;
+    batches.set(j.batch, b);
+  }
+  const bbody = $('#batches tbody');
+  bbody.replaceChildren();
+  for (const [id, b] of batches) {
+    const tr = el('tr', { 'data-batch': id });
+    for (const v of [id, b.rows, b.succeeded, b.failed, b.cancelled, b.other, `${b.done}/${b.frames}`]) tr.append(el('td', {}, String(v)));
+    bbody.append(tr);
+  }
+  $('#batches').hidden = $('#batches-title').hidden = batches.size === 0;
   $('#empty').hidden = jobs.length > 0;
   $('#updated').textContent = 'updated ' + new Date().toLocaleTimeString();
 }
