@@ -75,6 +75,43 @@ fn job_with_a_retry(env: &Env) -> String {
     env.only_job()
 }
 
+/// Starts a job of `chunks` chunks of 10 frames that take `secs` each, one at a time, and
+/// waits until the store has it: the render process and the job id.
+fn start_slow_job(env: &Env, secs: &str, chunks: u32, out: &str) -> (Child, String) {
+    let r = env.renderer(&format!("slow:{secs}"));
+    let frames = format!("0..{}", chunks * 10);
+    let chunks = chunks.to_string();
+    let args = [
+        "render",
+        "-o",
+        out,
+        "--frames",
+        &frames,
+        "--size",
+        "64x64",
+        "--chunks",
+        &chunks,
+        "--concurrency",
+        "1",
+        "--preset",
+        "ultrafast",
+    ];
+    let before = env.status_ids();
+    let child = env
+        .cmd(&with_renderer(&args, &r))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = loop {
+        if let Some(id) = env.status_ids().into_iter().find(|i| !before.contains(i)) {
+            break id;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    (child, id)
+}
+
 #[test]
 fn the_api_shows_jobs_chunks_and_every_attempt_from_the_store() {
     let env = Env::new();
@@ -141,34 +178,7 @@ fn the_api_shows_jobs_chunks_and_every_attempt_from_the_store() {
 fn the_event_stream_follows_a_running_job_until_it_ends() {
     use std::io::{Read, Write};
     let env = Env::new();
-    let r = env.renderer("slow:0.3");
-    let args = [
-        "render",
-        "-o",
-        "live.mp4",
-        "--frames",
-        "0..80",
-        "--size",
-        "64x64",
-        "--chunks",
-        "8",
-        "--concurrency",
-        "1",
-        "--preset",
-        "ultrafast",
-    ];
-    let mut live = env
-        .cmd(&with_renderer(&args, &r))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let id = loop {
-        if let Some(id) = env.status_ids().pop() {
-            break id;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let (mut live, id) = start_slow_job(&env, "0.3", 8, "live.mp4");
     let ui = Ui::start(&env, &[]);
     let mut s = std::net::TcpStream::connect(&ui.addr).unwrap();
     write!(
@@ -336,28 +346,7 @@ async fn the_job_page_follows_a_live_job_and_its_buttons_cancel_and_resume_it() 
     let env = Env::new();
     let finished = job_with_a_retry(&env);
     // A live job: 12 chunks of 0.4 s or more each, one at a time.
-    let r = env.renderer("slow:0.4");
-    let args = [
-        "render",
-        "-o",
-        "live.mp4",
-        "--frames",
-        "0..120",
-        "--size",
-        "64x64",
-        "--chunks",
-        "12",
-        "--concurrency",
-        "1",
-        "--preset",
-        "ultrafast",
-    ];
-    let mut live = env
-        .cmd(&with_renderer(&args, &r))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut live, live_id) = start_slow_job(&env, "0.4", 12, "live.mp4");
     let ui = Ui::start(&env, &[]);
 
     let chromium = helios_infra::render::browser::locate_chromium().unwrap();
@@ -417,13 +406,6 @@ async fn the_job_page_follows_a_live_job_and_its_buttons_cancel_and_resume_it() 
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
 
     // The live job: its progress advances with no reload.
-    let live_id = loop {
-        let ids = env.status_ids();
-        if let Some(id) = ids.into_iter().find(|i| *i != finished) {
-            break id;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
     // It appears in the list, which links to its page.
     page.goto(format!("http://{}/", ui.addr)).await.unwrap();
     wait_until(

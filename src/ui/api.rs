@@ -194,6 +194,19 @@ struct Done {
     message: String,
 }
 
+/// What a cancel or resume did, as `{ok, message}`.
+fn done(status: StatusCode, message: String) -> Response {
+    let ok = status.is_success();
+    (status, Json(Done { ok, message })).into_response()
+}
+
+fn cannot_run(ctx: &Ctx, e: std::io::Error) -> Response {
+    done(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("cannot run {}: {e}", ctx.exe.display()),
+    )
+}
+
 /// `POST /api/jobs/{id}/cancel`: `helios-infra cancel ID`, as the CLI does it.
 pub async fn cancel(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Response {
     if let Err(e) = find(&ctx, &id) {
@@ -207,30 +220,15 @@ pub async fn cancel(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Resp
         .output()
         .await;
     match out {
-        Ok(o) => {
-            let message = String::from_utf8_lossy(&o.stderr).trim().to_string();
-            let status = if o.status.success() {
+        Ok(o) => done(
+            if o.status.success() {
                 StatusCode::OK
             } else {
                 StatusCode::CONFLICT
-            };
-            (
-                status,
-                Json(Done {
-                    ok: o.status.success(),
-                    message,
-                }),
-            )
-                .into_response()
-        }
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(Done {
-                ok: false,
-                message: format!("cannot run {}: {e}", ctx.exe.display()),
-            }),
-        )
-            .into_response(),
+            },
+            String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        ),
+        Err(e) => cannot_run(&ctx, e),
     }
 }
 
@@ -243,14 +241,7 @@ pub async fn resume(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Resp
         Err(e) => return store_error(e),
     };
     if crate::orchestrator::JobLock::is_held(&ctx.home.join("locks"), &id) {
-        return (
-            StatusCode::CONFLICT,
-            Json(Done {
-                ok: false,
-                message: format!("job {id} is already running"),
-            }),
-        )
-            .into_response();
+        return done(StatusCode::CONFLICT, format!("job {id} is already running"));
     }
     let mut cmd = std::process::Command::new(&ctx.exe);
     cmd.arg("--home")
@@ -264,22 +255,11 @@ pub async fn resume(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Resp
         Ok(mut child) => {
             // Reaped when it ends, so that it leaves no zombie behind.
             std::thread::spawn(move || child.wait());
-            (
+            done(
                 StatusCode::ACCEPTED,
-                Json(Done {
-                    ok: true,
-                    message: format!("resuming job {id} (was {})", job.state),
-                }),
+                format!("resuming job {id} (was {})", job.state),
             )
-                .into_response()
         }
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(Done {
-                ok: false,
-                message: format!("cannot run {}: {e}", ctx.exe.display()),
-            }),
-        )
-            .into_response(),
+        Err(e) => cannot_run(&ctx, e),
     }
 }
