@@ -27,10 +27,21 @@ pub fn free_port() -> u16 {
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    if let Err(status) = try_wait_for_port(port, child, what) {
+        panic!("{what} exited early: {status}");
+    }
+}
+
+/// Waits until `port` accepts connections; `Err` if `child` exits first.
+fn try_wait_for_port(
+    port: u16,
+    child: &mut Child,
+    what: &str,
+) -> Result<(), std::process::ExitStatus> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited early: {status}");
+            return Err(status);
         }
         assert!(
             Instant::now() < deadline,
@@ -38,6 +49,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok(())
 }
 
 /// A peer process, killed on drop.
@@ -54,31 +66,42 @@ impl Drop for Peer {
 }
 
 /// moto's S3-compatible server with one bucket created through boto3 (a signed client).
+/// A free port can be taken by another test's peer between our probe and moto's bind (moto
+/// then exits, and the port answers for someone else): that start is abandoned and tried
+/// again on a new port, up to three times.
 pub fn moto(bucket: &str) -> Peer {
     let bin = peers_bin();
-    let port = free_port();
-    let mut child = Command::new(bin.join("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    wait_for_port(port, &mut child, "moto_server");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let script = format!(
-        "import boto3; boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', \
-         aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket='{bucket}')"
-    );
-    let out = Command::new(bin.join("python"))
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "create bucket: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Peer { child, endpoint }
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let mut child = Command::new(bin.join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        if let Err(status) = try_wait_for_port(port, &mut child, "moto_server") {
+            last = format!("moto_server exited early: {status}");
+            continue;
+        }
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let script = format!(
+            "import boto3; boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', \
+             aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket='{bucket}')"
+        );
+        let out = Command::new(bin.join("python"))
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let alive = matches!(child.try_wait(), Ok(None));
+        if out.status.success() && alive {
+            return Peer { child, endpoint };
+        }
+        last = String::from_utf8_lossy(&out.stderr).to_string();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("create bucket: {last}");
 }
 
 /// Environment for S3 clients talking to `peer`.
