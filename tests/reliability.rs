@@ -7,30 +7,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn render_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "render",
-        "-o",
-        out,
-        "--frames",
-        "0..60",
-        "--size",
-        "64x64",
-        "--chunks",
-        "6",
-        "--preset",
-        "ultrafast",
-    ];
-    v.extend_from_slice(extra);
-    v
-}
-
 #[test]
 fn flaky_renderer_succeeds_through_retries() {
     let env = Env::new();
     // Chunks start at 0, 10, 20…: the ones at 10 and 40 fail their first attempt.
     let r = env.renderer("fail-once:10,40");
-    env.ok(&with_renderer(&render_args("out.mp4", &[]), &r));
+    env.ok(&with_renderer(&small_render_args("out.mp4", &[]), &r));
     assert_eq!(probe_stream(&env.path("out.mp4")).0, 60);
     assert_eq!(env.invocations(10), 2);
     assert_eq!(env.invocations(40), 2);
@@ -73,7 +55,7 @@ fn always_failing_chunk_fails_job_with_chunk_attempts_and_stderr_and_keeps_finis
     let env = Env::new();
     let r = env.renderer("fail-always:30");
     let out = env.run(&with_renderer(
-        &render_args("out.mp4", &["--retries", "2", "--concurrency", "2"]),
+        &small_render_args("out.mp4", &["--retries", "2", "--concurrency", "2"]),
         &r,
     ));
     assert!(!out.status.success());
@@ -111,7 +93,7 @@ fn hung_renderer_is_killed_at_the_timeout_and_retried() {
     let env = Env::new();
     let r = env.renderer("hang-once:20");
     env.ok(&with_renderer(
-        &render_args("out.mp4", &["--timeout", "3"]),
+        &small_render_args("out.mp4", &["--timeout", "3"]),
         &r,
     ));
     assert_eq!(probe_stream(&env.path("out.mp4")).0, 60);
@@ -167,7 +149,7 @@ fn sigkill_then_resume_rerenders_only_missing_chunks() {
     let r = env.renderer("slow:0.5");
     let mut child = env
         .cmd(&with_renderer(
-            &render_args("out.mp4", &["--concurrency", "1"]),
+            &small_render_args("out.mp4", &["--concurrency", "1"]),
             &r,
         ))
         .stdout(Stdio::null())
@@ -236,7 +218,7 @@ fn cancel_stops_the_job_and_resume_finishes_it() {
     let r = env.renderer("slow:1");
     let child = env
         .cmd(&with_renderer(
-            &render_args("out.mp4", &["--concurrency", "1"]),
+            &small_render_args("out.mp4", &["--concurrency", "1"]),
             &r,
         ))
         .stdout(Stdio::null())
@@ -335,7 +317,10 @@ fn worker_run_prints_report_or_classified_error() {
 fn corrupted_segment_is_rendered_again_never_stitched() {
     let env = Env::new();
     let r = env.renderer("ok");
-    env.ok(&with_renderer(&render_args("out.mp4", &["--lossless"]), &r));
+    env.ok(&with_renderer(
+        &small_render_args("out.mp4", &["--lossless"]),
+        &r,
+    ));
     let id = env.only_job();
     let reference = framemd5(&env.path("out.mp4"));
     let st = env.status(&id);
@@ -452,7 +437,7 @@ fn a_failed_job_notifies_its_webhook_with_the_error() {
     let (url, got) = flaky_receiver();
     let r = env.renderer("fail-always:0");
     let out = env.run(&with_renderer(
-        &render_args("f.mp4", &["--retries", "0", "--webhook", &url]),
+        &small_render_args("f.mp4", &["--retries", "0", "--webhook", &url]),
         &r,
     ));
     assert!(!out.status.success());

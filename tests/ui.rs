@@ -58,20 +58,7 @@ impl Drop for Ui {
 /// A finished 6-chunk job whose chunk 1 (frames 10..20) failed its first attempt.
 fn job_with_a_retry(env: &Env) -> String {
     let r = env.renderer("fail-once:10");
-    let args = [
-        "render",
-        "-o",
-        "out.mp4",
-        "--frames",
-        "0..60",
-        "--size",
-        "64x64",
-        "--chunks",
-        "6",
-        "--preset",
-        "ultrafast",
-    ];
-    env.ok(&with_renderer(&args, &r));
+    env.ok(&with_renderer(&small_render_args("out.mp4", &[]), &r));
     env.only_job()
 }
 

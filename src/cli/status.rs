@@ -144,22 +144,25 @@ pub fn add_attempts(v: &mut serde_json::Value, attempts: &[AttemptRecord]) {
     let Some(list) = v["chunk_list"].as_array_mut() else {
         return;
     };
+    // Grouped once by chunk: a live dashboard calls this every poll, for thousands of chunks.
+    let mut by_chunk: std::collections::HashMap<u64, Vec<serde_json::Value>> =
+        std::collections::HashMap::new();
+    for a in attempts {
+        by_chunk.entry(u64::from(a.index)).or_default().push(json!({
+            "attempt": a.attempt,
+            "started_ms": a.started_ms,
+            "ended_ms": a.ended_ms,
+            "outcome": a.outcome.as_str(),
+            "kind": a.kind,
+            "error": a.error,
+        }));
+    }
     for entry in list.iter_mut() {
-        let index = entry["index"].as_u64();
-        entry["attempt_list"] = attempts
-            .iter()
-            .filter(|a| Some(u64::from(a.index)) == index)
-            .map(|a| {
-                json!({
-                    "attempt": a.attempt,
-                    "started_ms": a.started_ms,
-                    "ended_ms": a.ended_ms,
-                    "outcome": a.outcome.as_str(),
-                    "kind": a.kind,
-                    "error": a.error,
-                })
-            })
-            .collect();
+        let mine = entry["index"]
+            .as_u64()
+            .and_then(|i| by_chunk.remove(&i))
+            .unwrap_or_default();
+        entry["attempt_list"] = serde_json::Value::Array(mine);
     }
 }
 

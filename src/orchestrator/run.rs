@@ -721,9 +721,9 @@ impl ChunkCtx {
                 Some(f),
             ),
         };
-        let kind = failure.map(|f| serde_json::to_value(f.kind).ok());
-        let kind = kind
-            .flatten()
+        // The kind under its protocol name (`renderer_failed`), as reports spell it.
+        let kind = failure
+            .and_then(|f| serde_json::to_value(f.kind).ok())
             .and_then(|k| k.as_str().map(str::to_string))
             .unwrap_or_default();
         let recorded = self

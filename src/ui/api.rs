@@ -14,7 +14,7 @@ use tower::ServiceExt;
 
 use super::{assets, Ctx};
 use crate::cli::status;
-use crate::orchestrator::{JobRecord, JobStore, StoreError};
+use crate::orchestrator::{ChunkRecord, JobRecord, JobStore, StoreError};
 
 /// How often a live page's job is re-read from the store.
 const POLL: Duration = Duration::from_millis(250);
@@ -26,10 +26,14 @@ pub async fn not_found() -> Response {
 /// A job as the API shows it: `state` is the store's own name (`display_state` is what
 /// `status` prints, e.g. `interrupted`), with elapsed time and an ETA while it runs; with
 /// `detail`, its chunks, each with every attempt.
-fn job_value(ctx: &Ctx, job: &JobRecord, detail: bool) -> Result<Value, StoreError> {
-    let chunks = ctx.store.chunks(&job.id)?;
+fn job_value(
+    ctx: &Ctx,
+    job: &JobRecord,
+    chunks: &[ChunkRecord],
+    detail: bool,
+) -> Result<Value, StoreError> {
     let locks = ctx.home.join("locks");
-    let mut v = status::job_json(job, &chunks, &locks, detail);
+    let mut v = status::job_json(job, chunks, &locks, detail);
     v["display_state"] = v["state"].clone();
     v["state"] = json!(job.state.as_str());
     if let Some(b) = &job.batch {
@@ -72,10 +76,6 @@ fn store_error(e: StoreError) -> Response {
     }
 }
 
-fn find(ctx: &Ctx, id: &str) -> Result<JobRecord, StoreError> {
-    ctx.store.job(id)
-}
-
 /// `GET /api/jobs`: every job, newest first.
 pub async fn jobs(State(ctx): State<Arc<Ctx>>) -> Response {
     let all = match ctx.store.jobs() {
@@ -84,7 +84,11 @@ pub async fn jobs(State(ctx): State<Arc<Ctx>>) -> Response {
     };
     let mut out = Vec::new();
     for job in all.iter().rev() {
-        match job_value(&ctx, job, false) {
+        let value = ctx
+            .store
+            .chunks(&job.id)
+            .and_then(|chunks| job_value(&ctx, job, &chunks, false));
+        match value {
             Ok(v) => out.push(v),
             Err(e) => return store_error(e),
         }
@@ -94,25 +98,24 @@ pub async fn jobs(State(ctx): State<Arc<Ctx>>) -> Response {
 
 /// `GET /api/jobs/{id}`: the job with its chunks and their attempts.
 pub async fn job(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Response {
-    let job = match find(&ctx, &id) {
-        Ok(j) => j,
-        Err(e) => return store_error(e),
-    };
-    let mut v = match job_value(&ctx, &job, true) {
-        Ok(v) => v,
+    let read = ctx.store.job(&id).and_then(|job| {
+        let chunks = ctx.store.chunks(&id)?;
+        let v = job_value(&ctx, &job, &chunks, true)?;
+        Ok((job, chunks, v))
+    });
+    let (job, chunks, mut v) = match read {
+        Ok(r) => r,
         Err(e) => return store_error(e),
     };
     // Timings and stages from the committed attempts' reports in storage (not in the live
     // events, which would read every report on every change).
-    if let Ok(chunks) = ctx.store.chunks(&job.id) {
-        status::add_reports(&mut v, &job, &chunks).await;
-    }
+    status::add_reports(&mut v, &job, &chunks).await;
     Json(v).into_response()
 }
 
 /// `GET /jobs/{id}`: the job page (404 for no such job).
 pub async fn job_page(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Response {
-    match find(&ctx, &id) {
+    match ctx.store.job(&id) {
         Ok(_) => assets::job_page(),
         Err(e) => store_error(e),
     }
@@ -121,7 +124,7 @@ pub async fn job_page(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Re
 /// `GET /jobs/{id}/output`: the job's output file, once it is on this machine (ranges
 /// honoured, for `<video>`).
 pub async fn output(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>, req: Request) -> Response {
-    let job = match find(&ctx, &id) {
+    let job = match ctx.store.job(&id) {
         Ok(j) => j,
         Err(e) => return store_error(e),
     };
@@ -142,7 +145,7 @@ pub async fn output(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>, req: Re
 /// as `data:` lines of JSON; for a job that has ended, its final state, then the stream
 /// ends.
 pub async fn events(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Response {
-    if let Err(e) = find(&ctx, &id) {
+    if let Err(e) = ctx.store.job(&id) {
         return store_error(e);
     }
     Sse::new(watch(ctx, id))
@@ -165,7 +168,11 @@ fn watch(ctx: Arc<Ctx>, id: String) -> impl Stream<Item = Result<Event, Infallib
                 }
                 first = false;
                 let job = ctx.store.job(&id).ok()?;
-                let Ok(mut v) = job_value(&ctx, &job, true) else {
+                let Ok(mut v) = ctx
+                    .store
+                    .chunks(&id)
+                    .and_then(|chunks| job_value(&ctx, &job, &chunks, true))
+                else {
                     continue;
                 };
                 // Elapsed time and ETA change every poll; only real changes are sent.
@@ -209,7 +216,7 @@ fn cannot_run(ctx: &Ctx, e: std::io::Error) -> Response {
 
 /// `POST /api/jobs/{id}/cancel`: `helios-infra cancel ID`, as the CLI does it.
 pub async fn cancel(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Response {
-    if let Err(e) = find(&ctx, &id) {
+    if let Err(e) = ctx.store.job(&id) {
         return store_error(e);
     }
     let out = tokio::process::Command::new(&ctx.exe)
@@ -236,7 +243,7 @@ pub async fn cancel(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Resp
 /// group, detached from the request (and from this server: it finishes if the dashboard
 /// stops).
 pub async fn resume(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Response {
-    let job = match find(&ctx, &id) {
+    let job = match ctx.store.job(&id) {
         Ok(j) => j,
         Err(e) => return store_error(e),
     };

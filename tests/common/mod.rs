@@ -7,6 +7,26 @@ pub mod peers;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// `render -o OUT` of 60 frames at 64×64 in 6 chunks (x264 ultrafast), then `extra`: the
+/// small job the fault-injection tests run through the test renderer.
+pub fn small_render_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "render",
+        "-o",
+        out,
+        "--frames",
+        "0..60",
+        "--size",
+        "64x64",
+        "--chunks",
+        "6",
+        "--preset",
+        "ultrafast",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
 /// The path of an example composition (`examples/compositions/NAME`).
 pub fn example(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -71,7 +71,7 @@ impl RawFrame {
     }
 }
 
-/// Raw RGBA pixels of frame `f` posted by the page, which must be `width × height`.
+/// Raw RGBA pixels of frame `f` sent by the page, which must be `width × height`.
 pub(super) fn raw(px: bytes::Bytes, f: u64, width: u32, height: u32) -> Result<RawFrame, String> {
     let want = width as usize * height as usize * 4;
     if px.len() != want {

@@ -52,7 +52,7 @@ pub(super) struct FramePage {
     chrome: Chrome,
     page: Page,
     problem: Arc<Mutex<Option<PageProblem>>>,
-    /// Canvas read-back: the script that posts the canvas's raw pixels, and where they
+    /// Canvas read-back: the script that sends the canvas's raw pixels, and where they
     /// arrive.
     canvas: Option<(String, FrameInbox)>,
     fps: Fps,
@@ -375,8 +375,8 @@ impl FramePage {
         let (interval, ticks) = (self.frame_interval(), self.next_ticks());
         let page = &self.page;
         let captured = match &mut self.canvas {
-            // Canvas read-back: the canvas's pixels as they are, posted to our loopback
-            // server in binary: no compositing pass, no PNG encoding or decoding, no base64.
+            // Canvas read-back: the canvas's pixels as they are, sent to our loopback server
+            // over a WebSocket: no compositing pass, no PNG encoding or decoding, no base64.
             Some((js, inbox)) => {
                 let js = format!("({js})({f})");
                 tokio::time::timeout(FRAME_TIMEOUT, async {
@@ -497,8 +497,7 @@ impl FramePage {
 pub(super) enum Shot {
     /// A base64 PNG (a screenshot of the viewport).
     Png(Arc<String>),
-    /// Raw RGBA pixels, rows top to bottom, straight (not premultiplied) alpha, as a
-    /// canvas's `getImageData` gives them.
+    /// Raw RGBA pixels, rows top to bottom, as `VideoFrame.copyTo` gives them.
     Raw(bytes::Bytes),
 }
 
@@ -524,7 +523,7 @@ fn canvas_js(selector: &str, v: &VideoSpec, path: &str) -> String {
            if (c.width !== {w} || c.height !== {h}) throw new Error('canvas ' + {sel} + ' is ' + c.width + 'x' + c.height + ', the video is {w}x{h}');
            let out = window.__heliosOut;
            if (!out) {{
-             const ws = new WebSocket('ws://' + location.host + {path});
+             const ws = new window.__heliosReal.WebSocket('ws://' + location.host + {path});
              ws.binaryType = 'arraybuffer';
              await new Promise((ok, fail) => {{ ws.onopen = ok; ws.onerror = () => fail(new Error('the frame socket did not open')); }});
              out = {{ ws, px: new Uint8Array({w} * {h} * 4) }};

@@ -39,7 +39,7 @@ const WINDOW_BYTES: u64 = 512 << 20;
 enum Captured {
     /// Being decoded on the thread pool.
     Decoding(JoinHandle<Result<RawFrame, String>>),
-    /// Raw pixels as the page posted them: nothing to decode.
+    /// Raw pixels as the page sent them: nothing to decode.
     Raw(Result<RawFrame, String>),
     /// Measuring the capture ceiling: nothing to decode or encode.
     Discarded,

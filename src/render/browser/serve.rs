@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// Pages that may post frames, by their secret token.
+/// Pages that may send frames, by their secret token.
 type Inboxes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<(u64, Bytes)>>>>;
 
 /// A static file server on `127.0.0.1`, stopped when dropped.
@@ -28,7 +28,7 @@ pub struct BundleServer {
     task: JoinHandle<()>,
 }
 
-/// Where one page posts its raw frames, and where they arrive. Deregistered when dropped.
+/// Where one page sends its raw frames, and where they arrive. Deregistered when dropped.
 pub struct FrameInbox {
     /// Path (on the bundle's origin) of the WebSocket the page sends its frames over: for
     /// each frame, its index (8 bytes, little-endian), then its pixels.

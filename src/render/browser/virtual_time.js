@@ -21,8 +21,8 @@
     performanceNow: performance.now.bind(performance),
     Date: window.Date,
     random: Math.random,
-    // The renderer posts raw canvas pixels with it, whatever the page does to window.fetch.
-    fetch: window.fetch.bind(window),
+    // The renderer sends raw canvas pixels over one, whatever the page does to WebSocket.
+    WebSocket: window.WebSocket,
   };
   Object.defineProperty(window, '__heliosReal', { value: real });
 
