@@ -399,11 +399,40 @@ impl SqliteStore {
     }
 
     fn configure(conn: Connection) -> Result<Connection, StoreError> {
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        const BUSY: Duration = Duration::from_secs(10);
+        conn.busy_timeout(BUSY)?;
+        // Switching a new store to WAL needs it to itself, and SQLite answers "locked" at
+        // once there instead of waiting: another process opening it too is waited for here.
+        let deadline = std::time::Instant::now() + BUSY;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         // FULL: a committed group is on disk before any of its callers is answered.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Several processes may open a new store at once (`render` and a `status` poll):
+        // the schema is made in one IMMEDIATE transaction, which waits for the write lock
+        // (busy_timeout). Statements run one by one would each take a read lock and then
+        // fail at once with "database is locked" when upgrading it, and two openers could
+        // both find a column missing and both add it.
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+        Self::migrate(&tx)?;
+        tx.commit()?;
+        Ok(conn)
+    }
+
+    /// Creates the tables, and adds what stores made by earlier releases lack.
+    fn migrate(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch(SCHEMA)?;
         // Stores made before segments carried their worker's findings gain the column.
         let has_media: bool = conn
@@ -427,7 +456,7 @@ impl SqliteStore {
             )?;
         }
         conn.execute_batch("CREATE INDEX IF NOT EXISTS jobs_batch ON jobs(batch, batch_row)")?;
-        Ok(conn)
+        Ok(())
     }
 
     fn start(write: Arc<Mutex<Connection>>, read: Arc<Mutex<Connection>>) -> Self {
@@ -1071,6 +1100,27 @@ mod tests {
             frames: 30,
             worker_ms: 5,
             media: None,
+        }
+    }
+
+    #[test]
+    fn processes_opening_a_new_store_at_once_all_get_it() {
+        // `render` and a `status` poll (or the dashboard) may open a store that does not
+        // exist yet at the same moment: each must wait for the other, not fail with
+        // "database is locked".
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("jobs.db");
+            let opened: Vec<_> = (0..6)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || SqliteStore::open(&path).map(|_| ()))
+                })
+                .collect();
+            for t in opened {
+                let r = t.join().unwrap();
+                assert!(r.is_ok(), "round {round}: {r:?}");
+            }
         }
     }
 
