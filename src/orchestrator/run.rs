@@ -573,6 +573,7 @@ impl Orchestrator {
                     index: c.chunk.index as usize,
                     key: &seg.key,
                     sha256: &seg.sha256,
+                    bytes: seg.bytes,
                     frames: c.chunk.len(),
                     first_frame: c.chunk.start - range_start,
                     media: seg.media.as_ref(),

@@ -28,6 +28,8 @@ pub struct Piece<'a> {
     pub key: &'a str,
     /// Committed SHA-256.
     pub sha256: &'a str,
+    /// Committed size in bytes.
+    pub bytes: u64,
     /// Frames the chunk must hold.
     pub frames: u64,
     /// The chunk's first frame, counted from the job's first frame.
@@ -306,6 +308,7 @@ impl Sink {
 /// What a segment must be, from its committed report.
 struct Expected {
     sha256: String,
+    bytes: u64,
     frames: u64,
     first_frame: u64,
 }
@@ -314,16 +317,23 @@ impl Expected {
     fn of(p: &Piece<'_>) -> Self {
         Self {
             sha256: p.sha256.to_string(),
+            bytes: p.bytes,
             frames: p.frames,
             first_frame: p.first_frame,
         }
     }
 }
 
-/// Local storage: the kernel copies every segment into the output in order
-/// (`copy_file_range`, like `cat`) while the segments are read, hashed and parsed on other
-/// threads. Returns the output file (if still usable), and the fragment index, the offset
-/// after the last segment and the segments that failed their check.
+/// Segments at most this large are read into a buffer that is hashed, parsed and written
+/// from while it is still in the CPU's cache; larger ones are mapped instead, so memory
+/// stays bounded whatever a chunk holds.
+const READ_WHOLE_MAX: u64 = 64 << 20;
+
+/// Local storage: every segment is read once, hashed, parsed and written at its own place in
+/// the output (known in advance from the committed sizes) by one thread per core, each
+/// taking the next segment. Nothing is copied twice and no segment waits for another.
+/// Returns the output file (if still usable), and the fragment index, the offset after the
+/// last segment and the segments that failed their check.
 async fn copy_and_check(
     file: std::fs::File,
     paths: &[PathBuf],
@@ -334,71 +344,138 @@ async fn copy_and_check(
     Option<std::fs::File>,
     std::io::Result<(Vec<IndexEntry>, u64, Vec<SegmentProblem>)>,
 ) {
-    let sources = paths.to_vec();
-    let copier = tokio::task::spawn_blocking(move || {
-        let mut file = file;
-        let mut sizes = Vec::with_capacity(sources.len());
-        for p in &sources {
-            let mut src = match std::fs::File::open(p) {
-                Ok(f) => f,
-                Err(e) => return (Some(file), Err((sizes.len(), e))),
-            };
-            match std::io::copy(&mut src, &mut file) {
-                Ok(n) => sizes.push(n),
-                Err(e) => return (None, Err((sizes.len(), e))),
-            }
-        }
-        (Some(file), Ok(sizes))
-    });
-    let checks: Vec<Result<Vec<fmp4::Fragment>, String>> =
-        futures::stream::iter(pieces.iter().zip(paths).map(|(p, path)| {
-            let plan = plan.clone();
-            let expect = Expected::of(p);
-            let path = path.clone();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    let bytes = map_segment(&path)
-                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    check_piece(&bytes, &expect, &plan)
-                })
-                .await
-                .map_err(|e| e.to_string())?
-            }
-        }))
-        .buffered(2)
-        .collect()
-        .await;
-    let (file, copied) = match copier.await {
-        Ok(r) => r,
+    let mut offsets = Vec::with_capacity(pieces.len());
+    let mut end = start;
+    for p in pieces {
+        offsets.push(end);
+        end += p.bytes;
+    }
+    let jobs: Vec<(PathBuf, Expected, u64)> = pieces
+        .iter()
+        .zip(paths)
+        .zip(&offsets)
+        .map(|((p, path), &at)| (path.clone(), Expected::of(p), at))
+        .collect();
+    let plan = plan.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let results = write_pieces(&file, &jobs, &plan);
+        (file, results)
+    })
+    .await;
+    let (mut file, results) = match joined {
+        Ok(v) => v,
         Err(e) => return (None, Err(std::io::Error::other(e))),
     };
     let mut problems = Vec::new();
     let mut index = Vec::new();
-    let mut offset = start;
-    for (p, check) in pieces.iter().zip(&checks) {
-        if let Err(reason) = check {
-            problems.push(SegmentProblem {
+    for ((p, at), r) in pieces.iter().zip(&offsets).zip(results) {
+        match r {
+            Ok(frags) => index.extend(frags.iter().map(|f| IndexEntry {
+                time: f.decode_time,
+                moof_offset: at + f.offset,
+            })),
+            Err(PieceError::Bad(reason)) => problems.push(SegmentProblem {
                 index: p.index,
-                reason: reason.clone(),
+                reason,
+            }),
+            Err(PieceError::Write(e)) => return (None, Err(e)),
+        }
+    }
+    // What follows is written at the file's position.
+    use std::io::Seek as _;
+    if let Err(e) = file.seek(std::io::SeekFrom::Start(end)) {
+        return (None, Err(e));
+    }
+    (Some(file), Ok((index, end, problems)))
+}
+
+/// Why one segment did not make it into the output.
+enum PieceError {
+    /// The segment is not what its report says (or cannot be read): re-render it.
+    Bad(String),
+    /// The output could not be written.
+    Write(std::io::Error),
+}
+
+/// Checks and writes every segment at its offset, on one thread per core (at most 4);
+/// results in the order of `jobs`.
+fn write_pieces(
+    out: &std::fs::File,
+    jobs: &[(PathBuf, Expected, u64)],
+    plan: &JoinPlan,
+) -> Vec<Result<Vec<fmp4::Fragment>, PieceError>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4)
+        .min(jobs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Result<Vec<fmp4::Fragment>, PieceError>>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut buf = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((path, expect, at)) = jobs.get(i) else {
+                        break;
+                    };
+                    let r = write_piece(out, path, expect, *at, plan, &mut buf);
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(r);
+                    }
+                }
             });
         }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner().ok().flatten().unwrap_or_else(|| {
+                Err(PieceError::Write(std::io::Error::other(
+                    "a join thread stopped early",
+                )))
+            })
+        })
+        .collect()
+}
+
+/// One segment: read (into `buf`, or mapped when large), checked against its report, and
+/// written at `at` only if it passes.
+fn write_piece(
+    out: &std::fs::File,
+    path: &Path,
+    expect: &Expected,
+    at: u64,
+    plan: &JoinPlan,
+    buf: &mut Vec<u8>,
+) -> Result<Vec<fmp4::Fragment>, PieceError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::FileExt as _;
+    let unreadable =
+        |e: std::io::Error| PieceError::Bad(format!("cannot read {}: {e}", path.display()));
+    let mut src = std::fs::File::open(path).map_err(unreadable)?;
+    let len = src.metadata().map_err(unreadable)?.len();
+    if len != expect.bytes {
+        return Err(PieceError::Bad(format!(
+            "holds {len} bytes, its report says {}",
+            expect.bytes
+        )));
     }
-    let sizes = match copied {
-        Ok(sizes) => sizes,
-        // A segment that could not be read is already a problem; anything else is an error.
-        Err((_, e)) if problems.is_empty() => return (file, Err(e)),
-        Err(_) => return (file, Ok((index, offset, problems))),
+    let map;
+    let bytes: &[u8] = if len <= READ_WHOLE_MAX {
+        buf.clear();
+        buf.reserve(len as usize);
+        src.read_to_end(buf).map_err(unreadable)?;
+        buf
+    } else {
+        map = map_segment(&src).map_err(unreadable)?;
+        &map
     };
-    for (size, check) in sizes.iter().zip(&checks) {
-        if let Ok(frags) = check {
-            index.extend(frags.iter().map(|f| IndexEntry {
-                time: f.decode_time,
-                moof_offset: offset + f.offset,
-            }));
-        }
-        offset += size;
-    }
-    (file, Ok((index, offset, problems)))
+    let frags = check_piece(bytes, expect, plan).map_err(PieceError::Bad)?;
+    out.write_all_at(bytes, at).map_err(PieceError::Write)?;
+    Ok(frags)
 }
 
 /// Moves `from` to `to`, replacing the file there without renaming over it: on ext4 a
@@ -427,12 +504,11 @@ fn replace_file(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// A segment's bytes, mapped rather than read: the kernel is copying the same pages into
 /// the output, and a mapping reads them from the page cache without a second copy.
-fn map_segment(path: &Path) -> std::io::Result<memmap2::Mmap> {
-    let file = std::fs::File::open(path)?;
+fn map_segment(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: nothing modifies a committed segment in storage (a retry writes a new
     // attempt's key), so the mapped bytes cannot change under the hash. (Only someone
     // truncating the file from outside during the join could make the mapping fault.)
-    unsafe { memmap2::Mmap::map(&file) }
+    unsafe { memmap2::Mmap::map(file) }
 }
 
 /// Hashes a segment's bytes and reads its fragments: what it really holds.
