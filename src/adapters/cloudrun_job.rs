@@ -14,7 +14,7 @@
 //! execution.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,10 +23,9 @@ use google_cloud_lro::{Poller, PollingResult};
 use google_cloud_run_v2::client::{Executions, Jobs};
 use google_cloud_run_v2::model::run_job_request::{overrides::ContainerOverride, Overrides};
 use google_cloud_run_v2::model::{EnvVar, Execution};
-use tokio::sync::oneshot;
 
+use super::tasks::{self, fail_all, Gatherer, Waiter};
 use super::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
-use crate::storage::{keys, Storage};
 
 /// How to reach the Cloud Run job.
 #[derive(Debug, Clone)]
@@ -74,24 +73,17 @@ pub fn check_job_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// A chunk request waiting for its task.
-struct Waiter {
-    req: ChunkRequest,
-    answer: oneshot::Sender<Result<ChunkReport, WorkerFailure>>,
-}
-
 struct Inner {
     jobs: Jobs,
     executions: Executions,
     opts: CloudRunJobOptions,
-    /// Requests gathered for the next execution, and whether its launch is scheduled.
-    gathering: Mutex<(Vec<Waiter>, bool)>,
 }
 
 /// Runs chunks as Cloud Run Jobs tasks.
 #[derive(Clone)]
 pub struct CloudRunJobAdapter {
     inner: Arc<Inner>,
+    gatherer: Arc<Gatherer>,
 }
 
 /// Why the Admin API clients could not be built.
@@ -125,11 +117,11 @@ impl CloudRunJobAdapter {
         let jobs = client!(Jobs);
         let executions = client!(Executions);
         Ok(Self {
+            gatherer: Arc::new(Gatherer::new(opts.gather)),
             inner: Arc::new(Inner {
                 jobs,
                 executions,
                 opts,
-                gathering: Mutex::new((Vec::new(), false)),
             }),
         })
     }
@@ -142,47 +134,13 @@ impl WorkerAdapter for CloudRunJobAdapter {
     }
 
     async fn run_chunk(&self, req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> {
-        let (tx, rx) = oneshot::channel();
-        let schedule = {
-            let mut g = self
-                .inner
-                .gathering
-                .lock()
-                .map_err(|_| lost("the request queue is poisoned"))?;
-            g.0.push(Waiter {
-                req: req.clone(),
-                answer: tx,
-            });
-            !std::mem::replace(&mut g.1, true)
-        };
-        if schedule {
-            let inner = self.inner.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(inner.opts.gather).await;
-                let batch = match inner.gathering.lock() {
-                    Ok(mut g) => {
-                        g.1 = false;
-                        std::mem::take(&mut g.0)
-                    }
-                    Err(_) => return,
-                };
-                // Requests for different jobs (one orchestrator, several jobs) go to
-                // separate executions: each carries one job URL.
-                let mut by_job: Vec<(String, Vec<Waiter>)> = Vec::new();
-                for w in batch {
-                    match by_job.iter_mut().find(|(u, _)| *u == w.req.job) {
-                        Some((_, v)) => v.push(w),
-                        None => by_job.push((w.req.job.clone(), vec![w])),
-                    }
-                }
-                for (url, waiters) in by_job {
-                    let inner = inner.clone();
-                    tokio::spawn(async move { inner.execute(url, waiters).await });
-                }
-            });
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(lost("the execution monitor stopped")))
+        let inner = self.inner.clone();
+        self.gatherer
+            .submit(req, "Cloud Run Jobs", move |url, waiters| {
+                let inner = inner.clone();
+                async move { inner.execute(url, waiters).await }
+            })
+            .await
     }
 }
 
@@ -213,33 +171,10 @@ fn api_failure(what: &str, e: &google_cloud_gax::error::Error) -> WorkerFailure 
 impl Inner {
     /// Starts one execution for `waiters` and answers each as its task finishes.
     async fn execute(&self, job_url: String, mut waiters: Vec<Waiter>) {
-        let tasks: Vec<String> = waiters
-            .iter()
-            // An assembly task is marked with a third field (see `worker run`).
-            .map(|w| match w.req.assemble {
-                true => format!("{}:{}:assemble", w.req.chunk, w.req.attempt),
-                false => format!("{}:{}", w.req.chunk, w.req.attempt),
-            })
-            .collect();
-        let fail_all = |waiters: Vec<Waiter>, f: WorkerFailure| {
-            for w in waiters {
-                let _ = w.answer.send(Err(f.clone()));
-            }
-        };
-        let (storage, job) = match Storage::open_object_url(&job_url)
-            .map_err(|e| e.to_string())
-            .and_then(|(s, key)| {
-                keys::job_of_spec_key(&key)
-                    .map(|j| (s.clone(), j.to_string()))
-                    .ok_or_else(|| format!("{job_url} is not a job.json URL"))
-            }) {
+        let task_list = tasks::task_list(&waiters);
+        let (storage, job) = match tasks::job_storage(&job_url) {
             Ok(v) => v,
-            Err(e) => {
-                return fail_all(
-                    waiters,
-                    WorkerFailure::fatal(FailureKind::InvalidRequest, e),
-                )
-            }
+            Err(f) => return fail_all(waiters, f),
         };
         let timeout = google_cloud_wkt::Duration::try_from(self.opts.task_timeout)
             .unwrap_or_else(|_| google_cloud_wkt::Duration::clamp(3600, 0));
@@ -248,9 +183,7 @@ impl Inner {
                 EnvVar::new()
                     .set_name("HELIOS_JOB_URL")
                     .set_value(job_url.clone()),
-                EnvVar::new()
-                    .set_name("HELIOS_TASKS")
-                    .set_value(tasks.join(",")),
+                EnvVar::new().set_name("HELIOS_TASKS").set_value(task_list),
             ])])
             .set_task_count(waiters.len() as i32)
             .set_timeout(timeout);
@@ -311,7 +244,7 @@ impl Inner {
                     false
                 }
             };
-            self.collect(&storage, &job, &mut waiters, &mut seen).await;
+            tasks::collect(&storage, &job, &mut waiters, &mut seen).await;
             if finished {
                 let e = status.as_ref().ok();
                 let detail = e
@@ -323,11 +256,12 @@ impl Inner {
                     })
                     .unwrap_or_default();
                 for w in waiters.drain(..) {
-                    let _ = w.answer.send(Err(WorkerFailure::retryable(
+                    let (chunk, attempt) = (w.req.chunk, w.req.attempt);
+                    w.send(Err(WorkerFailure::retryable(
                         FailureKind::LostWorker,
                         format!(
                             "the Cloud Run task for chunk {} (attempt {}) ended without a report (execution {name}: {detail})",
-                            w.req.chunk, w.req.attempt
+                            chunk, attempt
                         ),
                     )));
                 }
@@ -335,59 +269,6 @@ impl Inner {
             }
             if waiters.is_empty() {
                 return;
-            }
-        }
-    }
-
-    /// Answers every waiter whose report or error has appeared in storage.
-    async fn collect(
-        &self,
-        storage: &Storage,
-        job: &str,
-        waiters: &mut Vec<Waiter>,
-        seen: &mut HashSet<String>,
-    ) {
-        // One listing per poll, however many tasks are outstanding.
-        let Ok(listed) = storage.list(&keys::attempts(job)).await else {
-            return;
-        };
-        let fresh: HashSet<String> = listed.into_iter().filter(|k| !seen.contains(k)).collect();
-        let mut i = 0;
-        while i < waiters.len() {
-            let r = &waiters[i].req;
-            let report_key = keys::attempt_report(job, r.chunk, r.attempt);
-            let error_key = keys::attempt_error(job, r.chunk, r.attempt);
-            let outcome = if fresh.contains(&report_key) {
-                storage.get(&report_key).await.ok().map(|b| {
-                    serde_json::from_slice::<ChunkReport>(&b).map_err(|e| {
-                        WorkerFailure::retryable(
-                            FailureKind::RenderOutput,
-                            format!("unreadable report {report_key}: {e}"),
-                        )
-                    })
-                })
-            } else if fresh.contains(&error_key) {
-                storage.get(&error_key).await.ok().map(|b| {
-                    Err(
-                        serde_json::from_slice::<WorkerFailure>(&b).unwrap_or_else(|e| {
-                            WorkerFailure::retryable(
-                                FailureKind::Internal,
-                                format!("unreadable error record {error_key}: {e}"),
-                            )
-                        }),
-                    )
-                })
-            } else {
-                None
-            };
-            match outcome {
-                Some(result) => {
-                    seen.insert(report_key);
-                    seen.insert(error_key);
-                    let w = waiters.swap_remove(i);
-                    let _ = w.answer.send(result);
-                }
-                None => i += 1,
             }
         }
     }

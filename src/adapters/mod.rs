@@ -5,9 +5,11 @@
 pub mod cloudrun_job;
 pub mod google_auth;
 pub mod http;
+pub mod kubernetes;
 pub mod lambda;
 pub mod local;
 pub mod sim;
+pub(crate) mod tasks;
 
 use async_trait::async_trait;
 
@@ -24,4 +26,8 @@ pub trait WorkerAdapter: Send + Sync {
 
     /// Runs one attempt.
     async fn run_chunk(&self, req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>;
+
+    /// Stops whatever the engine still runs for this adapter (called before the process
+    /// exits: a cancelled render must not leave batch jobs running in a cloud).
+    async fn shutdown(&self) {}
 }

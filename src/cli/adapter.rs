@@ -1,5 +1,5 @@
-//! Choosing where chunks run: `--adapter local|http|cloudrun|cloudrun-job|lambda` and its
-//! settings.
+//! Choosing where chunks run: `--adapter local|http|cloudrun|cloudrun-job|lambda|kubernetes`
+//! and its settings.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::cloudrun_job::{check_job_name, CloudRunJobAdapter, CloudRunJobOptions};
 use crate::adapters::google_auth::GoogleIdTokens;
 use crate::adapters::http::{ClientAuth, HttpAdapter};
+use crate::adapters::kubernetes::{load_template, KubernetesAdapter, KubernetesOptions};
 use crate::adapters::lambda::{LambdaAdapter, LambdaOptions};
 use crate::adapters::local::LocalAdapter;
 use crate::adapters::WorkerAdapter;
@@ -31,7 +32,13 @@ pub enum AdapterKind {
     /// Cloud Run Jobs executions, one task per chunk (--cloud-run-job NAME).
     #[serde(rename = "cloudrun-job")]
     CloudrunJob,
+    /// Kubernetes Indexed Jobs, one pod per chunk (--k8s-namespace, --k8s-image).
+    Kubernetes,
 }
+
+/// Price of a pod-hour used when --k8s-pod-hour-usd is not given: about what one pod of
+/// 2 vCPU and 4 GiB costs on on-demand cloud nodes (USD).
+pub const DEFAULT_POD_HOUR_USD: f64 = 0.10;
 
 /// What is recorded with a job so that `resume` reaches the same workers. Never secrets.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -62,6 +69,21 @@ pub struct AdapterConfig {
     /// Cloud Run Admin API endpoint, when not the default (cloudrun-job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_run_endpoint: Option<String>,
+    /// Namespace of the Jobs (kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_namespace: Option<String>,
+    /// Worker image (kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_image: Option<String>,
+    /// Path of the Job template, read again on resume (kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_job_template: Option<PathBuf>,
+    /// kubeconfig context (kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s_context: Option<String>,
+    /// Price of one pod-hour in USD, for cost estimates (kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_hour_usd: Option<f64>,
 }
 
 /// Adapter flags of `render`, `run` and `resume`.
@@ -100,6 +122,27 @@ pub struct AdapterArgs {
     /// endpoint, such as an emulator, is called without credentials).
     #[arg(long, env = "CLOUD_RUN_ENDPOINT")]
     pub cloud_run_endpoint: Option<String>,
+    /// Namespace of the Indexed Jobs for --adapter kubernetes (default: the kubeconfig
+    /// context's namespace, or "default").
+    #[arg(long)]
+    pub k8s_namespace: Option<String>,
+    /// Worker image for --adapter kubernetes (the project's Docker image, whose entrypoint
+    /// is helios-infra); overrides the template's.
+    #[arg(long)]
+    pub k8s_image: Option<String>,
+    /// A batch/v1 Job (YAML or JSON) that --adapter kubernetes builds its Jobs from: service
+    /// account, node selectors, tolerations, resources, volumes, env from Secrets. The
+    /// completions, parallelism, retries and the worker's arguments are filled in.
+    #[arg(long, value_name = "FILE")]
+    pub k8s_job_template: Option<PathBuf>,
+    /// kubeconfig context for --adapter kubernetes (default: the current context, or the
+    /// in-cluster service account).
+    #[arg(long)]
+    pub k8s_context: Option<String>,
+    /// Price of one pod-hour in USD, for the cost estimate in `status` (kubernetes; your
+    /// nodes' price divided by the pods one node runs).
+    #[arg(long, value_name = "USD")]
+    pub k8s_pod_hour_usd: Option<f64>,
     /// Memory of one worker in MB, for the cost estimate in `status` (lambda: the function's
     /// memory size, default 4096; cloudrun: default 4096).
     #[arg(long)]
@@ -122,7 +165,8 @@ pub struct AdapterArgs {
     #[arg(long)]
     pub no_speculate: bool,
     /// Seconds before an invocation that has not answered is abandoned (lambda); the task
-    /// timeout of each execution (cloudrun-job).
+    /// timeout of each execution (cloudrun-job); each Job's activeDeadlineSeconds
+    /// (kubernetes).
     #[arg(long, default_value_t = 900.0)]
     pub invoke_timeout: f64,
 }
@@ -143,7 +187,10 @@ impl AdapterArgs {
         let region = pick(&self.region, &recorded.region);
         let qualifier = pick(&self.qualifier, &recorded.qualifier);
         let workers = match kind {
-            AdapterKind::Local | AdapterKind::Lambda | AdapterKind::CloudrunJob => Vec::new(),
+            AdapterKind::Local
+            | AdapterKind::Lambda
+            | AdapterKind::CloudrunJob
+            | AdapterKind::Kubernetes => Vec::new(),
             AdapterKind::Http if !self.workers.is_empty() => self.workers.clone(),
             AdapterKind::Cloudrun if self.service.is_some() => {
                 self.service.iter().cloned().collect()
@@ -194,6 +241,23 @@ impl AdapterArgs {
             } else {
                 None
             });
+        let k8s_namespace = pick(&self.k8s_namespace, &recorded.k8s_namespace);
+        let k8s_image = pick(&self.k8s_image, &recorded.k8s_image);
+        let k8s_context = pick(&self.k8s_context, &recorded.k8s_context);
+        let k8s_job_template = match &self.k8s_job_template {
+            // Recorded absolute, so that `resume` from another directory finds it.
+            Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+            None if same => recorded.k8s_job_template.clone(),
+            None => None,
+        };
+        let pod_hour_usd = match self.k8s_pod_hour_usd {
+            Some(p) if !(p.is_finite() && p >= 0.0) => {
+                bail!("--k8s-pod-hour-usd must be a non-negative price")
+            }
+            Some(p) => Some(p),
+            None if same => recorded.pod_hour_usd,
+            None => None,
+        };
         let memory_mb = self
             .memory_mb
             .or(if same { recorded.memory_mb } else { None });
@@ -221,6 +285,15 @@ impl AdapterArgs {
                 vcpu: vcpu.or(Some(2.0)),
                 cloud_run_job,
                 cloud_run_endpoint,
+                ..AdapterConfig::default()
+            },
+            AdapterKind::Kubernetes => AdapterConfig {
+                kind,
+                k8s_namespace,
+                k8s_image,
+                k8s_job_template,
+                k8s_context,
+                pod_hour_usd: pod_hour_usd.or(Some(DEFAULT_POD_HOUR_USD)),
                 ..AdapterConfig::default()
             },
             _ => AdapterConfig {
@@ -284,6 +357,22 @@ impl AdapterArgs {
                     std::time::Duration::from_secs_f64(self.invoke_timeout),
                 );
                 Arc::new(CloudRunJobAdapter::new(opts).await?)
+            }
+            AdapterKind::Kubernetes => {
+                if !(self.invoke_timeout.is_finite() && self.invoke_timeout > 0.0) {
+                    bail!("--invoke-timeout must be a positive number of seconds");
+                }
+                let mut opts = KubernetesOptions::new(
+                    config.k8s_namespace.clone().unwrap_or_default(),
+                    std::time::Duration::from_secs_f64(self.invoke_timeout),
+                );
+                opts.image = config.k8s_image.clone();
+                opts.context = config.k8s_context.clone();
+                opts.template = match &config.k8s_job_template {
+                    Some(p) => Some(load_template(p)?),
+                    None => None,
+                };
+                Arc::new(KubernetesAdapter::new(opts).await?)
             }
             AdapterKind::Lambda => {
                 if !(self.invoke_timeout.is_finite() && self.invoke_timeout > 0.0) {

@@ -326,6 +326,7 @@ pub async fn run(
         }
     }
     signals.abort();
+    orch.adapter.shutdown().await;
     if cli.json {
         println!(
             "{}",

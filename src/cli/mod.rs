@@ -546,6 +546,7 @@ async fn run_job(
     let started = std::time::Instant::now();
     let result = orch.run(id).await;
     signals.abort();
+    orch.adapter.shutdown().await;
     drop(orch);
     let _ = shower.await;
     let outcome = result?;

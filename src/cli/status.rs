@@ -21,7 +21,10 @@ pub fn cost(job: &JobRecord, chunks: &[ChunkRecord]) -> Option<serde_json::Value
     let config: AdapterConfig = serde_json::from_str(&job.adapter_config).ok()?;
     if !matches!(
         config.kind,
-        AdapterKind::Lambda | AdapterKind::Cloudrun | AdapterKind::CloudrunJob
+        AdapterKind::Lambda
+            | AdapterKind::Cloudrun
+            | AdapterKind::CloudrunJob
+            | AdapterKind::Kubernetes
     ) {
         return None;
     }
@@ -38,6 +41,17 @@ pub fn cost(job: &JobRecord, chunks: &[ChunkRecord]) -> Option<serde_json::Value
             gb_seconds * LAMBDA_GB_SECOND + requests as f64 * LAMBDA_REQUEST,
             format!("AWS Lambda x86 list price, {memory_mb} MB"),
         ),
+        AdapterKind::Kubernetes => {
+            // Pods are paid for by the node, whatever they do: pod-seconds at a price the
+            // user gives (their nodes' price over the pods a node runs).
+            let price = config
+                .pod_hour_usd
+                .unwrap_or(super::adapter::DEFAULT_POD_HOUR_USD);
+            (
+                seconds / 3600.0 * price,
+                format!("Kubernetes pod-seconds at {price} USD a pod-hour (--k8s-pod-hour-usd)"),
+            )
+        }
         AdapterKind::CloudrunJob => {
             // Jobs are billed for instance time only; there is no per-request fee.
             let vcpu = config.vcpu.unwrap_or(2.0);
@@ -56,13 +70,17 @@ pub fn cost(job: &JobRecord, chunks: &[ChunkRecord]) -> Option<serde_json::Value
             )
         }
     };
-    Some(json!({
+    let mut v = json!({
         "worker_seconds": (seconds * 1000.0).round() / 1000.0,
         "gb_seconds": (gb_seconds * 1000.0).round() / 1000.0,
         "requests": requests,
         "estimated_usd": (usd * 1e6).round() / 1e6,
         "basis": basis,
-    }))
+    });
+    if config.kind == AdapterKind::Kubernetes {
+        v["pod_seconds"] = v["worker_seconds"].clone();
+    }
+    Some(v)
 }
 
 /// The state to show: a `running` job whose orchestrator is gone is `interrupted`.

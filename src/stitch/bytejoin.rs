@@ -389,6 +389,9 @@ async fn copy_and_check(
     (Some(file), Ok((index, end, problems)))
 }
 
+/// One segment's outcome: its fragments, or why it is not in the output.
+type PieceResult = Result<Vec<fmp4::Fragment>, PieceError>;
+
 /// Why one segment did not make it into the output.
 enum PieceError {
     /// The segment is not what its report says (or cannot be read): re-render it.
@@ -403,14 +406,14 @@ fn write_pieces(
     out: &std::fs::File,
     jobs: &[(PathBuf, Expected, u64)],
     plan: &JoinPlan,
-) -> Vec<Result<Vec<fmp4::Fragment>, PieceError>> {
+) -> Vec<PieceResult> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 4)
         .min(jobs.len().max(1));
     let next = AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Result<Vec<fmp4::Fragment>, PieceError>>>> =
+    let slots: Vec<std::sync::Mutex<Option<PieceResult>>> =
         jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -450,7 +453,7 @@ fn write_piece(
     at: u64,
     plan: &JoinPlan,
     buf: &mut Vec<u8>,
-) -> Result<Vec<fmp4::Fragment>, PieceError> {
+) -> PieceResult {
     use std::io::Read as _;
     use std::os::unix::fs::FileExt as _;
     let unreadable =
