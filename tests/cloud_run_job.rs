@@ -165,19 +165,8 @@ async fn handle(
 /// Serves the fake on loopback from its own thread; returns its URL.
 fn start_fake() -> (String, Arc<Fake>) {
     let fake = Arc::new(Fake::default());
-    let state = fake.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = Router::new().fallback(handle).with_state(state);
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    let addr = rx.recv().unwrap();
-    (format!("http://{addr}"), fake)
+    let url = serve_on_loopback(Router::new().fallback(handle).with_state(fake.clone()));
+    (url, fake)
 }
 
 fn args<'a>(out: &'a str, endpoint: &'a str, job: &'a str, chunks: &'a str) -> Vec<&'a str> {

@@ -554,19 +554,8 @@ async fn handle(
 /// Serves the fake on loopback from its own thread; returns its URL.
 fn start_fake(fake: Fake) -> (String, Arc<Fake>) {
     let fake = Arc::new(fake);
-    let state = fake.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = Router::new().fallback(handle).with_state(state);
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    let addr = rx.recv().unwrap();
-    (format!("http://{addr}"), fake)
+    let url = serve_on_loopback(Router::new().fallback(handle).with_state(fake.clone()));
+    (url, fake)
 }
 
 fn fake_with(ns: &[&str]) -> Fake {
@@ -589,25 +578,26 @@ fn kubeconfig(env: &Env, server: &str, token: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-fn k8s_args<'a>(out: &'a str, chunks: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+/// `render -o OUT` of 40 lossless 64×64 frames in CHUNKS chunks, all at once.
+fn render_args<'a>(out: &'a str, chunks: &'a str) -> Vec<&'a str> {
+    let frames = ["--frames", "0..40", "--size", "64x64", "--lossless"];
     let mut v = vec![
         "render",
         "-o",
         out,
-        "--frames",
-        "0..40",
-        "--size",
-        "64x64",
         "--chunks",
         chunks,
         "--concurrency",
         chunks,
-        "--lossless",
-        "--adapter",
-        "kubernetes",
-        "--k8s-image",
-        IMAGE,
     ];
+    v.extend_from_slice(&frames);
+    v
+}
+
+/// [`render_args`] on the kubernetes adapter with the fake's image, then `extra`.
+fn k8s_args<'a>(out: &'a str, chunks: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = render_args(out, chunks);
+    v.extend_from_slice(&["--adapter", "kubernetes", "--k8s-image", IMAGE]);
     v.extend_from_slice(extra);
     v
 }
@@ -646,18 +636,7 @@ fn a_four_chunk_job_is_one_indexed_job_and_equals_a_local_render() {
     let r = ffmpeg_renderer();
     let (server, fake) = start_fake(fake_with(&["helios"]));
     let kc = kubeconfig(&env, &server, TOKEN);
-    let local = [
-        "render",
-        "-o",
-        "local.mp4",
-        "--frames",
-        "0..40",
-        "--size",
-        "64x64",
-        "--chunks",
-        "4",
-        "--lossless",
-    ];
+    let local = render_args("local.mp4", "4");
     env.ok(&with_renderer(&local, &r));
     let out = run_k8s(
         &env,
@@ -715,17 +694,15 @@ fn a_four_chunk_job_is_one_indexed_job_and_equals_a_local_render() {
     assert!(st["cost"]["pod_seconds"].as_f64().unwrap() > 0.0, "{st}");
 }
 
-#[test]
-fn a_failed_pod_is_retried_in_a_new_job() {
-    let env = Env::new();
-    let r = env.renderer("fail-once:10");
+/// Renders 4 chunks with the test renderer in `mode` (after `prepare` sets up the fake)
+/// and checks that chunk 1 alone ran again, as attempt 2, in a second Job; returns the
+/// orchestrator's stderr.
+fn chunk_1_runs_again(env: &Env, mode: &str, prepare: impl FnOnce(&Fake)) -> String {
+    let r = env.renderer(mode);
     let (server, fake) = start_fake(fake_with(&["helios"]));
-    let kc = kubeconfig(&env, &server, TOKEN);
-    let out = run_k8s(
-        &env,
-        &kc,
-        &with_renderer(&k8s_args("out.mp4", "4", &[]), &r),
-    );
+    prepare(&fake);
+    let kc = kubeconfig(env, &server, TOKEN);
+    let out = run_k8s(env, &kc, &with_renderer(&k8s_args("out.mp4", "4", &[]), &r));
     assert_ok(&out);
     assert_eq!(probe_stream(&env.path("out.mp4")).0, 40);
     let posted = posted_tasks(&fake);
@@ -733,10 +710,20 @@ fn a_failed_pod_is_retried_in_a_new_job() {
     assert_eq!(
         posted[1],
         (1, "1:2".to_string()),
-        "only the failed chunk, as attempt 2"
+        "only chunk 1, as attempt 2"
     );
+    assert!(
+        fake.kill_task.lock().unwrap().is_none(),
+        "a planned kill happened"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_failed_pod_is_retried_in_a_new_job() {
+    let env = Env::new();
+    let err = chunk_1_runs_again(&env, "fail-once:10", |_| {});
     // The worker's own error came back through storage.
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("renderer \"bash\" failed with exit code 1"),
         "{err}"
@@ -746,25 +733,10 @@ fn a_failed_pod_is_retried_in_a_new_job() {
 #[test]
 fn a_pod_killed_without_a_report_is_retried() {
     let env = Env::new();
-    let r = env.renderer("hang-once:10");
-    let (server, fake) = start_fake(fake_with(&["helios"]));
-    *fake.kill_task.lock().unwrap() = Some(("1:1".into(), env.path("hung.pid")));
-    let kc = kubeconfig(&env, &server, TOKEN);
-    let out = run_k8s(
-        &env,
-        &kc,
-        &with_renderer(&k8s_args("out.mp4", "4", &[]), &r),
-    );
-    assert_ok(&out);
-    assert_eq!(probe_stream(&env.path("out.mp4")).0, 40);
-    assert!(
-        fake.kill_task.lock().unwrap().is_none(),
-        "the pod was killed"
-    );
-    let posted = posted_tasks(&fake);
-    assert_eq!(posted.len(), 2, "{posted:?}");
-    assert_eq!(posted[1], (1, "1:2".to_string()));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let hung = env.path("hung.pid");
+    let err = chunk_1_runs_again(&env, "hang-once:10", |fake| {
+        *fake.kill_task.lock().unwrap() = Some(("1:1".into(), hung));
+    });
     assert!(
         err.contains("ended without a report") && err.contains("exit code 137"),
         "{err}"

@@ -484,3 +484,18 @@ pub fn read_request(conn: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)>
         }
     }
 }
+
+/// Serves `app` on a loopback port from its own thread and runtime (a test's fake of a
+/// cloud API); returns its base URL.
+pub fn serve_on_loopback(app: axum::Router) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}
