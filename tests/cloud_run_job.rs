@@ -281,3 +281,33 @@ fn an_unknown_job_fails_at_once_with_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cloud-run-job"));
 }
+
+#[test]
+fn cancel_cancels_the_running_execution() {
+    let env = Env::new();
+    let r = env.renderer("slow:3");
+    let (endpoint, fake) = start_fake();
+    let args = with_renderer(&args("out.mp4", &endpoint, JOB, "2"), &r);
+    let render = env
+        .cmd(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while fake.runs.lock().unwrap().is_empty() {
+        assert!(started.elapsed().as_secs() < 60, "no execution started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let id = env.status_ids().pop().unwrap();
+    env.ok(&["cancel", &id]);
+    let out = render.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let execs = fake.execs.lock().unwrap();
+    assert_eq!(execs.len(), 1);
+    assert!(
+        execs.values().all(|e| e.cancelled),
+        "the execution was cancelled before the orchestrator exited"
+    );
+    assert_eq!(env.status(&id)["state"], "cancelled");
+}

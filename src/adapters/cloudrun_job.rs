@@ -77,6 +77,8 @@ struct Inner {
     jobs: Jobs,
     executions: Executions,
     opts: CloudRunJobOptions,
+    /// Executions started and still watched: cancelled on shutdown.
+    running: tasks::Running,
 }
 
 /// Runs chunks as Cloud Run Jobs tasks.
@@ -122,6 +124,7 @@ impl CloudRunJobAdapter {
                 jobs,
                 executions,
                 opts,
+                running: Default::default(),
             }),
         })
     }
@@ -141,6 +144,14 @@ impl WorkerAdapter for CloudRunJobAdapter {
                 async move { inner.execute(url, waiters).await }
             })
             .await
+    }
+
+    /// Cancels every execution still running for this orchestrator (cancel, Ctrl-C, a
+    /// failed job), so its tasks stop instead of rendering for nobody.
+    async fn shutdown(&self) {
+        for name in self.inner.running.take_all() {
+            self.inner.cancel(&name).await;
+        }
     }
 }
 
@@ -211,6 +222,7 @@ impl Inner {
         };
         let name = execution.name.clone();
         tracing::info!(execution = %name, tasks = waiters.len(), "Cloud Run Jobs execution started");
+        let _tracked = self.running.track(&name);
 
         let mut seen: HashSet<String> = HashSet::new();
         let mut api_errors = 0u32;
@@ -219,14 +231,8 @@ impl Inner {
             waiters.retain(|w| !w.answer.is_closed());
             if waiters.is_empty() {
                 // Every chunk of this execution was abandoned (cancelled or timed out).
-                if let Err(e) = self
-                    .executions
-                    .cancel_execution()
-                    .set_name(&name)
-                    .send()
-                    .await
-                {
-                    tracing::warn!(execution = %name, error = %e, "cannot cancel the execution");
+                if self.running.claim(&name) {
+                    self.cancel(&name).await;
                 }
                 return;
             }
@@ -270,6 +276,21 @@ impl Inner {
             if waiters.is_empty() {
                 return;
             }
+        }
+    }
+}
+
+impl Inner {
+    /// Cancels an execution (its running tasks stop).
+    async fn cancel(&self, name: &str) {
+        if let Err(e) = self
+            .executions
+            .cancel_execution()
+            .set_name(name)
+            .send()
+            .await
+        {
+            tracing::warn!(execution = %name, error = %e, "cannot cancel the execution");
         }
     }
 }

@@ -147,8 +147,8 @@ struct Inner {
     jobs: Api<Job>,
     pods: Api<Pod>,
     opts: KubernetesOptions,
-    /// Jobs created and not yet finished with: deleted on shutdown.
-    active: std::sync::Mutex<HashSet<String>>,
+    /// Jobs created and still watched: deleted on shutdown.
+    running: tasks::Running,
 }
 
 /// Runs chunks as the pods of Indexed Jobs.
@@ -189,7 +189,7 @@ impl KubernetesAdapter {
                 jobs: Api::namespaced(client.clone(), &opts.namespace),
                 pods: Api::namespaced(client, &opts.namespace),
                 opts,
-                active: Default::default(),
+                running: Default::default(),
             }),
         })
     }
@@ -214,11 +214,7 @@ impl WorkerAdapter for KubernetesAdapter {
     /// Deletes every Job still running for this orchestrator (cancel, Ctrl-C, a failed
     /// job): their pods stop instead of rendering for nobody.
     async fn shutdown(&self) {
-        let names: Vec<String> = match self.inner.active.lock() {
-            Ok(mut a) => a.drain().collect(),
-            Err(_) => return,
-        };
-        for name in names {
+        for name in self.inner.running.take_all() {
             if !is_finished_or_gone(&self.inner.jobs, &name).await {
                 self.inner.delete(&name).await;
             }
@@ -447,13 +443,8 @@ impl Inner {
             );
         }
         tracing::info!(job = %name, namespace = %ns, pods = waiters.len(), "Kubernetes Indexed Job created");
-        if let Ok(mut a) = self.active.lock() {
-            a.insert(name.clone());
-        }
+        let _tracked = self.running.track(&name);
         self.watch(&name, &storage, &job_id, waiters).await;
-        if let Ok(mut a) = self.active.lock() {
-            a.remove(&name);
-        }
     }
 
     /// Polls a Job until every waiter is answered or given up.
@@ -478,9 +469,9 @@ impl Inner {
             tokio::time::sleep(self.opts.poll).await;
             waiters.retain(|w| !w.answer.is_closed());
             if waiters.is_empty() {
-                // Every chunk of this Job was answered elsewhere or abandoned (cancelled,
-                // timed out): stop whatever still runs.
-                if !is_finished_or_gone(&self.jobs, &name).await {
+                // The chunks still running were abandoned (cancelled, timed out, or a
+                // speculative duplicate won): stop their pods.
+                if self.running.claim(&name) && !is_finished_or_gone(&self.jobs, &name).await {
                     self.delete(&name).await;
                 }
                 return;
@@ -558,6 +549,10 @@ impl Inner {
                     ))));
                 }
                 // A finished Job stays for its logs until ttlSecondsAfterFinished.
+                return;
+            }
+            if waiters.is_empty() {
+                // Every pod answered; the Job finishes by itself.
                 return;
             }
         }

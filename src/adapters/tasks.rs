@@ -181,3 +181,49 @@ pub(crate) async fn collect(
         }
     }
 }
+
+/// The batches (executions, Jobs) an adapter has started and still watches, so that
+/// `shutdown` can stop them when the orchestrator exits before its monitors do.
+#[derive(Default)]
+pub(crate) struct Running(Mutex<HashSet<String>>);
+
+/// Removes its batch from [`Running`] when its monitor returns, whichever way.
+pub(crate) struct Tracked<'a> {
+    running: &'a Running,
+    name: String,
+}
+
+impl Running {
+    /// Tracks `name` until the returned guard is dropped.
+    pub fn track(&self, name: &str) -> Tracked<'_> {
+        if let Ok(mut s) = self.0.lock() {
+            s.insert(name.to_string());
+        }
+        Tracked {
+            running: self,
+            name: name.to_string(),
+        }
+    }
+
+    /// Claims `name` for stopping: true for the first caller only (its monitor or
+    /// `shutdown`), so a batch is stopped once.
+    pub fn claim(&self, name: &str) -> bool {
+        self.0.lock().is_ok_and(|mut s| s.remove(name))
+    }
+
+    /// Claims every batch still watched.
+    pub fn take_all(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut s| s.drain().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.running.0.lock() {
+            s.remove(&self.name);
+        }
+    }
+}
