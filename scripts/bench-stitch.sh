@@ -165,7 +165,7 @@ block=$work/block.md
   for n in 100 1000; do
     row "$n" prev "previous release (fetch, hash, ffprobe each, concat demuxer, probe output)"
     row "$n" concat "this revision, \`--stitch concat\` (hash each, concat demuxer, probe output)"
-    row "$n" bytes "this revision, byte join (hash and parse each while copying)"
+    row "$n" bytes "this revision, byte join (each segment read once, hashed, parsed and written at its offset)"
     row "$n" cat "\`cat\` of the same segment bytes"
   done
   echo
