@@ -58,6 +58,9 @@ struct Fake {
     namespaces: Vec<String>,
     /// Tokens that authenticate but may not do anything (403).
     forbidden_token: Option<String>,
+    /// Behave like an API server older than 1.29: drop `backoffLimitPerIndex` (a field
+    /// it does not know) from the Jobs it stores.
+    before_1_29: bool,
     /// Secrets by (namespace, name).
     secrets: HashMap<(String, String), HashMap<String, String>>,
     /// Every Job body POSTed to an existing namespace, as received.
@@ -479,6 +482,11 @@ async fn handle(
                 _ => unreachable!(),
             };
             let mut stored = raw.clone();
+            if fake.before_1_29 {
+                if let Some(spec) = stored["spec"].as_object_mut() {
+                    spec.remove("backoffLimitPerIndex");
+                }
+            }
             stored["metadata"]["name"] = json!(name);
             stored["metadata"]["namespace"] = json!(ns);
             stored["metadata"]["uid"] = json!(format!("uid-{n}"));
@@ -935,4 +943,30 @@ fn the_orchestrators_environment_never_reaches_a_pod() {
         );
         assert_eq!(p.env["STORAGE_KEY"], "from-the-secret");
     }
+}
+
+#[test]
+fn an_api_server_older_than_1_29_is_refused_and_its_job_deleted() {
+    let env = Env::new();
+    let r = ffmpeg_renderer();
+    let (server, fake) = start_fake(Fake {
+        before_1_29: true,
+        ..fake_with(&["helios"])
+    });
+    let kc = kubeconfig(&env, &server, TOKEN);
+    let out = run_k8s(
+        &env,
+        &kc,
+        &with_renderer(&k8s_args("out.mp4", "2", &[]), &r),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs Kubernetes 1.29 or newer"), "{err}");
+    let name = fake.jobs.lock().unwrap().keys().next().unwrap().clone();
+    assert_eq!(
+        fake.deletes.lock().unwrap().clone(),
+        [(name, "Background".to_string())],
+        "the Job it could not trust is gone"
+    );
+    assert_eq!(fake.creates.load(Ordering::SeqCst), 1, "not retried");
 }
