@@ -305,3 +305,32 @@ fn worker_lambda_outside_lambda_names_what_is_missing() {
         "{err}"
     );
 }
+
+#[test]
+fn status_into_a_pipe_its_reader_closed_ends_quietly() {
+    let env = Env::new();
+    let r = ffmpeg_renderer();
+    let args = [
+        "render", "-o", "o.mp4", "--frames", "0..4", "--size", "64x64",
+    ];
+    env.ok(&with_renderer(&args, &r));
+    let id = env.only_job();
+    // `status … | head -c 0`: the reader is gone before the first byte is written.
+    for args in [
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["status", &id],
+    ] {
+        let mut child = env
+            .cmd(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

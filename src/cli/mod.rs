@@ -368,9 +368,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                     }
                     values.push(v);
                 } else if a.id.is_some() {
-                    print!("{}", status::job_detail(job, &chunks, &locks));
+                    stdout(&status::job_detail(job, &chunks, &locks))?;
                 } else {
-                    println!("{}", status::job_line(job, &chunks, &locks));
+                    stdout(&format!("{}\n", status::job_line(job, &chunks, &locks)))?;
                 }
             }
             if cli.json {
@@ -378,7 +378,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                     (Some(_), Some(v)) => v,
                     (_, last) => serde_json::Value::Array(values.into_iter().chain(last).collect()),
                 };
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                stdout(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
             } else if jobs.is_empty() {
                 eprintln!("no jobs in {}", ctx.home.join("jobs.db").display());
             }
@@ -394,6 +394,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
+    }
+}
+
+/// Writes to standard output; a reader that has gone away (`status --json | head`) ends
+/// the output quietly instead of making the process panic as `println!` does.
+fn stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
     }
 }
 
