@@ -98,14 +98,12 @@ async fn check_heads(
 async fn check_all_heads(
     storage: &Storage,
     pieces: &[Piece<'_>],
-    sizes: &[(u64, Option<String>)],
     plan: &JoinPlan,
 ) -> Vec<SegmentProblem> {
     let checks: Vec<Result<(), String>> = futures::stream::iter(
         pieces
             .iter()
-            .zip(sizes)
-            .map(|(p, (bytes, _))| check_heads(storage, p, *bytes, plan)),
+            .map(|p| check_heads(storage, p, p.bytes, plan)),
     )
     .buffered(HEAD_READS)
     .collect()
@@ -136,14 +134,13 @@ async fn put_piece(storage: &Storage, key: String, data: Vec<u8>) -> Result<Item
 }
 
 /// What an assembly inside a bucket works from: the job, its storage, its checked
-/// segments (with their committed sizes and MD5s), the join plan, the audio mix and a
+/// segments (with their committed sizes and reports), the join plan, the audio mix and a
 /// scratch directory.
 #[derive(Clone, Copy)]
 pub(super) struct Join<'a> {
     pub job: &'a JobRecord,
     pub storage: &'a Storage,
     pub pieces: &'a [Piece<'a>],
-    pub sizes: &'a [(u64, Option<String>)],
     pub plan: &'a JoinPlan,
     pub audio: Option<&'a AudioMix>,
     pub tmp: Option<&'a Path>,
@@ -189,12 +186,11 @@ impl Orchestrator {
             job,
             storage,
             pieces,
-            sizes,
             plan,
             ..
         } = *j;
         // 1. Every segment's fragment headers, read back from the bucket.
-        let problems = check_all_heads(storage, pieces, sizes, plan).await;
+        let problems = check_all_heads(storage, pieces, plan).await;
         if !problems.is_empty() {
             return Err(Stop::Problems(problems));
         }
@@ -300,7 +296,6 @@ impl Orchestrator {
             job,
             storage,
             pieces,
-            sizes,
             plan,
             audio,
             tmp,
@@ -310,24 +305,24 @@ impl Orchestrator {
             .map_err(|e| self.stitch_error(job, e))?;
         let mut offset = init.len() as u64;
         let mut video_index = Vec::new();
-        for (p, (bytes, _)) in pieces.iter().zip(sizes) {
+        for p in pieces {
             if let Some(f) = p.media.and_then(|m| m.fragmented.as_ref()) {
                 video_index.extend(f.fragments.iter().map(|fr| IndexEntry {
                     time: fr.decode_time,
                     moof_offset: offset + fr.offset,
                 }));
             }
-            offset += bytes;
+            offset += p.bytes;
         }
         let tail = bytejoin::tail(audio.as_ref(), video_index, offset);
         let mut items =
             vec![put_piece(storage, keys::assembly_piece(&job.id, "init.mp4"), init).await?];
-        for (p, (bytes, md5)) in pieces.iter().zip(sizes) {
+        for p in pieces {
             items.push(Item {
                 key: p.key.to_string(),
-                bytes: *bytes,
+                bytes: p.bytes,
                 sha256: p.sha256.to_string(),
-                md5: md5.clone(),
+                md5: p.media.and_then(|m| m.md5.clone()),
                 chunk: Some(p.index as u32),
             });
         }
@@ -348,12 +343,11 @@ impl Orchestrator {
             job,
             storage,
             pieces,
-            sizes,
             plan,
             ..
         } = *j;
         let run = async {
-            let problems = check_all_heads(storage, pieces, sizes, plan).await;
+            let problems = check_all_heads(storage, pieces, plan).await;
             if !problems.is_empty() {
                 return Err(Stop::Problems(problems));
             }
@@ -382,7 +376,8 @@ impl Orchestrator {
                 .collect()
                 .await;
             let mut problems = Vec::new();
-            for ((p, (_, reported)), stored) in pieces.iter().zip(sizes).zip(md5s) {
+            for (p, stored) in pieces.iter().zip(md5s) {
+                let reported = p.media.and_then(|m| m.md5.as_ref());
                 match (reported, stored?) {
                     (Some(r), Some(s)) if !r.eq_ignore_ascii_case(&s) => {
                         problems.push(SegmentProblem {

@@ -608,16 +608,10 @@ impl Orchestrator {
             true => None,
             false => prepare_audio(job, storage, scratch()?).await?,
         };
-        let sizes: Vec<(u64, Option<String>)> = chunks
-            .iter()
-            .filter_map(|c| c.segment.as_ref())
-            .map(|s| (s.bytes, s.media.as_ref().and_then(|m| m.md5.clone())))
-            .collect();
         let join = super::assemble::Join {
             job,
             storage,
             pieces: &pieces,
-            sizes: &sizes,
             plan: &plan,
             audio: audio.as_ref(),
             tmp,
