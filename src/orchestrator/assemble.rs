@@ -2,15 +2,18 @@
 //! server-side from the segment objects (see `stitch::bucket` for how parts are cut), so no
 //! segment's bytes pass through the orchestrator.
 //!
-//! What the orchestrator reads and writes itself: each fragment's header (a range read of
-//! its `moof`, a few hundred bytes) to check the segment's frames and place on the timeline
-//! against the bytes really stored; the output's init and its tail (the audio, encoded once,
+//! What the orchestrator reads and writes itself: each fragment's header (its `moof`, a few
+//! hundred bytes) to check the segment's frames and place on the timeline against the bytes
+//! really stored — read in the downloaded output when the job downloads it (`-o`), so the
+//! orchestrator receives the output and nothing else, or by range reads of the segments
+//! when the output stays in the bucket; the output's init and its tail (the audio, encoded once,
 //! and the index), a few kilobytes plus the audio. Hashes are checked where bytes are read
 //! (assembly tasks, on workers) and, for segments copied as they are, by the ETag S3 gives
 //! each copied part (the MD5 of its bytes), compared with the MD5 the worker reported.
 //! The output object appears only when the upload completes; a crash before that leaves no
 //! output, and the next attempt aborts the abandoned upload first.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,14 +41,46 @@ fn is_md5(tag: &str) -> bool {
     tag.len() == 32 && tag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Reads every fragment header of a segment from storage and checks it against the job:
-/// frames, keyframe first, decode times, fragments tiling the object exactly.
+/// Where fragment headers are read from.
+#[derive(Clone, Copy)]
+enum Heads<'a> {
+    /// Range reads of each segment's object in the bucket.
+    Bucket(&'a Storage),
+    /// The downloaded output: each segment at its offset in the file.
+    Output(&'a std::fs::File),
+}
+
+impl Heads<'_> {
+    /// Bytes `range` of a segment that starts at `base` in the output.
+    async fn read(&self, key: &str, base: u64, range: Range<u64>) -> Result<Vec<u8>, String> {
+        match self {
+            Heads::Bucket(storage) => storage
+                .get_range(key, range)
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| e.to_string()),
+            Heads::Output(file) => {
+                use std::os::unix::fs::FileExt;
+                // A few hundred bytes from the page cache: no need to leave the thread.
+                let mut buf = vec![0u8; (range.end - range.start) as usize];
+                file.read_exact_at(&mut buf, base + range.start)
+                    .map_err(|e| format!("cannot read the downloaded output: {e}"))?;
+                Ok(buf)
+            }
+        }
+    }
+}
+
+/// Reads every fragment header of a segment (from the bucket, or from the downloaded
+/// output where it starts at `base`) and checks it against the job: frames, keyframe
+/// first, decode times, fragments tiling the object exactly.
 async fn check_heads(
-    storage: &Storage,
+    heads: Heads<'_>,
     piece: &Piece<'_>,
-    bytes: u64,
+    base: u64,
     plan: &JoinPlan,
 ) -> Result<(), String> {
+    let bytes = piece.bytes;
     let frags = piece
         .media
         .and_then(|m| m.fragmented.as_ref())
@@ -63,10 +98,7 @@ async fn check_heads(
         }
         let want = f.moof_len as u64 + 16;
         let end = (offset + want).min(bytes);
-        let head = storage
-            .get_range(piece.key, offset..end)
-            .await
-            .map_err(|e| e.to_string())?;
+        let head = heads.read(piece.key, base, offset..end).await?;
         let h =
             fmp4::read_fragment_head(&head, f.moof_len as usize, &plan.defaults, Some(plan.tick))
                 .map_err(|e| format!("fragment {i}: {e}"))?;
@@ -94,16 +126,24 @@ async fn check_heads(
     Ok(())
 }
 
-/// [`check_heads`] for every segment, a few at a time; the segments that fail.
+/// [`check_heads`] for every segment, a few at a time; the segments that fail. With
+/// [`Heads::Output`], the first segment starts at `first` in the file.
 async fn check_all_heads(
-    storage: &Storage,
+    heads: Heads<'_>,
     pieces: &[Piece<'_>],
+    first: u64,
     plan: &JoinPlan,
 ) -> Vec<SegmentProblem> {
+    let bases = pieces.iter().scan(first, |at, p| {
+        let base = *at;
+        *at += p.bytes;
+        Some(base)
+    });
     let checks: Vec<Result<(), String>> = futures::stream::iter(
         pieces
             .iter()
-            .map(|p| check_heads(storage, p, p.bytes, plan)),
+            .zip(bases)
+            .map(|(p, base)| check_heads(heads, p, base, plan)),
     )
     .buffered(HEAD_READS)
     .collect()
@@ -118,6 +158,44 @@ async fn check_all_heads(
             })
         })
         .collect()
+}
+
+/// Downloads the assembled output to the job's output path, checking every segment's
+/// fragment headers in the downloaded bytes first (so a `-o` job reads nothing from the
+/// bucket but the output itself). A file that fails is never left at the output path, and
+/// the object is deleted so that nothing takes it for a finished output.
+async fn download_checked(
+    job: &JobRecord,
+    storage: &Storage,
+    out_key: &str,
+    pieces: &[Piece<'_>],
+    init_bytes: u64,
+    plan: &JoinPlan,
+) -> Result<PathBuf, Stop> {
+    let output = PathBuf::from(&job.output);
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = output.with_file_name(format!(".{name}.helios-check"));
+    storage.download(out_key, &staging).await?;
+    let io =
+        |context: String| move |source| Stop::Failed(StorageError::Io { context, source }.into());
+    let problems = {
+        let file = std::fs::File::open(&staging)
+            .map_err(io(format!("cannot read {}", staging.display())))?;
+        check_all_heads(Heads::Output(&file), pieces, init_bytes, plan).await
+    };
+    if !problems.is_empty() {
+        let _ = std::fs::remove_file(&staging);
+        let _ = storage.delete(out_key).await;
+        return Err(Stop::Problems(problems));
+    }
+    std::fs::rename(&staging, &output).map_err(io(format!(
+        "cannot move the download to {}",
+        output.display()
+    )))?;
+    Ok(output)
 }
 
 /// An object of the output the orchestrator writes itself (the init, the tail).
@@ -189,10 +267,13 @@ impl Orchestrator {
             plan,
             ..
         } = *j;
-        // 1. Every segment's fragment headers, read back from the bucket.
-        let problems = check_all_heads(storage, pieces, plan).await;
-        if !problems.is_empty() {
-            return Err(Stop::Problems(problems));
+        // 1. Every segment's fragment headers, read back from the bucket — unless the
+        // output is downloaded, whose bytes are checked instead (below).
+        if !job.download {
+            let problems = check_all_heads(Heads::Bucket(storage), pieces, 0, plan).await;
+            if !problems.is_empty() {
+                return Err(Stop::Problems(problems));
+            }
         }
         // 2. The init and the tail, written by the orchestrator (the only bytes it sends).
         let items = self.items(j).await?;
@@ -281,12 +362,12 @@ impl Orchestrator {
             }
         }
 
-        // 5. One download, to the output path (unless the output stays in the bucket).
-        let output = PathBuf::from(&job.output);
+        // 5. One download, to the output path, checked there (unless the output stays in
+        // the bucket).
         if job.download {
-            storage.download(&out_key, &output).await?;
+            return download_checked(job, storage, &out_key, pieces, items[0].bytes, plan).await;
         }
-        Ok(output)
+        Ok(PathBuf::from(&job.output))
     }
 
     /// The output's objects in order: the init and the tail (written here), the segments
@@ -347,9 +428,11 @@ impl Orchestrator {
             ..
         } = *j;
         let run = async {
-            let problems = check_all_heads(storage, pieces, plan).await;
-            if !problems.is_empty() {
-                return Err(Stop::Problems(problems));
+            if !job.download {
+                let problems = check_all_heads(Heads::Bucket(storage), pieces, 0, plan).await;
+                if !problems.is_empty() {
+                    return Err(Stop::Problems(problems));
+                }
             }
             let items = self.items(j).await?;
             let init_key = keys::assembly_piece(&job.id, "init.mp4");
@@ -402,11 +485,13 @@ impl Orchestrator {
             crate::failpoint::hit("after-assembly");
             cleanup(made.as_ref().cloned().unwrap_or_default()).await;
             made?;
-            let output = PathBuf::from(&job.output);
             if job.download {
-                storage.download(&out_key, &output).await?;
+                let init = items[0].bytes;
+                return download_checked(job, storage, &out_key, pieces, init, plan)
+                    .await
+                    .map(Some);
             }
-            Ok(Some(output))
+            Ok(Some(PathBuf::from(&job.output)))
         };
         match run.await {
             Ok(Some(path)) => Ok(Some(Ok(path))),
