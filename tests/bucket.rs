@@ -184,6 +184,7 @@ fn an_s3_job_is_assembled_in_the_bucket_and_downloaded_once() {
     // answers.
     let sent = c.proxy.sent.load(Ordering::SeqCst);
     let received = c.proxy.received.load(Ordering::SeqCst);
+    eprintln!("orchestrator: sent {sent} bytes, received {received} bytes, output {output} bytes");
     assert!(
         (sent as f64) < 0.05 * output as f64,
         "the orchestrator uploaded {sent} bytes for a {output}-byte output"
