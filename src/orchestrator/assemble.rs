@@ -160,6 +160,24 @@ async fn check_all_heads(
         .collect()
 }
 
+/// Before assembling: the fragment headers of every segment, read from the bucket, for a
+/// job whose output stays there (a downloaded one is checked in its download).
+async fn check_in_bucket_unless_downloaded(
+    job: &JobRecord,
+    storage: &Storage,
+    pieces: &[Piece<'_>],
+    plan: &JoinPlan,
+) -> Result<(), Stop> {
+    if job.download {
+        return Ok(());
+    }
+    let problems = check_all_heads(Heads::Bucket(storage), pieces, 0, plan).await;
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(Stop::Problems(problems)),
+    }
+}
+
 /// Downloads the assembled output to the job's output path, checking every segment's
 /// fragment headers in the downloaded bytes first (so a `-o` job reads nothing from the
 /// bucket but the output itself). A file that fails is never left at the output path, and
@@ -181,21 +199,24 @@ async fn download_checked(
     storage.download(out_key, &staging).await?;
     let io =
         |context: String| move |source| Stop::Failed(StorageError::Io { context, source }.into());
-    let problems = {
+    let checked = async {
         let file = std::fs::File::open(&staging)
             .map_err(io(format!("cannot read {}", staging.display())))?;
-        check_all_heads(Heads::Output(&file), pieces, init_bytes, plan).await
-    };
-    if !problems.is_empty() {
-        let _ = std::fs::remove_file(&staging);
-        let _ = storage.delete(out_key).await;
-        return Err(Stop::Problems(problems));
+        let problems = check_all_heads(Heads::Output(&file), pieces, init_bytes, plan).await;
+        if !problems.is_empty() {
+            let _ = storage.delete(out_key).await;
+            return Err(Stop::Problems(problems));
+        }
+        std::fs::rename(&staging, &output).map_err(io(format!(
+            "cannot move the download to {}",
+            output.display()
+        )))
     }
-    std::fs::rename(&staging, &output).map_err(io(format!(
-        "cannot move the download to {}",
-        output.display()
-    )))?;
-    Ok(output)
+    .await;
+    if checked.is_err() {
+        let _ = std::fs::remove_file(&staging);
+    }
+    checked.map(|()| output)
 }
 
 /// An object of the output the orchestrator writes itself (the init, the tail).
@@ -269,12 +290,7 @@ impl Orchestrator {
         } = *j;
         // 1. Every segment's fragment headers, read back from the bucket — unless the
         // output is downloaded, whose bytes are checked instead (below).
-        if !job.download {
-            let problems = check_all_heads(Heads::Bucket(storage), pieces, 0, plan).await;
-            if !problems.is_empty() {
-                return Err(Stop::Problems(problems));
-            }
-        }
+        check_in_bucket_unless_downloaded(job, storage, pieces, plan).await?;
         // 2. The init and the tail, written by the orchestrator (the only bytes it sends).
         let items = self.items(j).await?;
 
@@ -428,12 +444,7 @@ impl Orchestrator {
             ..
         } = *j;
         let run = async {
-            if !job.download {
-                let problems = check_all_heads(Heads::Bucket(storage), pieces, 0, plan).await;
-                if !problems.is_empty() {
-                    return Err(Stop::Problems(problems));
-                }
-            }
+            check_in_bucket_unless_downloaded(job, storage, pieces, plan).await?;
             let items = self.items(j).await?;
             let init_key = keys::assembly_piece(&job.id, "init.mp4");
             let tail_key = keys::assembly_piece(&job.id, "tail.mp4");
