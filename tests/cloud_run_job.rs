@@ -29,6 +29,8 @@ struct Fake {
     /// (taskCount, HELIOS_TASKS) of every jobs:run.
     runs: Mutex<Vec<(i64, String)>>,
     execs: Mutex<HashMap<String, Exec>>,
+    /// The tasks' own environment (their storage endpoint), beside the overrides.
+    worker_env: Mutex<Vec<(String, String)>>,
 }
 
 fn exec_json(name: &str, e: &Exec, typed: bool) -> Value {
@@ -106,6 +108,14 @@ async fn handle(
                 ..Exec::default()
             },
         );
+        let env: Vec<(String, String)> = fake
+            .worker_env
+            .lock()
+            .unwrap()
+            .iter()
+            .cloned()
+            .chain(env)
+            .collect();
         // Run the tasks, two at a time (the job's parallelism).
         let sem = Arc::new(tokio::sync::Semaphore::new(2));
         for index in 0..count {
@@ -229,6 +239,71 @@ fn a_job_runs_as_one_execution_with_one_task_per_chunk_and_matches_a_local_rende
             .unwrap_or_default()
             .contains("Cloud Run Jobs"),
         "{st}"
+    );
+}
+
+/// The GCP deployment as a whole: Cloud Run Jobs tasks writing their segments to Cloud
+/// Storage (fake-gcs-server), the output composed in the bucket and downloaded once.
+#[test]
+fn a_gs_job_on_cloud_run_jobs_is_composed_in_the_bucket() {
+    let env = Env::new();
+    let r = ffmpeg_renderer();
+    let (endpoint, fake) = start_fake();
+    let peer = common::peers::fake_gcs("crj");
+    let storage_env = vec![("STORAGE_EMULATOR_HOST".to_string(), peer.endpoint.clone())];
+    *fake.worker_env.lock().unwrap() = storage_env.clone();
+    let plan = [
+        "--frames",
+        "0..60",
+        "--size",
+        "96x64",
+        "--chunks",
+        "4",
+        "--preset",
+        "ultrafast",
+    ];
+    let mut cloud = vec![
+        "render",
+        "-o",
+        "cloud.mp4",
+        "--storage",
+        "gs://crj/renders",
+        "--concurrency",
+        "4",
+        "--adapter",
+        "cloudrun-job",
+        "--cloud-run-job",
+        JOB,
+        "--cloud-run-endpoint",
+        &endpoint,
+    ];
+    cloud.extend_from_slice(&plan);
+    env.ok_with_env(&with_renderer(&cloud, &r), storage_env);
+    let mut local = vec!["render", "-o", "local.mp4"];
+    local.extend_from_slice(&plan);
+    env.ok(&with_renderer(&local, &r));
+    assert_eq!(
+        framemd5(&env.path("cloud.mp4")),
+        framemd5(&env.path("local.mp4"))
+    );
+    assert_eq!(fake.runs.lock().unwrap().len(), 1);
+    let id = env
+        .status_ids()
+        .into_iter()
+        .find(|i| env.status(i)["storage"] == "gs://crj/renders")
+        .unwrap();
+    let st = env.status(&id);
+    assert_eq!(st["stitch"], "bytes", "{st}");
+    assert_eq!(st["assembly"], "bucket", "{st}");
+    // The output object is in the bucket, the size of the download.
+    let meta = common::peers::get_json(&format!(
+        "{}/storage/v1/b/crj/o/renders%2Fjobs%2F{id}%2Foutput.mp4",
+        peer.endpoint
+    ));
+    assert_eq!(
+        meta["size"].as_str().unwrap().parse::<u64>().unwrap(),
+        std::fs::metadata(env.path("cloud.mp4")).unwrap().len(),
+        "{meta}"
     );
 }
 

@@ -1,12 +1,9 @@
 //! S3 and GCS storage through a real protocol peer on loopback: put, get, list, overwrite,
 //! multipart, and a whole render whose specs, segments and outputs live in the bucket.
 //!
-//! The GCS peer: `object_store`'s GCS client speaks Cloud Storage's XML API, which is
-//! S3-compatible, and the GCS emulators on PyPI do not implement it (fake-gcs-server
-//! answers its PUTs with 400 "invalid uploadType" and has no XML multipart;
-//! gcp-storage-emulator has neither). moto's server does answer it, so gs:// is driven
-//! through moto via `STORAGE_EMULATOR_HOST` — the same client code and requests as
-//! against storage.googleapis.com, with a placeholder bearer token instead of OAuth.
+//! The GCS peer: fake-gcs-server, through Cloud Storage's JSON API (the API gs:// storage
+//! speaks, see src/storage/gcs_store.rs), via `STORAGE_EMULATOR_HOST` — the same requests
+//! as against storage.googleapis.com, without the OAuth token.
 
 mod common;
 
@@ -81,28 +78,52 @@ async fn s3_and_gcs_storage_against_loopback_peers() {
     let peer = moto("helios-test");
     set_env(&s3_env(&peer));
     conformance("s3://helios-test/some/prefix").await;
-    // moto routes XML-API requests for bucket names with a '-' wrongly (404), so the GCS
-    // bucket has none.
-    let gcs = moto("heliosgcs");
+    let gcs = fake_gcs("helios-gcs");
     set_env(&gcs_env(&gcs));
-    conformance("gs://heliosgcs/gcs/prefix").await;
-    // What went through the GCS client is in the bucket, under its prefix.
-    set_env(&s3_env(&gcs));
-    let raw = Storage::open("s3://heliosgcs/gcs/prefix").unwrap();
+    conformance("gs://helios-gcs/gcs/prefix").await;
+    // What went through the GCS client is in the bucket, under its prefix, and the parts of
+    // the multipart upload are gone.
+    let listed: serde_json::Value =
+        reqwest::get(format!("{}/storage/v1/b/helios-gcs/o", gcs.endpoint))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        raw.list("jobs/a").await.unwrap(),
+        names,
+        vec!["gcs/prefix/jobs/a/attempts/0/1.mp4"],
+        "{listed}"
+    );
+    // A listing is by whole path segments: "jobs/a" is not a prefix of "jobs/ab".
+    let s = Storage::open("gs://helios-gcs/gcs/prefix").unwrap();
+    s.put("jobs/ab/x", Bytes::from_static(b"x")).await.unwrap();
+    assert_eq!(
+        s.list("jobs/a").await.unwrap(),
         vec!["jobs/a/attempts/0/1.mp4"]
+    );
+    // Bad input to the store is an error naming the object, not a panic.
+    let err = s.get("jobs/none").await.unwrap_err().to_string();
+    assert!(
+        err.contains("jobs/none") && err.contains("not found"),
+        "{err}"
     );
 }
 
-/// Environment for the GCS client talking to `peer`'s XML API.
+/// Environment for the GCS client talking to `peer`'s JSON API.
 fn gcs_env(peer: &Peer) -> Vec<(&'static str, String)> {
     vec![("STORAGE_EMULATOR_HOST", peer.endpoint.clone())]
 }
 
 #[test]
 fn a_render_with_gcs_storage_equals_a_local_render() {
-    let peer = moto("gcsrenders");
+    let peer = fake_gcs("gcsrenders");
     let env = Env::new();
     render_in_bucket(&env, "gs://gcsrenders/team-b", &gcs_env(&peer));
     let st = env.status(&env.status_ids()[0]);
@@ -159,45 +180,4 @@ fn a_render_with_s3_storage_equals_a_local_render() {
     render_in_bucket(&env, "s3://renders/team-a", &s3_env(&peer));
     let st = env.status(&env.status_ids()[0]);
     assert_eq!(st["storage"], "s3://renders/team-a");
-}
-
-#[test]
-fn a_gcs_endpoint_without_compose_still_gets_a_byte_joined_output() {
-    // moto serves the XML API but not the JSON API's compose: the orchestrator finds out
-    // with one small compose call, says so, and joins the segments itself.
-    let peer = moto("gcsjoin");
-    let env = Env::new();
-    let r = ffmpeg_renderer();
-    let common = [
-        "--frames",
-        "0..40",
-        "--size",
-        "64x64",
-        "--chunks",
-        "4",
-        "--preset",
-        "ultrafast",
-    ];
-    let mut args = vec![
-        "render",
-        "--storage",
-        "gs://gcsjoin/p",
-        "-o",
-        "cloud.mp4",
-        "-v",
-    ];
-    args.extend_from_slice(&common);
-    let vars = gcs_env(&peer);
-    let out = env.ok_with_env(&with_renderer(&args, &r), vars.iter().map(|(k, v)| (k, v)));
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("cannot compose objects"), "{log}");
-    let mut local = vec!["render", "-o", "local.mp4"];
-    local.extend_from_slice(&common);
-    env.ok(&with_renderer(&local, &r));
-    assert_eq!(
-        framemd5(&env.path("cloud.mp4")),
-        framemd5(&env.path("local.mp4"))
-    );
-    let st = env.status(&env.status_ids()[0]);
-    assert_eq!(st["stitch"], "bytes", "{st}");
 }

@@ -132,6 +132,7 @@ pub fn job_json(
     let (stitch, how) = stitch_method(job);
     v["stitch"] = json!(stitch);
     v["stitch_method"] = json!(how);
+    v["assembly"] = json!(assembly(job).0);
     v["output_url"] = json!(output_url(job));
     if with_chunks {
         v["chunk_list"] = chunks
@@ -262,6 +263,24 @@ pub fn stitch_method(job: &JobRecord) -> (&'static str, &'static str) {
     (name, f.describe())
 }
 
+/// Where a job's output is put together: `bucket` (S3 parts copied server-side, or Cloud
+/// Storage composition; no segment passes through the orchestrator) or `orchestrator`.
+pub fn assembly(job: &JobRecord) -> (&'static str, &'static str) {
+    let fragmented = job.spec.video.segments == crate::spec::SegmentFormat::Fragmented;
+    let url = job.storage_url.as_str();
+    match (fragmented, url) {
+        (true, u) if u.starts_with("s3://") => (
+            "bucket",
+            "inside the bucket (an S3 multipart upload whose parts are copied from the segments)",
+        ),
+        (true, u) if u.starts_with("gs://") => (
+            "bucket",
+            "inside the bucket (Cloud Storage composes the segments)",
+        ),
+        _ => ("orchestrator", "on the orchestrator's machine"),
+    }
+}
+
 /// Where the stitched output is kept in the job's storage.
 pub fn output_url(job: &JobRecord) -> String {
     format!(
@@ -289,7 +308,11 @@ pub fn job_detail(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> Stri
             output_url(job)
         ));
     }
-    s.push_str(&format!("stitch: {}\n", stitch_method(job).1));
+    s.push_str(&format!(
+        "stitch: {}, assembled {}\n",
+        stitch_method(job).1,
+        assembly(job).1
+    ));
     if let Some(c) = cost(job, chunks) {
         s.push_str(&format!(
             "compute: {} worker-seconds, {} GB-seconds, {} requests, about ${:.4} ({})\n",

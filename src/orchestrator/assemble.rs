@@ -178,16 +178,84 @@ async fn check_in_bucket_unless_downloaded(
     }
 }
 
+/// The segments whose MD5 in a Cloud Storage bucket differs from their report's.
+async fn md5_problems(
+    gcs: &GcsBucket,
+    pieces: &[Piece<'_>],
+) -> Result<Vec<SegmentProblem>, StorageError> {
+    let md5s: Vec<_> = futures::stream::iter(pieces.iter().map(|p| gcs.md5(p.key)))
+        .buffered(HEAD_READS)
+        .collect()
+        .await;
+    let mut problems = Vec::new();
+    for (p, stored) in pieces.iter().zip(md5s) {
+        let reported = p.media.and_then(|m| m.md5.as_ref());
+        if let (Some(r), Some(s)) = (reported, stored?) {
+            if !r.eq_ignore_ascii_case(&s) {
+                problems.push(SegmentProblem {
+                    index: p.index,
+                    reason: format!("{} has MD5 {s} in the bucket, its report says {r}", p.key),
+                });
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// The segments whose bytes in `file` (laid end to end from `first`) do not have their
+/// committed SHA-256.
+fn check_hashes(file: &std::fs::File, pieces: &[Piece<'_>], first: u64) -> Vec<SegmentProblem> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = first;
+    let mut problems = Vec::new();
+    for p in pieces {
+        let (mut hasher, mut left, mut pos) = (Sha256::new(), p.bytes, at);
+        let mut failed = None;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            match file.read_exact_at(&mut buf[..n], pos) {
+                Ok(()) => hasher.update(&buf[..n]),
+                Err(e) => {
+                    failed = Some(format!("cannot be read back from the output: {e}"));
+                    break;
+                }
+            }
+            left -= n as u64;
+            pos += n as u64;
+        }
+        let reason = failed.or_else(|| {
+            let got = hex::encode(hasher.finalize());
+            (!got.eq_ignore_ascii_case(p.sha256)).then(|| {
+                format!(
+                    "{} has SHA-256 {got} in the output, its report says {}",
+                    p.key, p.sha256
+                )
+            })
+        });
+        if let Some(reason) = reason {
+            problems.push(SegmentProblem {
+                index: p.index,
+                reason,
+            });
+        }
+        at += p.bytes;
+    }
+    problems
+}
+
 /// Downloads the assembled output to the job's output path, checking every segment's
 /// fragment headers in the downloaded bytes first (so a `-o` job reads nothing from the
-/// bucket but the output itself). A file that fails is never left at the output path, and
-/// the object is deleted so that nothing takes it for a finished output.
+/// bucket but the output itself) and, with `hashes`, every segment's SHA-256 (for stores
+/// that did not check the segments' bytes while assembling). A file that fails is never
+/// left at the output path, and the object is deleted so that nothing takes it for a
+/// finished output.
 async fn download_checked(
     job: &JobRecord,
     storage: &Storage,
     out_key: &str,
     pieces: &[Piece<'_>],
-    init_bytes: u64,
+    (init_bytes, hashes): (u64, bool),
     plan: &JoinPlan,
 ) -> Result<PathBuf, Stop> {
     let output = PathBuf::from(&job.output);
@@ -202,7 +270,10 @@ async fn download_checked(
     let checked = async {
         let file = std::fs::File::open(&staging)
             .map_err(io(format!("cannot read {}", staging.display())))?;
-        let problems = check_all_heads(Heads::Output(&file), pieces, init_bytes, plan).await;
+        let mut problems = check_all_heads(Heads::Output(&file), pieces, init_bytes, plan).await;
+        if hashes && problems.is_empty() {
+            problems = check_hashes(&file, pieces, init_bytes);
+        }
         if !problems.is_empty() {
             let _ = storage.delete(out_key).await;
             return Err(Stop::Problems(problems));
@@ -381,7 +452,8 @@ impl Orchestrator {
         // 5. One download, to the output path, checked there (unless the output stays in
         // the bucket).
         if job.download {
-            return download_checked(job, storage, &out_key, pieces, items[0].bytes, plan).await;
+            let init = (items[0].bytes, false);
+            return download_checked(job, storage, &out_key, pieces, init, plan).await;
         }
         Ok(PathBuf::from(&job.output))
     }
@@ -435,7 +507,7 @@ impl Orchestrator {
         &self,
         j: &Join<'_>,
         gcs: &GcsBucket,
-    ) -> Result<Option<Result<PathBuf, Vec<SegmentProblem>>>, OrchestratorError> {
+    ) -> Result<Result<PathBuf, Vec<SegmentProblem>>, OrchestratorError> {
         let Join {
             job,
             storage,
@@ -453,41 +525,14 @@ impl Orchestrator {
                     let _ = storage.delete(k).await;
                 }
             };
-            // An S3-compatible endpoint serving gs:// (an emulator) may lack the JSON API's
-            // compose: find out with the smallest compose there is.
-            let probe = keys::assembly_piece(&job.id, "compose-probe");
-            if let Err(e) = gcs
-                .compose(std::slice::from_ref(&items[0].key), &probe)
-                .await
-            {
-                tracing::warn!(job = %job.id, error = %e, "this Cloud Storage endpoint cannot compose objects; joining the segments on this machine instead");
-                cleanup(vec![probe]).await;
-                return Ok(None);
-            }
-            let _ = storage.delete(&probe).await;
-            let md5s: Vec<_> = futures::stream::iter(pieces.iter().map(|p| gcs.md5(p.key)))
-                .buffered(HEAD_READS)
-                .collect()
-                .await;
-            let mut problems = Vec::new();
-            for (p, stored) in pieces.iter().zip(md5s) {
-                let reported = p.media.and_then(|m| m.md5.as_ref());
-                match (reported, stored?) {
-                    (Some(r), Some(s)) if !r.eq_ignore_ascii_case(&s) => {
-                        problems.push(SegmentProblem {
-                            index: p.index,
-                            reason: format!(
-                                "{} has MD5 {s} in the bucket, its report says {r}",
-                                p.key
-                            ),
-                        })
-                    }
-                    _ => {}
+            // Without a download, the MD5 Cloud Storage computed for each segment is the
+            // check of its bytes; with one, the download is (no request a segment).
+            if !job.download {
+                let problems = md5_problems(gcs, pieces).await?;
+                if !problems.is_empty() {
+                    cleanup(Vec::new()).await;
+                    return Err(Stop::Problems(problems));
                 }
-            }
-            if !problems.is_empty() {
-                cleanup(Vec::new()).await;
-                return Err(Stop::Problems(problems));
             }
             let out_key = job.output_key();
             let keys_in_order: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
@@ -497,17 +542,16 @@ impl Orchestrator {
             cleanup(made.as_ref().cloned().unwrap_or_default()).await;
             made?;
             if job.download {
-                let init = items[0].bytes;
-                return download_checked(job, storage, &out_key, pieces, init, plan)
-                    .await
-                    .map(Some);
+                // The bucket's MD5s were not read: the segments' bytes are checked in the
+                // download instead, against their SHA-256.
+                let init = (items[0].bytes, true);
+                return download_checked(job, storage, &out_key, pieces, init, plan).await;
             }
-            Ok(Some(PathBuf::from(&job.output)))
+            Ok(PathBuf::from(&job.output))
         };
         match run.await {
-            Ok(Some(path)) => Ok(Some(Ok(path))),
-            Ok(None) => Ok(None),
-            Err(Stop::Problems(p)) => Ok(Some(Err(p))),
+            Ok(path) => Ok(Ok(path)),
+            Err(Stop::Problems(p)) => Ok(Err(p)),
             Err(Stop::Failed(e)) => Err(e),
         }
     }

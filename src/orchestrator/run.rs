@@ -618,15 +618,13 @@ impl Orchestrator {
         };
         if let Some(gcs) = GcsBucket::open(storage.url())? {
             let r = self.compose_in_bucket(&join, &gcs).await?;
-            match r {
-                Some(Ok(output)) => return Ok(Ok(output)),
-                Some(Err(problems)) => {
+            return match r {
+                Ok(output) => Ok(Ok(output)),
+                Err(problems) => {
                     self.reject(job, &problems).await?;
-                    return Ok(Err(problems));
+                    Ok(Err(problems))
                 }
-                // No compose at this endpoint: the local join below.
-                None => {}
-            }
+            };
         }
         if let Some(bucket) = S3Bucket::open(storage.url()).await? {
             let r = self.assemble_in_bucket(&join, &bucket).await?;

@@ -4,13 +4,13 @@
 //! S3: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` /
 //! `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` (S3-compatible stores
 //! such as R2 or MinIO; plain `http://` endpoints are allowed), and the usual web-identity and
-//! container credentials. GCS: `GOOGLE_APPLICATION_CREDENTIALS` (or `GOOGLE_SERVICE_ACCOUNT`),
-//! and `STORAGE_EMULATOR_HOST` or `GOOGLE_BASE_URL` for an emulator or custom endpoint.
+//! container credentials. GCS: the application default credentials
+//! (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's, or the metadata server), and
+//! `STORAGE_EMULATOR_HOST` or `GOOGLE_BASE_URL` for an emulator or custom endpoint.
 
 use std::sync::Arc;
 
 use object_store::aws::AmazonS3Builder;
-use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
 
@@ -47,23 +47,12 @@ pub(super) fn open(url: &str) -> Result<Storage, StorageError> {
             }
             Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
         }
-        "gs" => {
-            let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
-            if let Ok(host) = std::env::var("STORAGE_EMULATOR_HOST") {
-                let base = if host.contains("://") {
-                    host
-                } else {
-                    format!("http://{host}")
-                };
-                // Emulators need no credentials; a placeholder token keeps the client from
-                // asking the metadata server for one.
-                b = b
-                    .with_base_url(base.trim_end_matches('/'))
-                    .with_config(object_store::gcp::GoogleConfigKey::BearerToken, "emulator")
-                    .with_client_options(object_store::ClientOptions::new().with_allow_http(true));
-            }
-            Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
-        }
+        // Cloud Storage's JSON API, the one the in-bucket assembly composes with (see
+        // gcs_store.rs for why not object_store's XML client).
+        "gs" => match super::gcs::GcsBucket::open(url)? {
+            Some(b) => Arc::new(super::gcs_store::GcsJsonStore::new(b)),
+            None => return Err(bad("expected gs://bucket/prefix".into())),
+        },
         other => return Err(bad(format!("unknown scheme {other}://"))),
     };
     let store: Arc<dyn ObjectStore> = if prefix.is_empty() {

@@ -46,7 +46,7 @@ fn failed(what: &str, key: &str, e: impl std::fmt::Display) -> StorageError {
 }
 
 /// Percent-encodes an object name for a URL path segment.
-fn encode(name: &str) -> String {
+pub(super) fn encode(name: &str) -> String {
     let mut out = String::with_capacity(name.len() * 3);
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -97,8 +97,11 @@ impl GcsBucket {
                 (base, Some(creds))
             }
         };
+        // No timeout on a whole request: an output of gigabytes streams for minutes. A
+        // stalled connection is caught by the read timeout instead.
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(20))
+            .read_timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| failed("client", url, e))?;
         Ok(Some(Self {
@@ -108,6 +111,33 @@ impl GcsBucket {
             prefix: prefix.to_string(),
             creds,
         }))
+    }
+
+    /// The same bucket with no key prefix: the [`super::gcs_store::GcsJsonStore`] under a
+    /// `PrefixStore` names whole objects.
+    pub(super) fn without_prefix(mut self) -> Self {
+        self.prefix.clear();
+        self
+    }
+
+    /// The HTTP client, the API's base URL and the bucket's name, for the object store.
+    pub(super) fn parts(&self) -> (&reqwest::Client, &str, &str) {
+        (&self.http, &self.base, &self.bucket)
+    }
+
+    /// A request with the bearer token, if the endpoint needs one.
+    pub(super) async fn authorize(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        match &self.creds {
+            None => Ok(req),
+            Some(c) => c
+                .access_token()
+                .await
+                .map(|t| req.bearer_auth(t.token))
+                .map_err(|e| format!("no access token for Cloud Storage: {e}")),
+        }
     }
 
     fn name(&self, key: &str) -> String {
@@ -123,16 +153,9 @@ impl GcsBucket {
         req: reqwest::RequestBuilder,
         key: &str,
     ) -> Result<reqwest::RequestBuilder, StorageError> {
-        match &self.creds {
-            None => Ok(req),
-            Some(c) => {
-                let token = c
-                    .access_token()
-                    .await
-                    .map_err(|e| failed("authorization", key, e))?;
-                Ok(req.bearer_auth(token.token))
-            }
-        }
+        self.authorize(req)
+            .await
+            .map_err(|e| failed("authorization", key, e))
     }
 
     async fn send(
@@ -194,8 +217,17 @@ impl GcsBucket {
         })
     }
 
-    /// Composes up to [`MAX_COMPOSE_SOURCES`] objects, in order, into `dest`.
+    /// Composes up to [`MAX_COMPOSE_SOURCES`] objects, in order, into `dest`, a video.
     pub async fn compose(&self, sources: &[String], dest: &str) -> Result<(), StorageError> {
+        self.compose_typed(sources, dest, "video/mp4").await
+    }
+
+    async fn compose_typed(
+        &self,
+        sources: &[String],
+        dest: &str,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
         if sources.is_empty() || sources.len() > MAX_COMPOSE_SOURCES {
             return Err(failed(
                 "compose",
@@ -214,10 +246,11 @@ impl GcsBucket {
         );
         let body = serde_json::json!({
             "sourceObjects": sources.iter().map(|k| serde_json::json!({"name": self.name(k)})).collect::<Vec<_>>(),
-            "destination": {"contentType": "video/mp4"},
+            "destination": {"contentType": content_type},
         });
-        self.send(self.http.post(url).json(&body), "compose", dest)
-            .await?;
+        // Only the name back, not the whole object resource.
+        let req = self.http.post(url).query(&[("fields", "name")]).json(&body);
+        self.send(req, "compose", dest).await?;
         Ok(())
     }
 
@@ -229,6 +262,18 @@ impl GcsBucket {
         sources: &[String],
         dest: &str,
         scratch: &str,
+    ) -> Result<Vec<String>, StorageError> {
+        self.compose_tree_typed(sources, dest, scratch, "video/mp4")
+            .await
+    }
+
+    /// [`GcsBucket::compose_tree`] for any content type.
+    pub(super) async fn compose_tree_typed(
+        &self,
+        sources: &[String],
+        dest: &str,
+        scratch: &str,
+        content_type: &str,
     ) -> Result<Vec<String>, StorageError> {
         let mut level = sources.to_vec();
         let mut made = Vec::new();
@@ -242,7 +287,10 @@ impl GcsBucket {
                 .map(|i| format!("{scratch}/{depth}-{i}"))
                 .collect();
             let results = futures::future::join_all(
-                groups.iter().zip(&names).map(|(g, n)| self.compose(g, n)),
+                groups
+                    .iter()
+                    .zip(&names)
+                    .map(|(g, n)| self.compose_typed(g, n, content_type)),
             )
             .await;
             made.extend(names.iter().cloned());
@@ -252,7 +300,7 @@ impl GcsBucket {
             level = names;
             depth += 1;
         }
-        self.compose(&level, dest).await?;
+        self.compose_typed(&level, dest, content_type).await?;
         Ok(made)
     }
 }

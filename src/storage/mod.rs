@@ -6,6 +6,7 @@
 mod bundle;
 mod cloud;
 pub mod gcs;
+mod gcs_store;
 pub mod keys;
 pub mod s3;
 

@@ -267,6 +267,15 @@ pub fn counting_proxy(upstream: &str) -> CountingProxy {
                 let _ = up.read_to_end(&mut answer);
                 if let Some(i) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
                     r.fetch_add((answer.len() - i - 4) as u64, Ordering::SeqCst);
+                    // What each request cost, when a test's figures need explaining.
+                    if std::env::var_os("HELIOS_TEST_PROXY_TRACE").is_some() {
+                        let line = head.lines().next().unwrap_or_default();
+                        eprintln!(
+                            "proxy: {line} sent {} received {}",
+                            body.len(),
+                            answer.len() - i - 4
+                        );
+                    }
                 }
                 let _ = conn.write_all(&answer);
             });
@@ -345,4 +354,28 @@ pub fn fake_gcs(bucket: &str) -> Peer {
         child,
         endpoint: format!("http://{addr}"),
     }
+}
+
+/// GETs a JSON document over HTTP (any transfer encoding), from a test that is not async.
+pub fn get_json(url: &str) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::get(url).await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_success(), "GET {url}: {status}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: {e}: {text}"))
+    })
+}
+
+/// The object resources of a fake-gcs-server bucket under `prefix`.
+pub fn gcs_objects(peer: &Peer, bucket: &str, prefix: &str) -> Vec<serde_json::Value> {
+    let v = get_json(&format!(
+        "{}/storage/v1/b/{bucket}/o?prefix={prefix}",
+        peer.endpoint
+    ));
+    v["items"].as_array().cloned().unwrap_or_default()
 }
