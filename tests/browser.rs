@@ -455,6 +455,70 @@ fn canvas_read_back_gives_the_same_frames_as_screenshots() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no <canvas> matches #nope"));
 }
 
+/// Average PSNR (dB) of two videos' frames, by FFmpeg's psnr filter.
+fn psnr(a: &Path, b: &Path) -> f64 {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-i"])
+        .arg(a)
+        .arg("-i")
+        .arg(b)
+        .args(["-lavfi", "[0][1]psnr", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let avg = log
+        .rsplit("average:")
+        .next()
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no PSNR in {log}"));
+    if avg == "inf" {
+        return f64::INFINITY;
+    }
+    avg.parse()
+        .unwrap_or_else(|_| panic!("PSNR {avg:?} in {log}"))
+}
+
+/// HTML-in-Canvas: the dom-css scene inside `<canvas layoutsubtree>`, drawn by its `paint`
+/// event, captured by read-back (no screenshot). Every frame is its own (chunked equals
+/// whole, the scene animates) and the picture is the DOM page's (by PSNR: the canvas's
+/// raster differs from the compositor's by rounding only).
+#[test]
+fn a_dom_scene_drawn_into_a_canvas_is_read_back_frame_exact() {
+    let env = Env::new();
+    let scene = example("dom-canvas");
+    let base = [
+        "--frames",
+        "0..30",
+        "--size",
+        "640x360",
+        "--lossless",
+        "--concurrency",
+        "2",
+        "--capture-canvas",
+        "#out",
+    ];
+    let mut a = vec!["render", &scene, "-o", "five.mp4", "--chunks", "5"];
+    a.extend(base);
+    env.ok(&a);
+    let mut b = vec!["render", &scene, "-o", "one.mp4", "--chunks", "1"];
+    b.extend(base);
+    env.ok(&b);
+    let five = framemd5(&env.path("five.mp4"));
+    assert_eq!(five.len(), 30);
+    assert_eq!(five, framemd5(&env.path("one.mp4")));
+    let distinct = five.iter().collect::<std::collections::HashSet<_>>().len();
+    assert!(distinct > 20, "only {distinct} distinct frames");
+    let dom = example("dom-css");
+    let mut c = vec!["render", &dom, "-o", "dom.mp4", "--chunks", "1"];
+    c.extend(&base[..5]);
+    env.ok(&c);
+    let db = psnr(&env.path("one.mp4"), &env.path("dom.mp4"));
+    assert!(
+        db > 45.0,
+        "the canvas's picture is {db:.1} dB from the DOM page's"
+    );
+}
+
 /// A WebGL canvas as Three.js makes it (no `preserveDrawingBuffer`, no 2D context to read),
 /// painting the rAF frame as clock bits on row y=80.
 const WEBGL_ONLY: &str = r#"<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
@@ -540,6 +604,9 @@ fn plan_hints_at_canvas_read_back_only_when_one_canvas_is_the_whole_picture() {
     // Not when asked for already, nor for DOM pages or pages with a second canvas.
     assert!(!plan(&example("canvas"), &["--capture-canvas", "#stage"]).contains("hint:"));
     assert!(!plan(&example("dom-css"), &[]).contains("hint:"));
+    // A DOM scene drawn into a <canvas layoutsubtree> is that canvas's picture.
+    assert!(plan(&example("dom-canvas"), &[])
+        .contains("hint: the picture looks like one <canvas> (#out): --capture-canvas '#out'"));
     let dir = env.path("tl");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("index.html"), TIMELINE_AND_WEBGL).unwrap();

@@ -137,6 +137,9 @@ impl Chrome {
             "--mute-audio",
             "--force-color-profile=srgb",
             "--font-render-hinting=none",
+            // HTML-in-Canvas (`<canvas layoutsubtree>`, `drawElementImage`): a DOM scene
+            // drawn into a canvas is captured by canvas read-back, without a screenshot.
+            "--enable-blink-features=CanvasDrawElement",
             "--remote-debugging-port=0",
         ])
         .args(if begin_frames {

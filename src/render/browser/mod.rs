@@ -351,8 +351,10 @@ const WHOLE_PICTURE_CANVAS_JS: &str = "(() => {
     if (r.left !== 0 || r.top !== 0 || r.width !== W || r.height !== H || c.width !== W || c.height !== H) return null;
     const line = new Set();
     for (let e = c; e; e = e.parentElement) line.add(e);
+    // The DOM children of an HTML-in-Canvas <canvas layoutsubtree> are drawn by the canvas.
+    const inside = (e) => c.hasAttribute('layoutsubtree') && c.contains(e);
     for (const e of document.body.querySelectorAll('*')) {
-        if (!line.has(e) && shown(e) && getComputedStyle(e).visibility !== 'hidden') return null;
+        if (!line.has(e) && !inside(e) && shown(e) && getComputedStyle(e).visibility !== 'hidden') return null;
     }
     for (const e of line) {
         const s = getComputedStyle(e);

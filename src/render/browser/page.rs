@@ -55,6 +55,11 @@ pub(super) struct FramePage {
     /// Canvas read-back: the script that sends the canvas's raw pixels, and where they
     /// arrive.
     canvas: Option<(String, FrameInbox)>,
+    /// Canvas read-back of a `<canvas layoutsubtree>` (HTML-in-Canvas), whose `paint` event
+    /// draws its DOM children: that event needs a rendering update first. `None` until the
+    /// first frame looks.
+    draws_elements: Option<bool>,
+    capture_selector: Option<String>,
     fps: Fps,
     /// BeginFrame mode: the time of the last frame drawn (must strictly increase) and its
     /// picture, which a frame without damage shows again.
@@ -109,6 +114,8 @@ impl FramePage {
                 let inbox = server.frame_inbox();
                 (canvas_js(sel, video, &inbox.path), inbox)
             }),
+            draws_elements: None,
+            capture_selector: composition.capture_canvas.clone(),
             chrome,
             page,
             problem,
@@ -372,14 +379,33 @@ impl FramePage {
     /// text is shared, not copied, with the picture kept for a frame without damage.
     pub async fn capture(&mut self, f: u64, times: &mut FrameTimes) -> Result<Shot, RenderError> {
         let started = Instant::now();
+        if let (None, Some(sel)) = (self.draws_elements, &self.capture_selector) {
+            let sel = serde_json::to_string(sel).unwrap_or_default();
+            let js = format!(
+                "(() => {{ const c = document.querySelector({sel}); return !!(c && c.hasAttribute('layoutsubtree')); }})()"
+            );
+            self.draws_elements = Some(self.evaluate::<bool>(&js, "looking at the canvas").await?);
+        }
         let (interval, ticks) = (self.frame_interval(), self.next_ticks());
+        let begin_frames = self.chrome.begin_frames;
+        let lifecycle = self.draws_elements == Some(true) && begin_frames;
         let page = &self.page;
         let captured = match &mut self.canvas {
             // Canvas read-back: the canvas's pixels as they are, sent to our loopback server
             // over a WebSocket: no compositing pass, no PNG encoding or decoding, no base64.
             Some((js, inbox)) => {
-                let js = format!("({js})({f})");
+                // With BeginFrame control, one BeginFrame without a screenshot runs the
+                // rendering update whose `paint` event draws an HTML-in-Canvas scene; the
+                // page waits for that event itself otherwise.
+                let js = format!("({js})({f}, {lifecycle})");
                 tokio::time::timeout(FRAME_TIMEOUT, async {
+                    if lifecycle {
+                        let begin = BeginFrameParams::builder()
+                            .frame_time_ticks(ticks)
+                            .interval(interval)
+                            .build();
+                        page.execute(begin).await?;
+                    }
                     page.evaluate_expression(js).await?;
                     // The page has sent it; it arrives after what it sent before.
                     Ok::<_, CdpError>(match inbox.rx.recv().await {
@@ -511,16 +537,20 @@ impl Shot {
 }
 
 /// A function of the frame index that sends the canvas's raw pixels over a WebSocket to
-/// `path` on the page's own origin, checking that the canvas is the video's size. The pixels
+/// `path` on the page's own origin, checking that the canvas is the video's size. Its second
+/// argument says whether a `<canvas layoutsubtree>` has had its `paint` event for this
+/// frame already; if not, it asks for one and waits. The pixels
 /// are copied (`VideoFrame.copyTo`) into one buffer kept for the whole chunk, not a new
 /// `ImageData` a frame.
 fn canvas_js(selector: &str, v: &VideoSpec, path: &str) -> String {
     let sel = serde_json::to_string(selector).unwrap_or_default();
     let path = serde_json::to_string(path).unwrap_or_default();
     format!(
-        "async (f) => {{ const c = document.querySelector({sel});
+        "async (f, painted) => {{ const c = document.querySelector({sel});
            if (!c || typeof c.getContext !== 'function') throw new Error('no <canvas> matches ' + {sel});
            if (c.width !== {w} || c.height !== {h}) throw new Error('canvas ' + {sel} + ' is ' + c.width + 'x' + c.height + ', the video is {w}x{h}');
+           if (!painted && c.hasAttribute('layoutsubtree') && typeof c.requestPaint === 'function')
+             await new Promise(r => {{ c.addEventListener('paint', () => r(), {{ once: true }}); c.requestPaint(); }});
            let out = window.__heliosOut;
            if (!out) {{
              const ws = new window.__heliosReal.WebSocket('ws://' + location.host + {path});
