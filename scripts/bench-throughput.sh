@@ -33,7 +33,7 @@ prev_rev=${PREV_REV:-6ca873d}
 reps=${REPS:-3}
 frames_720=${FRAMES_720:-300}
 frames_1080=${FRAMES_1080:-150}
-read -r -a examples <<<"${EXAMPLES:-canvas canvas@readback dom-css helios-core}"
+read -r -a examples <<<"${EXAMPLES:-canvas canvas@readback dom-css dom-canvas@readback helios-core}"
 read -r -a sizes <<<"${SIZES:-1280x720 1920x1080}"
 run_helios=${HELIOS:-1}
 fps=30
@@ -46,6 +46,11 @@ ex_dir() { echo "examples/compositions/${1%@*}"; }
 # Extra render flags of an example variant (word-split on purpose: no spaces inside).
 ex_flags() { [[ $1 == *@readback ]] && echo "--capture-canvas #stage" || true; }
 ex_ceiling_env() { [[ $1 == *@readback ]] && echo "CAPTURE_CANVAS=#stage" || echo "CAPTURE_CANVAS_UNSET=1"; }
+# What the previous release renders for an example: the same. Except dom-canvas@readback (the
+# dom-css scene drawn into a <canvas layoutsubtree>), which needs HTML-in-Canvas, which the
+# previous release does not switch on: it renders the dom-css page, the same picture, by
+# screenshots (and so do the Helios columns).
+prev_ex() { [[ $1 == dom-canvas@readback ]] && echo dom-css || echo "$1"; }
 frames_for() { if [[ $1 == 1280x720 ]]; then echo "$frames_720"; else echo "$frames_1080"; fi; }
 # Busy jiffies (user+nice+system+irq+softirq+steal) of the whole machine.
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
@@ -133,7 +138,8 @@ for rep in $(seq "$reps"); do
     for size in "${sizes[@]}"; do
       n=$(frames_for "$size") w=${size%x*} h=${size#*x} k=$ex/$size
       log "rep $rep/$reps: $k, $n frames (load $(cut -d' ' -f1-3 /proc/loadavg))"
-      timed "$k/prev" render "$prev" "$work/$ex-$size-prev.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1 $(ex_flags "$ex")
+      pex=$(prev_ex "$ex")
+      timed "$k/prev" render "$prev" "$work/$ex-$size-prev.mp4" "$(ex_dir "$pex")" "$size" "$n" --chunks 1 --concurrency 1 $(ex_flags "$pex")
       timed "$k/new" render "$bin" "$work/$ex-$size-new.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1 $(ex_flags "$ex")
       timed "$k/default" render "$bin" "$work/$ex-$size-default.mp4" "$dir" "$size" "$n" $(ex_flags "$ex")
       timed "$k/ceiling" env "$(ex_ceiling_env "$ex")" "$ceiling" "$dir" "$size" "$n" "$default_browsers"
@@ -160,12 +166,12 @@ declare -A breakdown stages
 for ex in "${examples[@]}"; do
   n=$(frames_for 1280x720)
   for v in prev new; do
-    b=$bin; [[ $v == prev ]] && b=$prev
+    b=$bin e=$ex; [[ $v == prev ]] && b=$prev e=$(prev_ex "$ex")
     home=$(mktemp -d "$work/home.XXXXXX")
     log "CPU by process: $ex, $v"
     # shellcheck disable=SC2046
-    breakdown[$ex/$v]=$(python3 scripts/cpu-by-process.py -- "$b" --home "$home" render "$(ex_dir "$ex")" \
-      -o "$work/cpu.mp4" --frames "0..$n" --size 1280x720 --fps "$fps" --chunks 1 --concurrency 1 $(ex_flags "$ex"))
+    breakdown[$ex/$v]=$(python3 scripts/cpu-by-process.py -- "$b" --home "$home" render "$(ex_dir "$e")" \
+      -o "$work/cpu.mp4" --frames "0..$n" --size 1280x720 --fps "$fps" --chunks 1 --concurrency 1 $(ex_flags "$e"))
     if [[ $v == new ]]; then
       id=$("$bin" --home "$home" status --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["id"])')
       stages[$ex]=$("$bin" --home "$home" status "$id" --json | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["chunk_list"][0].get("stages", {})))')
@@ -176,6 +182,10 @@ done
 
 # --- checks and table -------------------------------------------------------------------
 count() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$1" 2>/dev/null || echo 0; }
+psnr() { # average PSNR (dB) of $1's decoded frames against $2's
+  ffmpeg -hide_banner -nostdin -i "$1" -i "$2" -lavfi '[0][1]psnr' -f null - 2>&1 |
+    sed -n 's/.*average:\([^ ]*\).*/\1/p' | tail -n1
+}
 same_frames() { # how many decoded frames of $1 equal $2's
   paste <(ffmpeg -v error -i "$1" -f framemd5 - | grep -v '^#' | awk -F', *' '{print $6}') \
         <(ffmpeg -v error -i "$2" -f framemd5 - | grep -v '^#' | awk -F', *' '{print $6}') |
@@ -193,7 +203,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", 
 rows= checks= notes=
 for ex in "${examples[@]}"; do
   for size in "${sizes[@]}"; do
-    n=$(frames_for "$size") k=$ex/$size hk=${ex%@*}/$size
+    n=$(frames_for "$size") k=$ex/$size hk=$(prev_ex "$ex") hk=${hk%@*}/$size
     fp=$(fps_of "$k/prev" "$n") fnw=$(fps_of "$k/new" "$n") fd=$(fps_of "$k/default" "$n")
     fhd=$(fps_of "$hk/helios-dom" "$n") fhc=$(fps_of "$hk/helios-canvas" "$n") fc=${ceiling_fps[$k]}
     hd="—" hc="—"
@@ -203,7 +213,7 @@ for ex in "${examples[@]}"; do
     fi
     rows+="| $ex | ${size/x/×} | $n | $(cell "$k/prev" "$n") | $(cell "$k/new" "$n") | $(cell "$k/default" "$n") | $hd | $hc | $(printf '%.1f' "$fc") | $(ratio "$fnw" "$fp") | $(ratio "$fnw" "$fhd") | $(ratio "$fnw" "$fhc") | $(ratio "$fnw" "$fc") |"$'\n'
     p=$work/$ex-$size-prev.mp4
-    checks+="| $ex | ${size/x/×} | $(count "$p") | $(count "$work/$ex-$size-new.mp4") | $(same_frames "$work/$ex-$size-new.mp4" "$p") of $n | $(count "$work/$ex-$size-default.mp4") |"$'\n'
+    checks+="| $ex | ${size/x/×} | $(count "$p") | $(count "$work/$ex-$size-new.mp4") | $(same_frames "$work/$ex-$size-new.mp4" "$p") of $n | $(psnr "$work/$ex-$size-new.mp4" "$p") | $(count "$work/$ex-$size-default.mp4") |"$'\n'
   done
 done
 cpu_rows= stage_rows=
@@ -270,15 +280,20 @@ cores busy during the run (machine-wide CPU time ÷ wall time; $cores = all of t
 - **canvas@readback**: the canvas example with \`--capture-canvas '#stage'\` in both releases (the
   previous one reads the canvas back as a PNG data URL, this one as raw pixels over a
   WebSocket); its Helios columns repeat the canvas example's.
+- **dom-canvas@readback**: the dom-css scene drawn into a \`<canvas layoutsubtree>\` by its
+  \`paint\` event (HTML-in-Canvas, \`drawElementImage\`), this release with \`--capture-canvas
+  '#stage'\`. The previous release cannot draw it (it does not switch HTML-in-Canvas on), so its
+  column, like the Helios columns, is the dom-css page: the same picture, by screenshots.
 
 | example | size | frames | previous, 1 worker | this, 1 chunk | this, defaults | Helios dom | Helios canvas | ceiling | this ÷ previous | this ÷ Helios dom | this ÷ Helios canvas | this ÷ ceiling |
 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $rows
 Checks (last repetition): frames counted by \`ffprobe -count_frames\`; "same frames" counts
-decoded frames of this revision's 1-chunk output equal (framemd5) to the previous release's.
+decoded frames of this revision's 1-chunk output equal (framemd5) to the previous release's,
+and PSNR is FFmpeg's average over all frames against them (inf: identical).
 
-| example | size | previous: frames | this: frames | same frames as previous | defaults: frames |
-|---|---|---:|---:|---:|---:|
+| example | size | previous: frames | this: frames | same frames as previous | PSNR to previous (dB) | defaults: frames |
+|---|---|---:|---:|---:|---:|---:|
 $checks
 ### Where a frame's time goes (1280×720, one chunk, one worker)
 

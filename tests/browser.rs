@@ -495,7 +495,7 @@ fn a_dom_scene_drawn_into_a_canvas_is_read_back_frame_exact() {
         "--concurrency",
         "2",
         "--capture-canvas",
-        "#out",
+        "#stage",
     ];
     let mut a = vec!["render", &scene, "-o", "five.mp4", "--chunks", "5"];
     a.extend(base);
@@ -606,7 +606,7 @@ fn plan_hints_at_canvas_read_back_only_when_one_canvas_is_the_whole_picture() {
     assert!(!plan(&example("dom-css"), &[]).contains("hint:"));
     // A DOM scene drawn into a <canvas layoutsubtree> is that canvas's picture.
     assert!(plan(&example("dom-canvas"), &[])
-        .contains("hint: the picture looks like one <canvas> (#out): --capture-canvas '#out'"));
+        .contains("hint: the picture looks like one <canvas> (#stage): --capture-canvas '#stage'"));
     let dir = env.path("tl");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("index.html"), TIMELINE_AND_WEBGL).unwrap();

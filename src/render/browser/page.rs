@@ -400,9 +400,12 @@ impl FramePage {
                 let js = format!("({js})({f}, {lifecycle})");
                 tokio::time::timeout(FRAME_TIMEOUT, async {
                     if lifecycle {
+                        // Nothing is drawn to the display: the canvas is read, not the
+                        // screen, so the compositor need not raster or draw the page.
                         let begin = BeginFrameParams::builder()
                             .frame_time_ticks(ticks)
                             .interval(interval)
+                            .no_display_updates(true)
                             .build();
                         page.execute(begin).await?;
                     }
