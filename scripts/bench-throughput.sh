@@ -184,7 +184,7 @@ done
 count() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$1" 2>/dev/null || echo 0; }
 psnr() { # average PSNR (dB) of $1's decoded frames against $2's
   ffmpeg -hide_banner -nostdin -i "$1" -i "$2" -lavfi '[0][1]psnr' -f null - 2>&1 |
-    sed -n 's/.*average:\([^ ]*\).*/\1/p' | tail -n1
+    sed -n 's/.*average:\([^ ]*\).*/\1/p' | tail -n1 | awk '{ if ($1 == "inf") print "inf"; else printf "%.1f", $1 }'
 }
 same_frames() { # how many decoded frames of $1 equal $2's
   paste <(ffmpeg -v error -i "$1" -f framemd5 - | grep -v '^#' | awk -F', *' '{print $6}') \
@@ -244,7 +244,11 @@ done
 for key in "${!failed[@]}"; do notes+="- $key: \`${failed[$key]}\`"$'\n'; done
 
 footnotes=
-if [[ -n $dom_note ]]; then
+if [[ -n $dom_note && $dom_note == *"executable doesn't exist"* ]]; then
+  footnotes+="³ The Helios renderer could not start here: it runs Debian's full Chromium
+(\`/usr/lib/chromium/chromium\`, package \`chromium\`), which this machine does not have
+(\`$dom_note\`); its columns are empty. \`apt-get install chromium\` and run again to fill them."$'\n\n'
+elif [[ -n $dom_note ]]; then
   footnotes+="³ The Helios renderer's dom mode did not render 10 frames of dom-css within 60 s here
 (\`$dom_note\`): it pauses CDP virtual time and then takes screenshots, which this Chromium
 never answers (see the browser block below); it was skipped."$'\n\n'

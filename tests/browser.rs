@@ -10,24 +10,33 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// What [`chunked_equals_single`] renders.
+const CHUNKED_BASE: [&str; 7] = [
+    "--frames",
+    "0..30",
+    "--size",
+    "640x360",
+    "--lossless",
+    "--concurrency",
+    "2",
+];
+
 /// A ≥5-chunk lossless render equals the 1-chunk render, frame by frame.
 fn chunked_equals_single(name: &str) {
+    chunked_equals_single_with(name, &[]);
+}
+
+/// [`chunked_equals_single`] with more flags; the env holds `one.mp4`, the 1-chunk render.
+fn chunked_equals_single_with(name: &str, extra: &[&str]) -> Env {
     let env = Env::new();
     let comp = example(name);
-    let base = [
-        "--frames",
-        "0..30",
-        "--size",
-        "640x360",
-        "--lossless",
-        "--concurrency",
-        "2",
-    ];
     let mut a = vec!["render", &comp, "-o", "five.mp4", "--chunks", "5"];
-    a.extend(base);
+    a.extend(CHUNKED_BASE);
+    a.extend(extra);
     env.ok(&a);
     let mut b = vec!["render", &comp, "-o", "one.mp4", "--chunks", "1"];
-    b.extend(base);
+    b.extend(CHUNKED_BASE);
+    b.extend(extra);
     env.ok(&b);
     let five = framemd5(&env.path("five.mp4"));
     assert_eq!(five.len(), 30);
@@ -41,6 +50,7 @@ fn chunked_equals_single(name: &str) {
         distinct > 20,
         "{name}: only {distinct} distinct frames; is it animating?"
     );
+    env
 }
 
 #[test]
@@ -484,33 +494,10 @@ fn psnr(a: &Path, b: &Path) -> f64 {
 /// raster differs from the compositor's by rounding only).
 #[test]
 fn a_dom_scene_drawn_into_a_canvas_is_read_back_frame_exact() {
-    let env = Env::new();
-    let scene = example("dom-canvas");
-    let base = [
-        "--frames",
-        "0..30",
-        "--size",
-        "640x360",
-        "--lossless",
-        "--concurrency",
-        "2",
-        "--capture-canvas",
-        "#stage",
-    ];
-    let mut a = vec!["render", &scene, "-o", "five.mp4", "--chunks", "5"];
-    a.extend(base);
-    env.ok(&a);
-    let mut b = vec!["render", &scene, "-o", "one.mp4", "--chunks", "1"];
-    b.extend(base);
-    env.ok(&b);
-    let five = framemd5(&env.path("five.mp4"));
-    assert_eq!(five.len(), 30);
-    assert_eq!(five, framemd5(&env.path("one.mp4")));
-    let distinct = five.iter().collect::<std::collections::HashSet<_>>().len();
-    assert!(distinct > 20, "only {distinct} distinct frames");
+    let env = chunked_equals_single_with("dom-canvas", &["--capture-canvas", "#stage"]);
     let dom = example("dom-css");
     let mut c = vec!["render", &dom, "-o", "dom.mp4", "--chunks", "1"];
-    c.extend(&base[..5]);
+    c.extend(&CHUNKED_BASE[..5]);
     env.ok(&c);
     let db = psnr(&env.path("one.mp4"), &env.path("dom.mp4"));
     assert!(

@@ -73,14 +73,7 @@ fn cloud(bucket: &str) -> Cloud {
     let moto = moto(bucket);
     let proxy = counting_proxy(&moto.endpoint);
     let direct = s3_env(&moto);
-    let workers: Vec<WorkerServer> = (0..2)
-        .map(|_| WorkerServer::start_with_env(None, &direct))
-        .collect();
-    let urls = workers
-        .iter()
-        .map(|w| w.url.clone())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (workers, urls) = WorkerServer::pool(2, &direct);
     Cloud {
         moto,
         proxy,
@@ -290,12 +283,7 @@ fn lying_segments_in_the_bucket_are_rendered_again_and_a_crash_mid_assembly_resu
         "{objects:?}"
     );
     assert_eq!(open_uploads(&c, "lies"), 1);
-    let attempts_before: Vec<u64> = env.status(&id)["chunk_list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["attempts"].as_u64().unwrap())
-        .collect();
+    let attempts_before: Vec<u64> = env.attempts(&id);
 
     let last = env
         .cmd(&["resume", &id])
@@ -308,23 +296,13 @@ fn lying_segments_in_the_bucket_are_rendered_again_and_a_crash_mid_assembly_resu
     assert_eq!(env.status(&id)["state"], "succeeded");
     // The output that held chunk 5's misplaced frames never reached out.mp4, and its
     // check left no file behind.
-    let names: Vec<String> = std::fs::read_dir(env.path("."))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("out.mp4"))
-        .collect();
-    assert_eq!(names, vec!["out.mp4".to_string()]);
+    assert_eq!(env.files_like("out.mp4"), vec!["out.mp4".to_string()]);
     assert_eq!(
         open_uploads(&c, "lies"),
         0,
         "the abandoned upload was aborted"
     );
-    let attempts_after: Vec<u64> = env.status(&id)["chunk_list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["attempts"].as_u64().unwrap())
-        .collect();
+    let attempts_after: Vec<u64> = env.attempts(&id);
     // After the crash only chunk 5, found lying in the downloaded output, was rendered
     // again.
     let mut expected = attempts_before.clone();

@@ -89,14 +89,7 @@ fn a_gs_job_is_composed_in_the_bucket_and_downloaded_once() {
     let peer = fake_gcs("gsjob");
     let proxy = counting_proxy(&peer.endpoint);
     let direct = vec![("STORAGE_EMULATOR_HOST", peer.endpoint.clone())];
-    let workers: Vec<WorkerServer> = (0..2)
-        .map(|_| WorkerServer::start_with_env(None, &direct))
-        .collect();
-    let urls = workers
-        .iter()
-        .map(|w| w.url.clone())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (workers, urls) = WorkerServer::pool(2, &direct);
     let r = ffmpeg_renderer();
     let plan = [
         "--frames",
@@ -239,12 +232,7 @@ fn a_segment_changed_in_the_bucket_is_caught_in_the_download_and_rendered_again(
         "gslies",
         &format!("p/{}", chunks[2]["segment"].as_str().unwrap()),
     );
-    let before: Vec<u64> = chunks
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["attempts"].as_u64().unwrap())
-        .collect();
+    let before = env.attempts(&id);
 
     let out = env
         .cmd(&["resume", &id])
@@ -255,22 +243,12 @@ fn a_segment_changed_in_the_bucket_is_caught_in_the_download_and_rendered_again(
     assert!(out.status.success(), "{log}");
     assert!(log.contains("segment of chunk 2 rejected"), "{log}");
     assert!(log.contains("SHA-256"), "{log}");
-    let after: Vec<u64> = env.status(&id)["chunk_list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["attempts"].as_u64().unwrap())
-        .collect();
+    let after: Vec<u64> = env.attempts(&id);
     let mut expected = before.clone();
     expected[2] += 1;
     assert_eq!(after, expected, "only chunk 2 was rendered again");
     // Nothing but the output at -o: the failed download was never moved there.
-    let names: Vec<String> = std::fs::read_dir(env.path("."))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("out.mp4"))
-        .collect();
-    assert_eq!(names, vec!["out.mp4".to_string()]);
+    assert_eq!(env.files_like("out.mp4"), vec!["out.mp4".to_string()]);
 
     let mut local = vec!["render", "-o", "local.mp4"];
     local.extend_from_slice(&plan);

@@ -437,8 +437,7 @@ impl ObjectStore for GcsJsonStore {
         to: &Path,
         options: object_store::CopyOptions,
     ) -> object_store::Result<()> {
-        let (http, ..) = self.bucket.parts();
-        let (_, base, bucket) = self.bucket.parts();
+        let (http, base, bucket) = self.bucket.parts();
         let url = format!(
             "{base}/storage/v1/b/{b}/o/{}/rewriteTo/b/{b}/o/{}",
             encode(from.as_ref()),

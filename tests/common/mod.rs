@@ -132,6 +132,28 @@ impl Env {
         serde_json::from_slice(&out.stdout).expect("status json")
     }
 
+    /// How many attempts each chunk of a job has had, by chunk index.
+    pub fn attempts(&self, id: &str) -> Vec<u64> {
+        self.status(id)["chunk_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["attempts"].as_u64().unwrap())
+            .collect()
+    }
+
+    /// Names of the files in the test's directory that contain `part` (an output and any
+    /// staging file beside it).
+    pub fn files_like(&self, part: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path("."))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(part))
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The only job's id.
     pub fn only_job(&self) -> String {
         let out = self.ok(&["status", "--json"]);
@@ -342,6 +364,18 @@ pub struct WorkerServer {
 }
 
 impl WorkerServer {
+    /// `n` workers with these variables in their environment, and their URLs as
+    /// `--workers` takes them (comma-separated).
+    pub fn pool(n: usize, vars: &[(&'static str, String)]) -> (Vec<Self>, String) {
+        let workers: Vec<Self> = (0..n).map(|_| Self::start_with_env(None, vars)).collect();
+        let urls = workers
+            .iter()
+            .map(|w| w.url.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        (workers, urls)
+    }
+
     pub fn start(token: Option<&str>) -> Self {
         Self::start_with_env(token, &[])
     }
