@@ -218,19 +218,27 @@ impl GcsJsonStore {
             .query(&query)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(data);
-        let sent = self.send(req, "upload", name).await;
-        let resp = match (sent, mode) {
-            (Err(object_store::Error::Precondition { path, source }), PutMode::Create) => {
-                return Err(object_store::Error::AlreadyExists { path, source })
-            }
-            (r, _) => r?,
-        };
+        let create = matches!(mode, PutMode::Create);
+        let resp = self.send_creating(req, "upload", name, create).await?;
         let meta = Self::json::<Resource>(resp, "upload", name).await?.meta();
-        Ok(PutResult {
-            e_tag: meta.e_tag,
-            version: meta.version,
-            extensions: Default::default(),
-        })
+        Ok(put_result(meta))
+    }
+
+    /// [`GcsJsonStore::send`] of a request that, with `create`, carries
+    /// `ifGenerationMatch=0`: its failed precondition means the object already exists.
+    async fn send_creating(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+        name: &str,
+        create: bool,
+    ) -> object_store::Result<reqwest::Response> {
+        match self.send(req, what, name).await {
+            Err(object_store::Error::Precondition { path, source }) if create => {
+                Err(object_store::Error::AlreadyExists { path, source })
+            }
+            r => r,
+        }
     }
 
     async fn metadata(
@@ -280,6 +288,15 @@ impl GcsJsonStore {
             .query(&query);
         let resp = self.send(req, "listing", prefix).await?;
         Self::json(resp, "listing", prefix).await
+    }
+}
+
+/// What a finished upload tells its caller: the object's etag and generation.
+fn put_result(meta: ObjectMeta) -> PutResult {
+    PutResult {
+        e_tag: meta.e_tag,
+        version: meta.version,
+        extensions: Default::default(),
     }
 }
 
@@ -456,12 +473,7 @@ impl ObjectStore for GcsJsonStore {
                 query.push(("rewriteToken", t.clone()));
             }
             let req = http.post(&url).query(&query).json(&serde_json::json!({}));
-            let resp = match self.send(req, "copy", to.as_ref()).await {
-                Err(object_store::Error::Precondition { path, source }) if create => {
-                    return Err(object_store::Error::AlreadyExists { path, source })
-                }
-                r => r?,
-            };
+            let resp = self.send_creating(req, "copy", to.as_ref(), create).await?;
             let step: Rewrite = Self::json(resp, "copy", to.as_ref()).await?;
             match (step.done, step.rewrite_token) {
                 (true, _) => return Ok(()),
@@ -540,12 +552,7 @@ impl MultipartUpload for Composite {
         self.delete_parts(made.as_ref().cloned().unwrap_or_default())
             .await;
         made.map_err(generic)?;
-        let meta = self.store.metadata(&self.dest, None).await?;
-        Ok(PutResult {
-            e_tag: meta.e_tag,
-            version: meta.version,
-            extensions: Default::default(),
-        })
+        Ok(put_result(self.store.metadata(&self.dest, None).await?))
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {

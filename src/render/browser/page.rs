@@ -52,14 +52,8 @@ pub(super) struct FramePage {
     chrome: Chrome,
     page: Page,
     problem: Arc<Mutex<Option<PageProblem>>>,
-    /// Canvas read-back: the script that sends the canvas's raw pixels, and where they
-    /// arrive.
-    canvas: Option<(String, FrameInbox)>,
-    /// Canvas read-back of a `<canvas layoutsubtree>` (HTML-in-Canvas), whose `paint` event
-    /// draws its DOM children: that event needs a rendering update first. `None` until the
-    /// first frame looks.
-    draws_elements: Option<bool>,
-    capture_selector: Option<String>,
+    /// Canvas read-back, with `capture_canvas`.
+    canvas: Option<Readback>,
     fps: Fps,
     /// BeginFrame mode: the time of the last frame drawn (must strictly increase) and its
     /// picture, which a frame without damage shows again.
@@ -112,10 +106,13 @@ impl FramePage {
         let mut this = Self {
             canvas: composition.capture_canvas.as_deref().map(|sel| {
                 let inbox = server.frame_inbox();
-                (canvas_js(sel, video, &inbox.path), inbox)
+                Readback {
+                    js: canvas_js(sel, video, &inbox.path),
+                    inbox,
+                    selector: sel.to_string(),
+                    draws_elements: None,
+                }
             }),
-            draws_elements: None,
-            capture_selector: composition.capture_canvas.clone(),
             chrome,
             page,
             problem,
@@ -379,21 +376,29 @@ impl FramePage {
     /// text is shared, not copied, with the picture kept for a frame without damage.
     pub async fn capture(&mut self, f: u64, times: &mut FrameTimes) -> Result<Shot, RenderError> {
         let started = Instant::now();
-        if let (None, Some(sel)) = (self.draws_elements, &self.capture_selector) {
-            let sel = serde_json::to_string(sel).unwrap_or_default();
+        let unknown = self.canvas.as_ref().filter(|c| c.draws_elements.is_none());
+        if let Some(sel) = unknown.map(|c| serde_json::to_string(&c.selector).unwrap_or_default()) {
             let js = format!(
                 "(() => {{ const c = document.querySelector({sel}); return !!(c && c.hasAttribute('layoutsubtree')); }})()"
             );
-            self.draws_elements = Some(self.evaluate::<bool>(&js, "looking at the canvas").await?);
+            let draws = self.evaluate::<bool>(&js, "looking at the canvas").await?;
+            if let Some(c) = self.canvas.as_mut() {
+                c.draws_elements = Some(draws);
+            }
         }
         let (interval, ticks) = (self.frame_interval(), self.next_ticks());
         let begin_frames = self.chrome.begin_frames;
-        let lifecycle = self.draws_elements == Some(true) && begin_frames;
         let page = &self.page;
         let captured = match &mut self.canvas {
             // Canvas read-back: the canvas's pixels as they are, sent to our loopback server
             // over a WebSocket: no compositing pass, no PNG encoding or decoding, no base64.
-            Some((js, inbox)) => {
+            Some(Readback {
+                js,
+                inbox,
+                draws_elements,
+                ..
+            }) => {
+                let lifecycle = *draws_elements == Some(true) && begin_frames;
                 // With BeginFrame control, one BeginFrame without a screenshot runs the
                 // rendering update whose `paint` event draws an HTML-in-Canvas scene; the
                 // page waits for that event itself otherwise.
@@ -519,6 +524,17 @@ impl FramePage {
     pub async fn close(self) {
         self.chrome.shutdown().await;
     }
+}
+
+/// Canvas read-back: the script that sends the canvas's raw pixels, where they arrive, and
+/// whether the canvas is a `<canvas layoutsubtree>` (HTML-in-Canvas) whose `paint` event
+/// draws its DOM children, which needs a rendering update first (`None` until the first
+/// frame looks).
+struct Readback {
+    js: String,
+    inbox: FrameInbox,
+    selector: String,
+    draws_elements: Option<bool>,
 }
 
 /// What a capture gave.
