@@ -7,6 +7,8 @@
 #   - the official Helios renderer in its dom and canvas modes (scripts/bench-helios),
 #   - the capture ceiling: seek + capture only, no decoding or encoding, with the same number
 #     of browsers as this revision's default (examples/capture_ceiling.rs),
+#   - the encoder alone on the same picture, and from it and the ceiling the bound these cores
+#     put on any pipeline that captures and encodes that way,
 # all in the same run, repetitions interleaved so background load hits every column alike.
 # Beside each figure: cores busy (machine-wide CPU time ÷ wall time, from /proc/stat).
 # Every helios-infra output is checked: frame count, and its decoded frames compared with
@@ -143,6 +145,13 @@ for rep in $(seq "$reps"); do
       timed "$k/new" render "$bin" "$work/$ex-$size-new.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1 $(ex_flags "$ex")
       timed "$k/default" render "$bin" "$work/$ex-$size-default.mp4" "$dir" "$size" "$n" $(ex_flags "$ex")
       timed "$k/ceiling" env "$(ex_ceiling_env "$ex")" "$ceiling" "$dir" "$size" "$n" "$default_browsers"
+      # The encoder alone, at the worker's settings, on the same picture as raw RGBA frames
+      # (the previous release's output decoded; its frames are what the worker feeds FFmpeg,
+      # up to the encoder's own loss).
+      ffmpeg -v error -nostdin -y -i "$work/$ex-$size-prev.mp4" -f rawvideo -pix_fmt rgba "$work/raw.rgba" || true
+      timed "$k/encoder" ffmpeg -v error -nostdin -f rawvideo -pix_fmt rgba -s "$size" -framerate "$fps" \
+        -i "$work/raw.rgba" -c:v libx264 -preset medium -crf 20 -pix_fmt yuv420p -f null -
+      rm -f "$work/raw.rgba"
       if [[ $run_helios == 1 && $ex != *@* ]]; then
         for mode in "${helios_modes[@]}"; do
           [[ -n ${failed[$k/helios-$mode]:-} ]] || timed "$k/helios-$mode" peer "$work/$ex-$size-$mode.mp4" "$dir" "$w" "$h" "$n" "$mode"
@@ -199,6 +208,26 @@ cell() { # KEY N: "fps (cores)" or "failed"
 }
 fps_of() { local key=$1 n=$2; read -r -a t <<<"${times[$key]:-}"; ((${#t[@]})) && calc "$n / $(median "${t[@]}")" || echo 0; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b; else print "—" }'; }
+
+# The fastest any pipeline can be that captures this way and encodes at these settings on
+# these cores: the cores ÷ (Chromium's CPU a frame in the ceiling run + the encoder's CPU a
+# frame alone). Decoding, transport and the orchestrator are left out, so it is generous.
+cpu_per_frame() { # KEY N: median cores busy × median wall ÷ N
+  read -r -a t <<<"${times[$1]:-}"; read -r -a c <<<"${cpu[$1]:-}"
+  ((${#t[@]})) && calc "$(median "${c[@]}") * $(median "${t[@]}") / $2" || echo 0
+}
+bound_rows=
+for ex in "${examples[@]}"; do
+  for size in "${sizes[@]}"; do
+    n=$(frames_for "$size") k=$ex/$size
+    fp=$(fps_of "$k/prev" "$n") fnw=$(fps_of "$k/new" "$n") fc=${ceiling_fps[$k]}
+    read -r -a ct <<<"${cpu[$k/ceiling]:-0}"
+    cap=$(awk -v c="$(median "${ct[@]}")" -v f="$fc" 'BEGIN { print (f > 0 ? c / f : 0) }')
+    enc=$(cpu_per_frame "$k/encoder" "$n")
+    bound=$(awk -v n="$(nproc)" -v a="$cap" -v b="$enc" 'BEGIN { print (a + b > 0 ? n / (a + b) : 0) }')
+    bound_rows+="| $ex | ${size/x/×} | $(printf '%.1f' "$(calc "$cap * 1000")") | $(printf '%.1f' "$(calc "$enc * 1000")") | $(printf '%.1f' "$bound") | $(printf '%.1f' "$(calc "2 * $fp")") | $(ratio "$bound" "$fp") | $(ratio "$fnw" "$fp") | $(ratio "$bound" "$fc") | $(ratio "$fnw" "$bound") |"$'\n'
+  done
+done
 
 rows= checks= notes=
 for ex in "${examples[@]}"; do
@@ -299,6 +328,21 @@ and PSNR is FFmpeg's average over all frames against them (inf: identical).
 | example | size | previous: frames | this: frames | same frames as previous | PSNR to previous (dB) | defaults: frames |
 |---|---|---:|---:|---:|---:|---:|
 $checks
+### What these cores allow: capture plus encode
+
+The ceiling above leaves the encoder out; the worker cannot. **Capture CPU** is the
+machine's CPU time a frame during the ceiling run (cores busy ÷ its frames/s); **encoder CPU**
+is FFmpeg alone encoding the same picture (the previous release's output decoded to raw
+RGBA) at the worker's settings (libx264, preset medium, crf 20, yuv420p from RGBA), CPU time ÷
+frames. **Bound** = $cores cores ÷ (capture CPU + encoder CPU): the frames/s of a pipeline
+with perfect overlap and free decoding, transport and orchestration — no real one beats it.
+Where bound ÷ previous is under 2×, twice the previous release is out of reach on these
+cores for that capture path with the encoder unchanged; bound ÷ ceiling is the most any
+pipeline can reach of the ceiling.
+
+| example | size | capture CPU (ms/frame) | encoder CPU (ms/frame) | bound (frames/s) | 2 × previous | bound ÷ previous | this ÷ previous | bound ÷ ceiling | this ÷ bound |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|
+$bound_rows
 ### Where a frame's time goes (1280×720, one chunk, one worker)
 
 CPU time of every process while the render ran (\`scripts/cpu-by-process.py\`, sampling
