@@ -216,20 +216,7 @@ cpu_per_frame() { # KEY N: median cores busy × median wall ÷ N
   read -r -a t <<<"${times[$1]:-}"; read -r -a c <<<"${cpu[$1]:-}"
   ((${#t[@]})) && calc "$(median "${c[@]}") * $(median "${t[@]}") / $2" || echo 0
 }
-bound_rows=
-for ex in "${examples[@]}"; do
-  for size in "${sizes[@]}"; do
-    n=$(frames_for "$size") k=$ex/$size
-    fp=$(fps_of "$k/prev" "$n") fnw=$(fps_of "$k/new" "$n") fc=${ceiling_fps[$k]}
-    read -r -a ct <<<"${cpu[$k/ceiling]:-0}"
-    cap=$(awk -v c="$(median "${ct[@]}")" -v f="$fc" 'BEGIN { print (f > 0 ? c / f : 0) }')
-    enc=$(cpu_per_frame "$k/encoder" "$n")
-    bound=$(awk -v n="$(nproc)" -v a="$cap" -v b="$enc" 'BEGIN { print (a + b > 0 ? n / (a + b) : 0) }')
-    bound_rows+="| $ex | ${size/x/×} | $(printf '%.1f' "$(calc "$cap * 1000")") | $(printf '%.1f' "$(calc "$enc * 1000")") | $(printf '%.1f' "$bound") | $(printf '%.1f' "$(calc "2 * $fp")") | $(ratio "$bound" "$fp") | $(ratio "$fnw" "$fp") | $(ratio "$bound" "$fc") | $(ratio "$fnw" "$bound") |"$'\n'
-  done
-done
-
-rows= checks= notes=
+rows= checks= notes= bound_rows=
 for ex in "${examples[@]}"; do
   for size in "${sizes[@]}"; do
     n=$(frames_for "$size") k=$ex/$size hk=$(prev_ex "$ex") hk=${hk%@*}/$size
@@ -241,6 +228,11 @@ for ex in "${examples[@]}"; do
       if [[ -n $dom_note ]]; then hd="failed³"; else hd=$(cell "$hk/helios-dom" "$n"); fi
     fi
     rows+="| $ex | ${size/x/×} | $n | $(cell "$k/prev" "$n") | $(cell "$k/new" "$n") | $(cell "$k/default" "$n") | $hd | $hc | $(printf '%.1f' "$fc") | $(ratio "$fnw" "$fp") | $(ratio "$fnw" "$fhd") | $(ratio "$fnw" "$fhc") | $(ratio "$fnw" "$fc") |"$'\n'
+    read -r -a ct <<<"${cpu[$k/ceiling]:-0}"
+    cap=$(awk -v c="$(median "${ct[@]}")" -v f="$fc" 'BEGIN { print (f > 0 ? c / f : 0) }')
+    enc=$(cpu_per_frame "$k/encoder" "$n")
+    bound=$(awk -v n="$(nproc)" -v a="$cap" -v b="$enc" 'BEGIN { print (a + b > 0 ? n / (a + b) : 0) }')
+    bound_rows+="| $ex | ${size/x/×} | $(printf '%.1f' "$(calc "$cap * 1000")") | $(printf '%.1f' "$(calc "$enc * 1000")") | $(printf '%.1f' "$bound") | $(printf '%.1f' "$(calc "2 * $fp")") | $(ratio "$bound" "$fp") | $(ratio "$fnw" "$fp") | $(ratio "$bound" "$fc") | $(ratio "$fnw" "$bound") |"$'\n'
     p=$work/$ex-$size-prev.mp4
     checks+="| $ex | ${size/x/×} | $(count "$p") | $(count "$work/$ex-$size-new.mp4") | $(same_frames "$work/$ex-$size-new.mp4" "$p") of $n | $(psnr "$work/$ex-$size-new.mp4" "$p") | $(count "$work/$ex-$size-default.mp4") |"$'\n'
   done
