@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build the example compositions that need a build step: examples/compositions/helios-core
-# and title-card (bundled with esbuild) and examples/compositions/gsap (GSAP copied into
-# vendor/).
+# and title-card (bundled with esbuild), examples/compositions/gsap (GSAP copied into
+# vendor/) and the framework clocks in examples/compositions/clocks (React, React with
+# Framer Motion, Vue, Svelte, Preact with signals, GSAP, Lottie and Three.js, each bundled
+# from npm packages into clocks/<name>/dist/main.js).
 #
 #   bash scripts/build-examples.sh
 #
@@ -44,3 +46,8 @@ npm ci --no-audit --no-fund --ignore-scripts
 mkdir -p vendor
 cp node_modules/gsap/dist/gsap.min.js vendor/gsap.min.js
 echo "build-examples: copied GSAP to $root/examples/compositions/gsap/vendor/gsap.min.js"
+
+cd "$root/examples/compositions/clocks"
+echo "build-examples: npm ci in $(pwd)"
+npm ci --no-audit --no-fund --ignore-scripts
+node build.mjs

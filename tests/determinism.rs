@@ -1,52 +1,18 @@
-//! Frames are byte-identical whatever the machine's load: compositions with GSAP timelines
-//! and many scaled layers, rendered as 3 lossless chunks two at a time, three times, beside
-//! busy loops, give the same frames every time (what a retried chunk relies on).
-//!
-//! Not asserted: that they equal the 1-chunk render. For layers whose scale changes from
-//! frame to frame, Chromium keeps raster decisions from one drawing to the next, so a frame
-//! drawn right after a jump in time (a chunk's first frame) can differ in a few pixels from
-//! the same frame drawn after its predecessor. tests/browser.rs checks chunked == single
-//! for the example compositions, which avoid such layers.
+//! Frames are byte-identical whatever the machine's load and however the job is cut:
+//! compositions with GSAP timelines, framework transitions (React and Vue sequences whose CSS
+//! animations Helios seeks) and many scaled, blurred layers (some hinted with
+//! will-change: transform), rendered as 3 lossless chunks two at a time, three times, beside
+//! busy loops, equal the quiet 1-chunk render frame for frame (what a retried or re-planned
+//! chunk relies on). Chromium keeps raster decisions from one drawing to the next; the
+//! renderer draws the frames before each jump in time, rasters changed tiles whole and keeps
+//! will-change: transform from pinning a layer's raster scale, so a frame's pixels do not
+//! depend on where its chunk began.
 
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use common::*;
-
-/// Spins `n` threads until dropped: a machine under load.
-struct BusyLoops(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>);
-
-impl BusyLoops {
-    fn start(n: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..n)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let mut x = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        x = std::hint::black_box(
-                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
-                        );
-                    }
-                })
-            })
-            .collect();
-        Self(stop, threads)
-    }
-}
-
-impl Drop for BusyLoops {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-        for t in self.1.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
 
 /// Frame hashes of a lossless render of `frames` of example `name`.
 fn render(env: &Env, name: &str, out: &str, frames: &str, plan: &[&str]) -> Vec<String> {
@@ -72,17 +38,16 @@ fn differing(a: &[String], b: &[String]) -> Vec<usize> {
     (0..a.len()).filter(|&i| a[i] != b[i]).collect()
 }
 
-/// A quiet render as 3 chunks one at a time, then three renders as 3 chunks two at a time
-/// beside two busy loops, with two browsers per worker: the same frames every time.
+/// A quiet 1-chunk render, then three renders as 3 chunks two at a time beside two busy
+/// loops, with two browsers per worker: the same frames every time.
 fn equal_under_load(name: &str, frames: &str) {
     let env = Env::new();
-    let plan = ["--chunks", "3", "--browsers", "2"];
     let quiet = render(
         &env,
         name,
         "quiet.mp4",
         frames,
-        &[&plan[..], &["--concurrency", "1"]].concat(),
+        &["--chunks", "1", "--browsers", "2", "--concurrency", "1"],
     );
     let distinct = quiet.iter().collect::<std::collections::HashSet<_>>().len();
     assert!(
@@ -98,18 +63,28 @@ fn equal_under_load(name: &str, frames: &str) {
             name,
             &out,
             frames,
-            &[&plan[..], &["--concurrency", "2"]].concat(),
+            &["--chunks", "3", "--browsers", "2", "--concurrency", "2"],
         );
         let d = differing(&quiet, &got);
         assert!(
             d.is_empty(),
-            "{name} run {run} under load: frames {d:?} differ from the quiet render"
+            "{name} run {run}: 3 chunks under load differ from the quiet 1-chunk render at frames {d:?}"
         );
     }
 }
 
+/// A framework scene of examples/compositions/clocks, which must have been built.
+fn built(name: &str) -> String {
+    let comp = format!("clocks/{name}");
+    assert!(
+        Path::new(&example(&comp)).join("dist/main.js").exists(),
+        "build the examples first: bash scripts/build-examples.sh (the README's test command does)"
+    );
+    comp
+}
+
 #[test]
-fn gsap_timeline_is_byte_identical_run_after_run_under_load() {
+fn gsap_timeline_is_byte_identical_chunked_and_under_load() {
     let vendored = Path::new(&example("gsap")).join("vendor/gsap.min.js");
     assert!(
         vendored.exists(),
@@ -119,6 +94,16 @@ fn gsap_timeline_is_byte_identical_run_after_run_under_load() {
 }
 
 #[test]
-fn scaled_layers_are_byte_identical_run_after_run_under_load() {
+fn scaled_layers_are_byte_identical_chunked_and_under_load() {
     equal_under_load("layers", "0..60");
+}
+
+#[test]
+fn react_transitions_are_byte_identical_chunked_and_under_load() {
+    equal_under_load(&built("react-transitions"), "0..60");
+}
+
+#[test]
+fn vue_transitions_are_byte_identical_chunked_and_under_load() {
+    equal_under_load(&built("vue-transitions"), "0..60");
 }

@@ -533,3 +533,67 @@ pub fn serve_on_loopback(app: axum::Router) -> String {
     });
     format!("http://{}", rx.recv().unwrap())
 }
+
+/// Reads the 24-bit numbers painted by examples/compositions/clock (rows at y = 16, 80,
+/// 144, 208: rAF timestamp, Date.now, CSS animation, performance.now) from decoded frames.
+pub fn clock_readings(video: &Path, width: usize, height: usize) -> Vec<[u32; 4]> {
+    let raw = ffmpeg(&[
+        "-i",
+        video.to_str().unwrap(),
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "gray",
+        "-",
+    ]);
+    raw.chunks_exact(width * height)
+        .map(|frame| {
+            let mut rows = [0u32; 4];
+            for (r, y) in [16usize, 80, 144, 208].iter().enumerate() {
+                for bit in 0..24 {
+                    let (cx, cy) = (40 + 52 * bit, y + 24);
+                    if frame[cy * width + cx] >= 128 {
+                        rows[r] |= 1 << bit;
+                    }
+                }
+            }
+            rows
+        })
+        .collect()
+}
+
+/// Spins `n` threads until dropped: a machine under load.
+pub struct BusyLoops(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Vec<std::thread::JoinHandle<()>>,
+);
+
+impl BusyLoops {
+    pub fn start(n: usize) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        Self(stop, threads)
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

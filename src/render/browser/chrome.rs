@@ -156,6 +156,10 @@ impl Chrome {
                 "--disable-checker-imaging",
                 "--disable-image-animation-resync",
                 "--disable-low-res-tiling",
+                // A changed tile is rastered whole, not only its invalidated rectangle over
+                // what it held before: otherwise the edges of blurs and shadows can keep
+                // pixels of an earlier frame, and a frame depends on which frames came first.
+                "--disable-partial-raster",
             ][..]
         } else {
             // Screenshots are otherwise paced to ~20 fps; pixels are identical either way.

@@ -146,8 +146,15 @@ impl FramePage {
             // load can show CSS animations a few real milliseconds ahead.
             page.execute(AnimationEnableParams::default()).await?;
             page.execute(SetPlaybackRateParams::new(0.0)).await?;
+            // The render's settings, for compositions that follow them (a pixel clock at
+            // 30000/1001 must know the rate it is sampled at).
             page.execute(AddScriptToEvaluateOnNewDocumentParams::new(format!(
-                "window.__HELIOS_CONFIG__ = {{ seed: {seed} }};"
+                "window.__HELIOS_CONFIG__ = {{ seed: {seed}, fps: {{ num: {num}, den: {den} }}, \
+                 width: {w}, height: {h} }};",
+                num = video.fps.num,
+                den = video.fps.den,
+                w = video.width,
+                h = video.height
             )))
             .await?;
             if let Some(js) = &props_global {
@@ -329,22 +336,33 @@ impl FramePage {
         self.frame_ticks
     }
 
-    /// Shows frame `f`: the page's clock at exactly `f / fps`, Helios settled.
+    /// Shows frame `f`: the page's clock at exactly `f / fps`, and everything that time
+    /// caused in the page run to the end (see `settle` in virtual_time.js): framework
+    /// renders posted as tasks, timers due now, promise chains, answers to requests,
+    /// `requestAnimationFrame` callbacks asked for outside the animation loop, and Helios'
+    /// `waitUntilStable()`. A page that never settles fails the frame, naming it.
     pub async fn seek(&mut self, f: u64, times: &mut FrameTimes) -> Result<(), RenderError> {
         let ms = (f as f64) * 1000.0 * self.fps.den as f64 / self.fps.num as f64;
         let started = Instant::now();
-        // The page measures its own wait for Helios, so that settling shows apart from the
-        // round trip.
+        // The page measures its own settling, so that it shows apart from the round trip.
         let js = format!(
-            "window.__heliosSeek({ms}).then(() => {{
+            "(async () => {{
+                const real = window.__heliosReal;
+                await window.__heliosSeek({ms}, false);
+                const t0 = real.performanceNow();
+                await window.__heliosSettle();
                 const h = window.helios;
-                if (!(h && typeof h.waitUntilStable === 'function')) return 0;
-                const now = () => window.__heliosReal.performanceNow();
-                const t0 = now();
-                return Promise.race([h.waitUntilStable(),
-                    new Promise(r => window.__heliosReal.setTimeout(r, {HELIOS_STABLE_MS}))])
-                  .then(() => now() - t0);
-            }})"
+                if (h && typeof h.waitUntilStable === 'function') {{
+                    let timer;
+                    const stable = h.waitUntilStable();
+                    await window.__heliosSettle();
+                    await Promise.race([stable,
+                        new Promise(r => {{ timer = real.setTimeout(r, {HELIOS_STABLE_MS}); }})]);
+                    real.clearTimeout(timer);
+                    await window.__heliosSettle();
+                }}
+                return real.performanceNow() - t0;
+            }})()"
         );
         let settle =
             match tokio::time::timeout(FRAME_TIMEOUT, self.page.evaluate_expression(js)).await {
@@ -353,7 +371,7 @@ impl FramePage {
                     self.check()?;
                     return Err(cdp_error(
                         e,
-                        &format!("frame {f}"),
+                        &format!("frame {f} (composition time {:.3} s)", ms / 1000.0),
                         &self.chrome.stderr_tail(),
                     ));
                 }
@@ -369,6 +387,42 @@ impl FramePage {
         times.settle += settle;
         times.seek += started.elapsed().saturating_sub(settle);
         self.check()
+    }
+
+    /// Draws frame `f` without capturing it (BeginFrame mode only; a no-op otherwise): a
+    /// frame drawn before a jump in time, so that the compositor's raster state when the
+    /// next frame is drawn is what it would be had the frames been drawn in order.
+    pub async fn draw(&mut self, f: u64, times: &mut FrameTimes) -> Result<(), RenderError> {
+        if !self.chrome.begin_frames || self.canvas.is_some() {
+            return Ok(());
+        }
+        self.seek(f, times).await?;
+        let started = Instant::now();
+        let (interval, ticks) = (self.frame_interval(), self.next_ticks());
+        let begin = BeginFrameParams::builder()
+            .frame_time_ticks(ticks)
+            .interval(interval)
+            .build();
+        let drawn = tokio::time::timeout(FRAME_TIMEOUT, self.page.execute(begin)).await;
+        times.capture += started.elapsed();
+        match drawn {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                self.check()?;
+                Err(cdp_error(
+                    e,
+                    &format!("drawing frame {f}"),
+                    &self.chrome.stderr_tail(),
+                ))
+            }
+            Err(_) => {
+                self.check()?;
+                Err(crashed(
+                    &self.chrome.stderr_tail(),
+                    &format!("drawing frame {f} hung"),
+                ))
+            }
+        }
     }
 
     /// Captures what the page shows now: a base64 PNG of the viewport, or the canvas's own

@@ -32,6 +32,10 @@ const MAX_BLOCK: u64 = 32;
 /// Shortest block (but for the memory bound): fewer, longer blocks mean fewer frames drawn
 /// right after a jump in time.
 pub(super) const MIN_BLOCK: u64 = 8;
+/// Frames drawn, not captured, before each block that does not start the timeline: what the
+/// compositor remembers of earlier drawings (measured: two frames deep for scaled, blurred
+/// and shadowed layers under GSAP) is then the same as when the frames come in order.
+const WARM_UP_FRAMES: u64 = 2;
 /// Raw frames that may wait for the encoder, in bytes (the window of blocks in flight).
 const WINDOW_BYTES: u64 = 512 << 20;
 
@@ -234,6 +238,15 @@ async fn browse(
             r = written.wait_for(|&next| next >= gate) => if r.is_err() { return Ok(()) },
             _ = failed_at.wait_for(|&at| at <= range.start) => return Ok(()),
             _ = token.cancelled() => return Ok(()),
+        }
+        // After a jump in time, the frames before the block are drawn first (not captured):
+        // Chromium's compositor keeps raster decisions from one drawing to the next, so a
+        // block's first frames come out as they do in the middle of another chunking.
+        for w in range.start.saturating_sub(WARM_UP_FRAMES)..range.start {
+            page.draw(w, times).await.map_err(|e| {
+                blocks.fail(range.start);
+                (range.start, e)
+            })?;
         }
         for f in range {
             if token.is_cancelled() || f >= blocks.failed_at() {

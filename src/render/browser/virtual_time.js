@@ -28,7 +28,7 @@
 
   let now = 0; // virtual time in ms since composition start
   // What the page did, so the renderer can show that seeking costs the same at any frame.
-  const stats = { seeks: 0, rafCallbacks: 0, timerCallbacks: 0 };
+  const stats = { seeks: 0, rafCallbacks: 0, timerCallbacks: 0, settleRounds: 0, unsettled: 0 };
   Object.defineProperty(window, '__heliosStats', { value: () => Object.assign({}, stats) });
 
   const report = (e) => {
@@ -73,14 +73,28 @@
   } catch (e) { /* a browser without a DocumentTimeline: nothing to pin */ }
 
   // ---- requestAnimationFrame: queued, run only by __heliosSeek
+  // A callback requested from inside a rAF callback is the page's animation loop: it runs at
+  // the next frame. One requested from anywhere else (a task, a timer, a promise) is work the
+  // current frame caused, and runs before the frame is captured (see settle below).
   let rafSeq = 0;
   let rafQueue = new Map();
-  window.requestAnimationFrame = (cb) => { const id = ++rafSeq; rafQueue.set(id, cb); return id; };
+  let inRaf = false;
+  let rafFromOutside = false;
+  window.requestAnimationFrame = (cb) => {
+    const id = ++rafSeq;
+    rafQueue.set(id, cb);
+    if (!inRaf) rafFromOutside = true;
+    return id;
+  };
   window.cancelAnimationFrame = (id) => { rafQueue.delete(id); };
   const runRaf = (ts) => {
     const q = rafQueue;
     rafQueue = new Map();
-    for (const cb of q.values()) { stats.rafCallbacks++; try { cb(ts); } catch (e) { report(e); } }
+    rafFromOutside = false;
+    inRaf = true;
+    try {
+      for (const cb of q.values()) { stats.rafCallbacks++; try { cb(ts); } catch (e) { report(e); } }
+    } finally { inRaf = false; }
   };
 
   // ---- setTimeout / setInterval on the virtual clock
@@ -97,8 +111,10 @@
     window.setInterval = (cb, delay, ...args) => add(cb, delay, args, true);
     window.clearTimeout = window.clearInterval = (id) => { timers.delete(id); };
   }
-  const runTimers = (target) => {
-    for (let guard = 0; guard < 1000000; guard++) {
+  // Runs the timers due by `target`, in due order, at most `limit` callbacks; returns how many ran.
+  const runTimers = (target, limit = 1000000) => {
+    let ran = 0;
+    for (; ran < limit; ran++) {
       let nid = 0, nt = null;
       for (const [id, t] of timers) {
         if (t.due <= target && (!nt || t.due < nt.due || (t.due === nt.due && t.order < nt.order))) { nid = id; nt = t; }
@@ -108,7 +124,9 @@
       if (nt.interval != null) { nt.due += nt.interval; nt.order = ++timerSeq; } else timers.delete(nid);
       if (typeof nt.cb === 'function') { stats.timerCallbacks++; try { nt.cb(...nt.args); } catch (e) { report(e); } }
     }
+    return ran;
   };
+  const timersDue = (target) => { for (const t of timers.values()) if (t.due <= target) return true; return false; };
 
   // ---- Web Animations (CSS animations, CSS transitions, WAAPI)
   // document.timeline keeps running on real time, so every animation is paused
@@ -118,17 +136,31 @@
   const adopt = (birth) => {
     for (const a of document.getAnimations()) if (!births.has(a)) births.set(a, birth);
   };
+  // A Helios composition with autoSyncAnimations puts every animation on the composition's
+  // own timeline (currentTime = the composition time, whenever the animation was created:
+  // its delays say when it starts), and so does the renderer then, also for animations
+  // created while the frame settles.
+  const heliosSyncs = () => {
+    const h = window.helios;
+    return !!(h && h.autoSyncAnimations === true && h.driver && typeof h.driver.syncWaapiAnimations === 'function');
+  };
   const seekAnimations = (ms) => {
     adopt(ms);
+    const global = heliosSyncs();
     for (const [a, birth] of births) {
       if (a.playState === 'idle') { births.delete(a); continue; } // cancelled
       try {
         if (a.playState !== 'paused') a.pause();
-        a.currentTime = Math.max(0, ms - birth);
+        a.currentTime = global ? ms : Math.max(0, ms - birth);
       } catch (e) { report(e); }
     }
   };
 
+  const assetsPending = () => {
+    if (document.fonts && document.fonts.status === 'loading') return true;
+    for (const img of document.images) if (!img.complete) return true;
+    return false;
+  };
   const waitForAssets = () => {
     const waits = [];
     if (document.fonts && document.fonts.ready) waits.push(document.fonts.ready);
@@ -143,9 +175,256 @@
     return Promise.all(waits);
   };
 
+  // ---- Work the page posts "for as soon as possible", counted so that a frame is captured
+  // only once all of it has run. Frameworks schedule their rendering in tasks of their own:
+  // React's scheduler posts to a MessageChannel, setImmediate shims post to the window; a
+  // fetch or XHR answers in a task too. Each is counted when posted and uncounted when it
+  // runs; `activity` counts callbacks that ran outside rAF callbacks.
+  let activity = 0;
+  let inFlight = 0;           // posted messages not yet delivered
+  const requests = new Set(); // fetches and XHRs not yet answered
+  let counted = new WeakMap(); // MessagePort -> messages counted on their way to it
+  const peers = new WeakMap(); // MessagePort -> the other end, for channels made in this page
+  const started = new WeakSet(); // ports that deliver (start() called or onmessage set)
+  const away = new WeakSet();  // ports transferred to a worker or another window
+  const uncount = () => { if (inFlight > 0) inFlight--; };
+  const markTransfers = (opt) => {
+    const list = Array.isArray(opt) ? opt : (opt && Array.isArray(opt.transfer) ? opt.transfer : []);
+    for (const t of list) if (t instanceof MessagePort) away.add(t);
+  };
+  const RealMC = window.MessageChannel;
+  const MP = window.MessagePort && MessagePort.prototype;
+  const realPost = MP && MP.postMessage;
+  // A real turn of the event loop, not counted: the settle loop's own heartbeat.
+  const beat = RealMC ? new RealMC() : null;
+  let beats = [];
+  if (beat) beat.port1.onmessage = () => { const q = beats; beats = []; for (const r of q) r(); };
+  const turn = () => new Promise((r) => {
+    if (!beat) { real.setTimeout(r, 0); return; }
+    beats.push(r);
+    if (beats.length === 1) realPost.call(beat.port2, 0);
+  });
+  if (RealMC && MP) {
+    const delivered = function () {
+      const n = counted.get(this) || 0;
+      if (n > 0) { counted.set(this, n - 1); uncount(); }
+      activity++;
+    };
+    function MessageChannel() {
+      if (!new.target) return new RealMC(); // throws the browser's own TypeError
+      const c = new RealMC();
+      peers.set(c.port1, c.port2);
+      peers.set(c.port2, c.port1);
+      c.port1.addEventListener('message', delivered);
+      c.port2.addEventListener('message', delivered);
+      return c;
+    }
+    MessageChannel.prototype = RealMC.prototype;
+    Object.defineProperty(window, 'MessageChannel', { value: MessageChannel, writable: true, configurable: true });
+    const realStart = MP.start;
+    MP.start = function () { started.add(this); return realStart.call(this); };
+    const onmsg = Object.getOwnPropertyDescriptor(MP, 'onmessage');
+    if (onmsg && onmsg.set) {
+      Object.defineProperty(MP, 'onmessage', {
+        configurable: true, enumerable: onmsg.enumerable, get: onmsg.get,
+        set(v) { if (v) started.add(this); onmsg.set.call(this, v); },
+      });
+    }
+    MP.postMessage = function (msg, opt) {
+      markTransfers(opt);
+      const r = realPost.apply(this, arguments);
+      const to = peers.get(this);
+      if (to && started.has(to) && !away.has(to) && !away.has(this)) {
+        counted.set(to, (counted.get(to) || 0) + 1);
+        inFlight++;
+      }
+      return r;
+    };
+    const realClose = MP.close;
+    MP.close = function () {
+      for (const p of [this, peers.get(this)]) {
+        const n = (p && counted.get(p)) || 0;
+        if (n) { counted.delete(p); inFlight = Math.max(0, inFlight - n); }
+      }
+      return realClose.call(this);
+    };
+  }
+  // Messages a page posts to itself (setImmediate shims).
+  let selfPosts = 0;
+  const realWinPost = window.postMessage;
+  window.postMessage = function (msg, opt) {
+    markTransfers(arguments.length > 2 ? arguments[2] : opt);
+    const r = realWinPost.apply(this, arguments);
+    const origin = opt && typeof opt === 'object' ? opt.targetOrigin : opt;
+    if (this === window && (origin === '*' || origin === '/' || origin === location.origin)) {
+      selfPosts++;
+      inFlight++;
+    }
+    return r;
+  };
+  window.addEventListener('message', (e) => {
+    if (e.source === window && selfPosts > 0) { selfPosts--; uncount(); }
+    activity++;
+  }, true);
+  if (window.Worker) {
+    const realWorkerPost = Worker.prototype.postMessage;
+    Worker.prototype.postMessage = function (msg, opt) { markTransfers(opt); return realWorkerPost.apply(this, arguments); };
+  }
+  // Requests the page makes: their answers change the page in a task of their own.
+  // A request, or the reading of a body (a response arrives before its body), is work in
+  // flight until it is answered.
+  const track = (p) => {
+    const done = p.then(() => { requests.delete(done); activity++; }, () => { requests.delete(done); activity++; });
+    requests.add(done);
+    return p;
+  };
+  if (window.fetch) {
+    const realFetch = window.fetch;
+    // The page's own handlers run after ours, in the same microtask checkpoint or later:
+    // the settle loop takes a whole turn after the answer.
+    window.fetch = function () { return track(realFetch.apply(this, arguments)); };
+  }
+  for (const Body of [window.Response, window.Request]) {
+    if (!Body) continue;
+    for (const m of ['arrayBuffer', 'blob', 'bytes', 'formData', 'json', 'text']) {
+      const read = Body.prototype[m];
+      if (typeof read === 'function') Body.prototype[m] = function () { return track(read.apply(this, arguments)); };
+    }
+  }
+  if (window.XMLHttpRequest) {
+    const XP = XMLHttpRequest.prototype;
+    const realSend = XP.send;
+    XP.send = function () {
+      let answered;
+      const done = new Promise((r) => { answered = r; });
+      requests.add(done);
+      this.addEventListener('loadend', () => { requests.delete(done); activity++; answered(); }, { once: true });
+      try { return realSend.apply(this, arguments); } catch (e) { requests.delete(done); answered(); throw e; }
+    };
+  }
+
+  // DOM changes made outside rAF callbacks and outside the callbacks counted above (an
+  // image's load handler, a media event): one more round to see what they cause.
+  // Records reach an observer's callback at every microtask checkpoint, so the callback
+  // keeps them: takeRecords() alone would miss all but the last microtask's.
+  let mutations = null;
+  let changes = 0;
+  const mutated = () => {
+    if (!mutations && window.MutationObserver && document.documentElement) {
+      mutations = new MutationObserver((records) => { changes += records.length; });
+      mutations.observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
+    }
+    const n = changes + (mutations ? mutations.takeRecords().length : 0);
+    changes = 0;
+    return n > 0;
+  };
+
+  // ---- will-change: transform, made history-free. Chromium rasters a layer hinted with
+  // will-change: transform (or translate, rotate, scale) at the scale it first drew it and
+  // keeps that scale while the layer shrinks or grows, so its pixels depend on the frame its
+  // chunk began with. The hint is rewritten to will-change: filter, which keeps what the hint
+  // means for the page (its own composited layer, a stacking context, a containing block for
+  // fixed descendants) but lets every frame raster at its own scale.
+  const STICKY = /^(transform|translate|rotate|scale)$/;
+  let hintWatch = null;
+  let hintsSeen = false;
+  let hinted = [];
+  const unstickOne = (el) => {
+    if (!(el instanceof Element)) return;
+    const hint = getComputedStyle(el).willChange;
+    if (!hint || hint === 'auto') return;
+    const parts = hint.split(',').map((p) => p.trim());
+    if (!parts.some((p) => STICKY.test(p))) return;
+    const kept = parts.filter((p) => !STICKY.test(p) && p !== 'filter');
+    el.style.setProperty('will-change', kept.concat('filter').join(', '), 'important');
+  };
+  const unstickTree = (root) => {
+    unstickOne(root);
+    if (root.querySelectorAll) for (const el of root.querySelectorAll('*')) unstickOne(el);
+  };
+  const unstickHints = () => {
+    if (!document.documentElement) return;
+    if (!hintsSeen) {
+      hintsSeen = true;
+      hintWatch = new MutationObserver((records) => { for (const r of records) hinted.push(r); });
+      hintWatch.observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['style', 'class'] });
+      unstickTree(document.documentElement);
+      hintWatch.takeRecords();
+      return;
+    }
+    const records = hinted.concat(hintWatch.takeRecords());
+    hinted = [];
+    // An inline style changes the element's own hint; a class can change its descendants'
+    // too; added nodes bring their subtrees. Each element is looked at once a frame.
+    const own = new Set(), trees = new Set();
+    for (const r of records) {
+      if (r.type === 'attributes') (r.attributeName === 'class' ? trees : own).add(r.target);
+      else for (const n of r.addedNodes) if (n instanceof Element) trees.add(n);
+    }
+    for (const el of trees) unstickTree(el);
+    for (const el of own) if (!trees.has(el)) unstickOne(el);
+    hintWatch.takeRecords(); // our own rewrites (synchronous: not yet delivered)
+  };
+
+  // ---- Settling: after the time is set, everything the new time caused runs before capture.
+  // Rounds of: one turn of the event loop (microtasks, posted messages, answers), the timers
+  // due now (setTimeout(0) included: the clock does not move), and the rAF callbacks that
+  // work outside the animation loop asked for (a framework that draws on the next animation
+  // frame after a state change). The animation loop itself runs once a frame, as in a
+  // browser. The page is settled after a round in which nothing ran and nothing is in
+  // flight. It is all counted in rounds, never in wall-clock time, so a busy machine settles
+  // the same way as an idle one.
+  const SETTLE_ROUNDS = 1000;  // rounds that still find new work before the frame is refused
+  const TIMERS_PER_ROUND = 100;
+  const QUIET_TURNS = 1000;    // turns with a message in flight but nothing running (a lost count)
+  const describe = () => {
+    const parts = [];
+    if (inFlight) parts.push(inFlight + ' posted message(s) in flight');
+    if (requests.size) parts.push(requests.size + ' request(s) unanswered');
+    if (timersDue(now)) parts.push('timers due now (a setTimeout(0) that re-posts itself?)');
+    if (rafQueue.size && rafFromOutside) parts.push('requestAnimationFrame callbacks asked for outside the animation loop');
+    return parts.join(', ') || 'new tasks every round';
+  };
+  const settle = async (ms) => {
+    let rounds = 0, quiet = 0;
+    mutated(); // what the seek itself changed is the frame's, not news
+    for (;;) {
+      const before = activity;
+      await turn();
+      if (timersDue(now)) activity += runTimers(now, TIMERS_PER_ROUND);
+      if (assetsPending()) { await waitForAssets(); activity++; }
+      const changed = mutated();
+      const worked = activity !== before || changed;
+      if (rafQueue.size && rafFromOutside) { runRaf(ms); activity++; }
+      else if (!worked && inFlight === 0 && requests.size === 0) break;
+      else if (!worked && inFlight === 0) {
+        // Only answers are awaited: wait for the next one (the frame's own timeout bounds it).
+        await Promise.race(requests);
+        continue;
+      } else if (!worked) {
+        // A message is on its way but nothing ran this turn: give it more turns.
+        if (++quiet > QUIET_TURNS) { inFlight = 0; counted = new WeakMap(); selfPosts = 0; }
+        continue;
+      }
+      quiet = 0;
+      if (++rounds > SETTLE_ROUNDS) {
+        stats.unsettled++;
+        throw new Error('the page never settled at ' + (ms / 1000).toFixed(3) + ' s: after ' + SETTLE_ROUNDS +
+          ' rounds of the event loop it still had new work (' + describe() + '); a composition must ' +
+          'stop scheduling work once a frame is drawn');
+      }
+    }
+    seekAnimations(ms); // animations the settled page started begin at this frame
+    unstickHints();
+    mutated();          // the rewrites above are ours, not the page's
+    stats.settleRounds += rounds;
+    return rounds;
+  };
+
   window.__HELIOS_VIRTUAL_TIME__ = 0;
+  // Moves time to `ms` and returns once the page has finished drawing that moment.
   Object.defineProperty(window, '__heliosSeek', {
-    value: async (ms) => {
+    value: async (ms, settled = true) => {
       ms = Number(ms);
       stats.seeks++;
       adopt(now);            // animations created since the last seek (or at load) started at `now`
@@ -157,8 +436,10 @@
       await Promise.resolve(); // let microtasks queued by callbacks run
       seekAnimations(ms);
       await waitForAssets();
+      if (settled) await settle(ms);
       return ms;
     },
   });
+  Object.defineProperty(window, '__heliosSettle', { value: () => settle(now) });
   Object.defineProperty(window, '__heliosNow', { value: () => now });
 })();
