@@ -135,8 +135,9 @@ fn three_clock_shows_every_frame() {
 }
 
 /// A plain page (no Helios) whose rows are drawn by work its animation loop only starts:
-/// row 0 from a MessageChannel task, row 1 from a setTimeout(0) and then a promise chain,
-/// row 2 from the answer to a fetch, row 3 from a message the page posts to itself.
+/// row 0 from a MessageChannel task, row 1 from a setTimeout(0), an idle callback and a
+/// promise chain, row 2 from the answer to a fetch (and its body), row 3 from a message the
+/// page posts to itself.
 const TASK_CLOCK: &str = r#"<!doctype html><html><head><meta charset="utf-8">
 <link rel="icon" href="data:,">
 <style>html,body{margin:0;background:#000;width:1280px;height:720px;overflow:hidden}
@@ -154,8 +155,8 @@ window.addEventListener('message', (e) => { if (e.data && e.data.row3 !== undefi
 const frame = (ts) => {
   const n = Math.round(ts * FPS / 1000);
   channel.port2.postMessage(n);
-  setTimeout(() => Promise.resolve(n).then((v) => v).then((v) => new Promise((r) => queueMicrotask(() => r(v))))
-    .then((v) => paint(1, v)), 0);
+  setTimeout(() => requestIdleCallback(() => Promise.resolve(n).then((v) => v)
+    .then((v) => new Promise((r) => queueMicrotask(() => r(v)))).then((v) => paint(1, v))), 0);
   fetch('./n.json').then((r) => r.json()).then((j) => paint(2, n + j.add));
   window.postMessage({ row3: n }, '*');
   requestAnimationFrame(frame);

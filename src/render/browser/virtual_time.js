@@ -126,6 +126,12 @@
     }
     return ran;
   };
+  // requestIdleCallback: a real browser runs it whenever it happens to be idle, which
+  // depends on the machine; here it runs as a timer due now, so it settles with the frame.
+  if (cfg.virtualTimers && window.requestIdleCallback) {
+    window.requestIdleCallback = (cb) => window.setTimeout(() => cb({ didTimeout: false, timeRemaining: () => 50 }), 0);
+    window.cancelIdleCallback = (id) => window.clearTimeout(id);
+  }
   const timersDue = (target) => { for (const t of timers.values()) if (t.due <= target) return true; return false; };
 
   // ---- Web Animations (CSS animations, CSS transitions, WAAPI)
