@@ -1,23 +1,49 @@
-// Builds the framework clocks and transition scenes: src/<entry> bundled by esbuild into
-// <name>/dist/main.js (and dist/main.css where the entry imports CSS), beside each index.html. Svelte components are compiled with Svelte's own compiler.
+// Builds the framework clocks and transition scenes: for each, the folder <name>/ (a
+// composition of its own) with its index.html and src/<entry> bundled by esbuild into
+// <name>/dist/main.js (and dist/main.css where the entry imports CSS). The folders are
+// written here, not committed. Svelte components are compiled with Svelte's own compiler.
 //
 //   npm ci --ignore-scripts && node build.mjs     (scripts/build-examples.sh does both)
 import { build } from 'esbuild';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { compile } from 'svelte/compiler';
 
+// name -> the entry bundled into <name>/dist/main.js, and what the page around it holds.
+const strip = '<div id="root"></div>';
 const clocks = {
-  react: 'src/react.jsx',
-  'react-framer-motion': 'src/react-framer-motion.jsx',
-  vue: 'src/vue.js',
-  svelte: 'src/svelte.js',
-  preact: 'src/preact.jsx',
-  gsap: 'src/gsap.js',
-  lottie: 'src/lottie.js',
-  three: 'src/three.js',
-  'react-transitions': 'src/react-transitions.jsx',
-  'vue-transitions': 'src/vue-transitions.js',
+  react: { entry: 'src/react.jsx', body: strip },
+  'react-framer-motion': { entry: 'src/react-framer-motion.jsx', body: strip },
+  vue: { entry: 'src/vue.js', body: strip },
+  svelte: { entry: 'src/svelte.js', body: strip },
+  preact: { entry: 'src/preact.jsx', body: strip },
+  gsap: { entry: 'src/gsap.js', body: strip },
+  lottie: { entry: 'src/lottie.js', body: strip },
+  three: { entry: 'src/three.js', body: '<canvas id="gl" width="1280" height="720"></canvas><div id="label" class="label"></div>' },
+  'react-transitions': { entry: 'src/react-transitions.jsx', body: strip, css: true },
+  'vue-transitions': { entry: 'src/vue-transitions.js', body: strip, css: true },
 };
+
+// Each composition is a folder of its own (its bundle is the folder), so each gets its page.
+const page = (name, { body, css }) => `<!doctype html>
+<!-- clocks/${name}, written by build.mjs from clocks/src (helios-infra's conformance set). -->
+<html>
+<head>
+<meta charset="utf-8">
+<link rel="icon" href="data:,">
+<title>${name}</title>
+<style>
+  html, body { margin: 0; padding: 0; width: 1280px; height: 720px; overflow: hidden; background: #000; }
+  canvas { position: absolute; left: 0; top: 0; }
+  .bit { position: absolute; }
+  .label { position: absolute; left: 16px; top: 640px; font: 28px monospace; color: #888; }
+</style>
+${css ? '<link rel="stylesheet" href="./dist/main.css">\n' : ''}</head>
+<body>
+${body}
+<script type="module" src="./dist/main.js"></script>
+</body>
+</html>
+`;
 
 const svelte = {
   name: 'svelte',
@@ -29,9 +55,11 @@ const svelte = {
   },
 };
 
-for (const [name, entry] of Object.entries(clocks)) {
+for (const [name, clock] of Object.entries(clocks)) {
+  await mkdir(name, { recursive: true });
+  await writeFile(`${name}/index.html`, page(name, clock));
   await build({
-    entryPoints: [entry],
+    entryPoints: [clock.entry],
     outfile: `${name}/dist/main.js`,
     bundle: true,
     format: 'esm',
@@ -51,5 +79,5 @@ for (const [name, entry] of Object.entries(clocks)) {
     plugins: [svelte],
     logLevel: 'warning',
   });
-  console.log(`clocks: built ${name}/dist/main.js`);
+  console.log(`clocks: built ${name}/ (index.html, dist/)`);
 }

@@ -405,24 +405,8 @@ impl FramePage {
             .build();
         let drawn = tokio::time::timeout(FRAME_TIMEOUT, self.page.execute(begin)).await;
         times.capture += started.elapsed();
-        match drawn {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => {
-                self.check()?;
-                Err(cdp_error(
-                    e,
-                    &format!("drawing frame {f}"),
-                    &self.chrome.stderr_tail(),
-                ))
-            }
-            Err(_) => {
-                self.check()?;
-                Err(crashed(
-                    &self.chrome.stderr_tail(),
-                    &format!("drawing frame {f} hung"),
-                ))
-            }
-        }
+        self.answered(drawn, &format!("drawing frame {f}"))
+            .map(|_| ())
     }
 
     /// Captures what the page shows now: a base64 PNG of the viewport, or the canvas's own
@@ -518,26 +502,31 @@ impl FramePage {
             }
         };
         times.capture += started.elapsed();
-        match captured {
-            Ok(Ok(shot)) if shot.is_empty() => Err(crashed(
+        match self.answered(captured, &format!("capturing frame {f}"))? {
+            shot if shot.is_empty() => Err(crashed(
                 &self.chrome.stderr_tail(),
                 &format!("Chromium drew no picture for frame {f}"),
             )),
-            Ok(Ok(shot)) => Ok(shot),
+            shot => Ok(shot),
+        }
+    }
+
+    /// The outcome of a command bounded by [`FRAME_TIMEOUT`]: the page's own problem first
+    /// (an exception, a crash), then the command's error, or a hang.
+    fn answered<T>(
+        &mut self,
+        r: Result<Result<T, CdpError>, tokio::time::error::Elapsed>,
+        what: &str,
+    ) -> Result<T, RenderError> {
+        match r {
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 self.check()?;
-                Err(cdp_error(
-                    e,
-                    &format!("capturing frame {f}"),
-                    &self.chrome.stderr_tail(),
-                ))
+                Err(cdp_error(e, what, &self.chrome.stderr_tail()))
             }
             Err(_) => {
                 self.check()?;
-                Err(crashed(
-                    &self.chrome.stderr_tail(),
-                    &format!("capturing frame {f} hung"),
-                ))
+                Err(crashed(&self.chrome.stderr_tail(), &format!("{what} hung")))
             }
         }
     }
