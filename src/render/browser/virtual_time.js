@@ -337,12 +337,23 @@
   let hinted = [];
   const unstickOne = (el) => {
     if (!(el instanceof Element)) return;
-    const hint = getComputedStyle(el).willChange;
+    rewrite(el, getComputedStyle(el).willChange);
+  };
+  // An inline style can only change the element's own inline hint (no style is computed),
+  // unless it wiped a hint rewritten earlier, under which a stylesheet's may show again.
+  const rewritten = new WeakSet();
+  const unstickInline = (el) => {
+    if (!el.style) return;
+    if (rewritten.has(el) && !/filter/.test(el.style.willChange)) unstickOne(el);
+    else rewrite(el, el.style.willChange);
+  };
+  const rewrite = (el, hint) => {
     if (!hint || hint === 'auto') return;
     const parts = hint.split(',').map((p) => p.trim());
     if (!parts.some((p) => STICKY.test(p))) return;
     const kept = parts.filter((p) => !STICKY.test(p) && p !== 'filter');
     el.style.setProperty('will-change', kept.concat('filter').join(', '), 'important');
+    rewritten.add(el);
   };
   const unstickTree = (root) => {
     unstickOne(root);
@@ -360,15 +371,16 @@
     }
     const records = hinted.concat(hintWatch.takeRecords());
     hinted = [];
-    // An inline style changes the element's own hint; a class can change its descendants'
-    // too; added nodes bring their subtrees. Each element is looked at once a frame.
+    // An inline style changes the element's own inline hint (read without computing
+    // styles); a class can change its descendants' too; added nodes bring their subtrees.
+    // Each element is looked at once a frame.
     const own = new Set(), trees = new Set();
     for (const r of records) {
       if (r.type === 'attributes') (r.attributeName === 'class' ? trees : own).add(r.target);
       else for (const n of r.addedNodes) if (n instanceof Element) trees.add(n);
     }
     for (const el of trees) unstickTree(el);
-    for (const el of own) if (!trees.has(el)) unstickOne(el);
+    for (const el of own) if (!trees.has(el)) unstickInline(el);
     hintWatch.takeRecords(); // our own rewrites (synchronous: not yet delivered)
   };
 
