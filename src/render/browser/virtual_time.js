@@ -262,7 +262,9 @@
     markTransfers(arguments.length > 2 ? arguments[2] : opt);
     const r = realWinPost.apply(this, arguments);
     const origin = opt && typeof opt === 'object' ? opt.targetOrigin : opt;
-    if (this === window && (origin === '*' || origin === '/' || origin === location.origin)) {
+    // A bare postMessage(...) call reaches the window with no `this`.
+    const self = this == null || this === window;
+    if (self && (origin === '*' || origin === '/' || origin === location.origin)) {
       selfPosts++;
       inFlight++;
     }
