@@ -228,6 +228,8 @@ async fn browse(
     stats: &mut BTreeMap<String, u64>,
 ) -> Result<(), (u64, RenderError)> {
     let mut failed_at = blocks.failed_at.subscribe();
+    // The frame this browser drew last, plus one: a block starting there is no jump.
+    let mut follows = None;
     for b in (k..blocks.ranges.len()).step_by(n.max(1)) {
         let range = blocks.ranges[b].clone();
         // Block b starts once the encoder has reached block b − n, so at most n + 1 blocks
@@ -242,12 +244,15 @@ async fn browse(
         // After a jump in time, the frames before the block are drawn first (not captured):
         // Chromium's compositor keeps raster decisions from one drawing to the next, so a
         // block's first frames come out as they do in the middle of another chunking.
-        for w in range.start.saturating_sub(WARM_UP_FRAMES)..range.start {
-            page.draw(w, times).await.map_err(|e| {
-                blocks.fail(range.start);
-                (range.start, e)
-            })?;
+        if follows != Some(range.start) {
+            for w in range.start.saturating_sub(WARM_UP_FRAMES)..range.start {
+                page.draw(w, times).await.map_err(|e| {
+                    blocks.fail(range.start);
+                    (range.start, e)
+                })?;
+            }
         }
+        follows = Some(range.end);
         for f in range {
             if token.is_cancelled() || f >= blocks.failed_at() {
                 return Ok(());
