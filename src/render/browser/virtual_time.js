@@ -411,7 +411,7 @@
     for (;;) {
       const before = activity;
       await turn();
-      if (timersDue(now)) activity += runTimers(now, TIMERS_PER_ROUND);
+      activity += runTimers(now, TIMERS_PER_ROUND);
       if (assetsPending()) { await waitForAssets(); activity++; }
       const changed = mutated();
       const worked = activity !== before || changed;
