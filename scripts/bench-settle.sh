@@ -48,20 +48,12 @@ for c in "${clocks[@]}"; do
   [[ $c == clock || -s $(comp_of "$c")/dist/main.js ]] || { log "build the examples first: bash scripts/build-examples.sh"; exit 1; }
 done
 
+# shellcheck source=scripts/lib/releases.sh
+source scripts/lib/releases.sh
 log "building the previous release ($prev_rev) in a worktree"
-git worktree add --detach "$work/prev-src" "$prev_rev" >/dev/null 2>&1
-(cd "$work/prev-src" && cargo build --release --locked -q)
-cp "$target/release/helios-infra" "$work/helios-infra-prev"
-git worktree remove --force "$work/prev-src"
+build_prev_release "$prev_rev" "$work/helios-infra-prev"
 log "building this revision ($rev)"
-# Cargo keeps a path package's dependency info relative to its root, so the worktree's build
-# would pass for this tree's: make this tree's sources newer than it.
-touch src/lib.rs src/main.rs
-cargo build --release --locked -q
-cp "$target/release/helios-infra" "$work/helios-infra-this"
-if cmp -s "$work/helios-infra-prev" "$work/helios-infra-this"; then
-  log "the two builds are the same binary: nothing to compare"; exit 1
-fi
+build_this_release "$work/helios-infra-this" "$work/helios-infra-prev"
 
 # How many frames of a 1280x720 video do not show their own index in the strip at y = 16.
 wrong_frames() {

@@ -44,18 +44,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck source=scripts/lib/releases.sh
+source scripts/lib/releases.sh
 if [[ -n ${PREV_BIN:-} ]]; then
   cp "$PREV_BIN" "$work/helios-infra-prev"
 else
   log "building the previous release ($prev_rev)"
-  git worktree add --detach "$work/prev-src" "$prev_rev" >/dev/null 2>&1
-  (cd "$work/prev-src" && cargo build --release --locked -q)
-  cp "$target/release/helios-infra" "$work/helios-infra-prev"
+  build_prev_release "$prev_rev" "$work/helios-infra-prev"
 fi
 log "building this revision"
-touch src/main.rs
-cargo build --release --locked -q
-cp "$target/release/helios-infra" "$work/helios-infra-new"
+build_this_release "$work/helios-infra-new"
 
 moto_port=$(free_port)
 "$peers/moto_server" -H 127.0.0.1 -p "$moto_port" >/dev/null 2>&1 &

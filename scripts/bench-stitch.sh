@@ -42,23 +42,19 @@ export CARGO_TARGET_DIR=$target
 work=$(mktemp -d)
 trap 'git worktree remove --force "$work/prev-src" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
+# shellcheck source=scripts/lib/releases.sh
+source scripts/lib/releases.sh
 if [[ -n ${PREV_BIN:-} ]]; then
   cp "$PREV_BIN" "$work/helios-infra-prev"
 else
   log "building the previous release ($prev_rev) in a worktree"
-  git worktree add --detach "$work/prev-src" "$prev_rev" >/dev/null 2>&1
-  (cd "$work/prev-src" && cargo build --release --locked -q)
-  cp "$target/release/helios-infra" "$work/helios-infra-prev"
+  build_prev_release "$prev_rev" "$work/helios-infra-prev"
 fi
 if [[ -n ${NEW_BIN:-} ]]; then
   cp "$NEW_BIN" "$work/helios-infra-new"
 else
   log "building this revision"
-  # A worktree build may just have replaced target/release/helios-infra; make cargo put
-  # this revision's binary back even if its own build is fresh.
-  touch src/main.rs
-  cargo build --release --locked -q
-  cp "$target/release/helios-infra" "$work/helios-infra-new"
+  build_this_release "$work/helios-infra-new"
 fi
 "$work/helios-infra-new" render --help | grep -q -- '--stitch' || { log "the new binary is not this revision"; exit 1; }
 

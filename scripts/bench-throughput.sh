@@ -69,18 +69,14 @@ trap 'git worktree remove --force "$work/prev-src" >/dev/null 2>&1 || true; rm -
 raw_log=${RAW_LOG:-target/bench-throughput-raw.txt}
 
 # --- builds -----------------------------------------------------------------------------
+# shellcheck source=scripts/lib/releases.sh
+source scripts/lib/releases.sh
 log "building the previous release ($prev_rev) in a worktree"
-git worktree add --detach "$work/prev-src" "$prev_rev" >/dev/null 2>&1
-(cd "$work/prev-src" && cargo build --release --locked -q)
-cp "$target/release/helios-infra" "$work/helios-infra-prev"
-git worktree remove --force "$work/prev-src"
+build_prev_release "$prev_rev" "$work/helios-infra-prev"
 log "building this revision ($rev) and the capture-ceiling example"
-# Cargo keeps a path package's dependency info relative to its root, so the worktree's build
-# would pass for this tree's: make this tree's sources newer than it.
-touch src/lib.rs src/main.rs
-cargo build --release --locked -q
+build_this_release "$work/helios-infra-this" "$work/helios-infra-prev"
 cargo build --release --locked -q --example capture_ceiling
-bin=$target/release/helios-infra
+bin=$work/helios-infra-this
 prev=$work/helios-infra-prev
 ceiling=$target/release/examples/capture_ceiling
 prev_rev_full=$(git rev-parse --short "$prev_rev")
