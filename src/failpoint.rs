@@ -4,7 +4,8 @@
 //! instead of hoping that a timer lands there. Without the variable a check is one load of a
 //! cached, empty list.
 //!
-//! Points: `after-submit`, `before-stitch`, `after-concat`, `mid-upload:<file name>` (a
+//! Points: `after-submit`, `before-stitch`, `after-concat`, `mid-placement` (one image of
+//! an image job placed, the others not), `mid-upload:<file name>` (a
 //! `put_file` of that object has written its data but not completed), `after-upload`.
 
 use std::sync::OnceLock;

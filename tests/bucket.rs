@@ -46,7 +46,7 @@ fn render_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         "--fps",
         "30",
         "--size",
-        "640x480",
+        "720x480",
         "--chunks",
         "6",
         "--crf",

@@ -55,6 +55,9 @@ impl WorkerAdapter for LocalAdapter {
         if req.assemble {
             cmd.arg("--assemble");
         }
+        if req.palette {
+            cmd.arg("--palette");
+        }
         process::die_with_parent(&mut cmd);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())

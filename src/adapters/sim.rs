@@ -205,7 +205,7 @@ impl WorkerAdapter for SimAdapter {
             &job,
             chunk.index,
             req.attempt,
-            encoder::stored_extension(&spec.video),
+            encoder::stored_extension(&spec),
         );
         let sha256 = hex::encode(Sha256::digest(&body));
         let bytes = body.len() as u64;

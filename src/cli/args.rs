@@ -59,6 +59,8 @@ pub enum Command {
     Cancel(JobArg),
     /// Concatenate segments (same codec parameters) into one file without re-encoding.
     Stitch(StitchArgs),
+    /// Render one frame as an image (.png, .jpg or .webp): the poster of a composition.
+    Still(StillArgs),
     /// Serve a web dashboard of the job store: jobs, live progress, each chunk's attempts
     /// on a timeline, errors, output, cancel and resume.
     Ui(UiArgs),
@@ -101,18 +103,34 @@ pub struct PlanSettings {
     /// Bit-exact segments (lossless encoding).
     #[arg(long)]
     pub lossless: bool,
-    /// Video codec.
-    #[arg(long, default_value = "h264")]
-    pub codec: Codec,
+    /// Video codec: h264, h265, vp9, av1, prores, ffv1 [default: vp9 for .webm, prores for
+    /// a transparent .mov, else h264].
+    #[arg(long)]
+    pub codec: Option<Codec>,
     /// Quality for lossy codecs (lower is better).
     #[arg(long)]
     pub crf: Option<u32>,
     /// Encoder preset (e.g. ultrafast … veryslow for h264/h265).
     #[arg(long)]
     pub preset: Option<String>,
-    /// Pixel format (default yuv420p; yuv422p10le for prores).
+    /// Pixel format (default yuv420p; yuv422p10le for prores; with --transparent
+    /// yuva444p10le for prores, yuva420p for vp9).
     #[arg(long)]
     pub pix_fmt: Option<String>,
+    /// Transparent output: the page's default background is transparent and frames keep
+    /// their alpha channel. Needs an output that carries alpha: .mov (ProRes 4444), .webm
+    /// (VP9), .png or .webp images.
+    #[arg(long)]
+    pub transparent: bool,
+    /// Quality of .jpg and .webp images, 1-100 [default: 90; 100 = lossless WebP].
+    #[arg(long, value_name = "Q", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub quality: Option<u32>,
+    /// GIF: how many times it loops, 0 = forever [default: forever].
+    #[arg(long = "loop", value_name = "N", conflicts_with = "no_loop")]
+    pub loop_count: Option<u32>,
+    /// GIF: play once, no loop.
+    #[arg(long)]
+    pub no_loop: bool,
     /// Retries per chunk after the first attempt, for retryable failures.
     #[arg(long, default_value_t = 2)]
     pub retries: u32,
@@ -149,6 +167,46 @@ pub struct PlanSettings {
     /// {count} {output} {width} {height} {fps} {bundle}; never run through a shell.
     #[arg(last = true)]
     pub argv: Vec<String>,
+    /// Planning a still (`still`): a page that declares no duration has any frame.
+    #[arg(skip)]
+    pub still: bool,
+}
+
+impl StillArgs {
+    /// The plan settings of a still: one frame, no audio.
+    pub fn plan_settings(&self) -> PlanSettings {
+        PlanSettings {
+            composition: Some(self.composition.clone()),
+            fps: self.fps,
+            size: self.size,
+            frames: None,
+            duration: None,
+            props: self.props.clone(),
+            chunks: None,
+            frames_per_chunk: None,
+            concurrency: Some(1),
+            lossless: false,
+            codec: None,
+            crf: None,
+            preset: None,
+            pix_fmt: None,
+            transparent: self.transparent,
+            quality: self.quality,
+            loop_count: None,
+            no_loop: false,
+            retries: self.retries,
+            timeout: self.timeout,
+            audio: Vec::new(),
+            capture_canvas: self.capture_canvas.clone(),
+            browsers: Some(1),
+            webhook: None,
+            no_media_audio: true,
+            bundle: None,
+            pass_env: Vec::new(),
+            argv: Vec::new(),
+            still: true,
+        }
+    }
 }
 
 /// `render`
@@ -212,6 +270,10 @@ pub struct PlanArgs {
     /// Where to write the job spec (`-` for stdout).
     #[arg(long)]
     pub emit: PathBuf,
+    /// The output the job is planned for: its name decides what is written (a video by
+    /// its container, .gif, or an image sequence such as frames/%05d.png) [default: a video].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
     /// What to render.
     #[command(flatten)]
     pub plan: PlanSettings,
@@ -234,12 +296,85 @@ pub struct BatchArgs {
     /// How segments are joined (see `render --stitch`).
     #[arg(long, value_enum, default_value_t = StitchMode::Auto)]
     pub stitch: StitchMode,
+    /// Stills: render this frame of each row as one image (-o 'thumbs/{row}.png').
+    #[arg(long, value_name = "N", conflicts_with = "time")]
+    pub frame: Option<u64>,
+    /// Stills: render the frame shown at this time (seconds) of each row.
+    #[arg(long, value_name = "SECONDS")]
+    pub time: Option<f64>,
     /// Where chunks run.
     #[command(flatten)]
     pub adapter: AdapterArgs,
     /// What to render (`--props` gives props every row starts from).
     #[command(flatten)]
     pub plan: PlanSettings,
+}
+
+/// `still`
+#[derive(Debug, Args)]
+pub struct StillArgs {
+    /// An HTML composition (folder with index.html, or an .html file).
+    pub composition: PathBuf,
+    /// The image: .png (lossless), .jpg/.jpeg or .webp, by extension. With --no-download it
+    /// only names the format.
+    #[arg(short, long, required_unless_present = "no_download")]
+    pub output: Option<PathBuf>,
+    /// The frame to render, from 0 [default: 0].
+    #[arg(long, value_name = "N", conflicts_with = "time")]
+    pub frame: Option<u64>,
+    /// The time to render, in seconds: the frame shown at that time.
+    #[arg(long, value_name = "SECONDS")]
+    pub time: Option<f64>,
+    /// Input props (a JSON object, or @FILE), as for `render`.
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub props: Option<String>,
+    /// Image size, WIDTHxHEIGHT [default: the composition's own, else 1280x720].
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+    /// Frame rate the frame number counts in [default: the composition's own, else 30].
+    #[arg(long)]
+    pub fps: Option<Fps>,
+    /// Transparent background, kept as alpha (.png and .webp).
+    #[arg(long)]
+    pub transparent: bool,
+    /// Quality of .jpg and .webp images, 1-100 [default: 90].
+    #[arg(long, value_name = "Q", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub quality: Option<u32>,
+    /// Capture this <canvas> by read-back (see `render --capture-canvas`).
+    #[arg(long, value_name = "SELECTOR")]
+    pub capture_canvas: Option<String>,
+    /// Leave the image in storage (`<storage>/jobs/<id>/output.<ext>`) and print where it is.
+    #[arg(long)]
+    pub no_download: bool,
+    /// Retries after the first attempt, for retryable failures.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+    /// Seconds the attempt may take before it is killed and retried.
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout: f64,
+    /// Where the frame renders.
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
+}
+
+/// The frame of `still` and `batch --frame/--time`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StillFrame {
+    /// A frame index.
+    Frame(u64),
+    /// A time in seconds.
+    Time(f64),
+}
+
+impl StillFrame {
+    /// From `--frame` / `--time`; frame 0 when neither is given.
+    pub fn new(frame: Option<u64>, time: Option<f64>) -> Self {
+        match (frame, time) {
+            (_, Some(t)) => StillFrame::Time(t),
+            (Some(f), None) => StillFrame::Frame(f),
+            (None, None) => StillFrame::Frame(0),
+        }
+    }
 }
 
 /// `run`
@@ -338,6 +473,10 @@ pub enum WorkerCommand {
         /// bucket) instead of rendering a chunk.
         #[arg(long)]
         assemble: bool,
+        /// Run the palette task of a GIF job (render a sample of its frames, compute the
+        /// palette every chunk draws with) instead of rendering a chunk.
+        #[arg(long, conflicts_with = "assemble")]
+        palette: bool,
     },
     /// Run as an AWS Lambda function (custom runtime): the event is the chunk request, the
     /// answer the report or {"error": …}. Needs AWS_LAMBDA_RUNTIME_API (set by Lambda).

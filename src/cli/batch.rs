@@ -46,6 +46,8 @@ pub async fn submit(
     };
     let pattern = Pattern::parse(&a.output)?;
     let rows = rows::read(&a.props_file)?;
+    let still = (a.frame.is_some() || a.time.is_some())
+        .then(|| super::args::StillFrame::new(a.frame, a.time));
 
     // The composition is opened once: its metadata, its schema (to type CSV values) and
     // its verdict on every row, each row merged over the common props.
@@ -93,6 +95,9 @@ pub async fn submit(
 
     let base = Resolved::new(p, inspection.helios.as_ref())?;
     eprintln!("{}", base.describe());
+    if let Some(f) = still {
+        base.range_for(Some(f))?;
+    }
     let bundle = source.upload(p, &ctx.storage).await?;
     let local = matches!(a.adapter.adapter, None | Some(super::AdapterKind::Local));
     let mut planned = Vec::with_capacity(rows.len());
@@ -106,6 +111,10 @@ pub async fn submit(
                 }
             };
             let output = pattern.expand(row, &props)?;
+            let target = plan::Target {
+                output: Some(Path::new(&output)),
+                still,
+            };
             let spec = plan::assemble(
                 p,
                 &source,
@@ -114,6 +123,7 @@ pub async fn submit(
                 Some(props),
                 &inspection.media,
                 local,
+                &target,
             )
             .map_err(|e| format!("{e:#}"))?;
             Ok((spec, PathBuf::from(output)))
@@ -142,6 +152,11 @@ pub async fn submit(
                         _ => None,
                     })
                     .unwrap_or_default();
+                let output = PathBuf::from(pattern.fallback(row));
+                let target = plan::Target {
+                    output: Some(&output),
+                    still,
+                };
                 let spec = plan::assemble(
                     p,
                     &source,
@@ -150,11 +165,12 @@ pub async fn submit(
                     Some(fallback),
                     &inspection.media,
                     local,
+                    &target,
                 )?;
                 Planned {
                     row,
                     spec,
-                    output: PathBuf::from(pattern.fallback(row)),
+                    output,
                     refused: Some(why),
                 }
             }

@@ -183,6 +183,7 @@ fn codec(name: &str) -> Option<Codec> {
         "libvpx-vp9" | "vp9" => Codec::Vp9,
         "prores" | "prores_ks" => Codec::Prores,
         "ffv1" => Codec::Ffv1,
+        "libsvtav1" | "libaom-av1" | "av1" => Codec::Av1,
         _ => return None,
     })
 }
@@ -394,6 +395,7 @@ fn job_spec(
             lossless: false,
             segments: SegmentFormat::File,
         },
+        output: Default::default(),
         audio: Vec::new(),
         chunks,
         retry: RetryPolicy::default(),

@@ -103,6 +103,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             chunk,
             attempt,
             assemble,
+            palette,
         }) => {
             let env_u32 = |name: &str| {
                 std::env::var(name)
@@ -117,7 +118,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 _ => None,
             };
             let batch = chunk.is_none() && task.is_some();
-            let (chunk, attempt, assemble) = match listed {
+            let (chunk, attempt, task_kind) = match listed {
                 Some(entry) => entry,
                 None => {
                     let chunk = chunk.or(task).ok_or_else(|| anyhow::anyhow!("give --chunk N (or run as a Cloud Run Jobs / Indexed Job task, which sets the task index)"))?;
@@ -125,11 +126,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                     let attempt = attempt
                         .or_else(|| env_u32("CLOUD_RUN_TASK_ATTEMPT").map(|a| a + 1))
                         .unwrap_or(1);
-                    (chunk, attempt, *assemble)
+                    let kind = match (*assemble, *palette) {
+                        (true, _) => TaskKind::Assemble,
+                        (_, true) => TaskKind::Palette,
+                        _ => TaskKind::Chunk,
+                    };
+                    (chunk, attempt, kind)
                 }
             };
             let req = ChunkRequest {
-                assemble,
+                assemble: task_kind == TaskKind::Assemble,
+                palette: task_kind == TaskKind::Palette,
                 ..ChunkRequest::render(job.clone(), chunk, attempt)
             };
             let result = worker::run(&req).await;
@@ -192,9 +199,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             if !a.no_download {
                 plan::check_writable(&output)?;
             }
-            let mut spec = plan::build_spec(&a.plan, &ctx.storage, local).await?;
+            let mut spec =
+                plan::build_spec(&a.plan, &ctx.storage, local, &plan::Target::output(&output))
+                    .await?;
             plan::check_output(&output, &spec)?;
             spec.video.segments = a.stitch.segments(&output, &spec.video);
+            preflight()?;
+            let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
+            let job = orch
+                .submit_with(spec, &ctx.storage, &output, !a.no_download)
+                .await?;
+            run_job(&cli, orch, rx, &job.id).await
+        }
+        Command::Still(a) => {
+            let ctx = State::open(&cli)?;
+            let local = matches!(a.adapter.adapter, None | Some(AdapterKind::Local));
+            let output = a
+                .output
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from("output.png"));
+            if !a.no_download {
+                plan::check_writable(&output)?;
+            }
+            let target = plan::Target {
+                output: Some(&output),
+                still: Some(args::StillFrame::new(a.frame, a.time)),
+            };
+            let spec = plan::build_spec(&a.plan_settings(), &ctx.storage, local, &target).await?;
             preflight()?;
             let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
             let job = orch
@@ -212,7 +243,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Plan(a) => {
             let ctx = State::open(&cli)?;
             // A plan is run with the local adapter unless said otherwise.
-            let spec = plan::build_spec(&a.plan, &ctx.storage, true).await?;
+            let target = plan::Target {
+                output: a.output.as_deref(),
+                still: None,
+            };
+            let spec = plan::build_spec(&a.plan, &ctx.storage, true, &target).await?;
             let json = serde_json::to_string_pretty(&spec)? + "\n";
             if a.emit.as_os_str() == "-" {
                 print!("{json}");
@@ -251,6 +286,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             if !a.no_download {
                 plan::check_writable(&output)?;
             }
+            plan::adopt_output(&output, &mut spec);
             plan::check_output(&output, &spec)?;
             // The segments' form follows the output container, whatever the plan assumed.
             spec.video.segments = a.stitch.segments(&output, &spec.video);
@@ -628,9 +664,20 @@ async fn stitch_files(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a worker task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskKind {
+    /// Render a chunk.
+    Chunk,
+    /// Join objects into a part of an output (in-bucket stitching).
+    Assemble,
+    /// Make a GIF job's palette.
+    Palette,
+}
+
 /// Entry `task` of a `HELIOS_TASKS` list ("chunk:attempt,…", an assembly task being
-/// "index:attempt:assemble"): chunk, attempt, whether it is an assembly task.
-fn task_entry(list: &str, task: u32) -> anyhow::Result<(u32, u32, bool)> {
+/// "index:attempt:assemble", a palette task "0:attempt:palette"): chunk, attempt, kind.
+fn task_entry(list: &str, task: u32) -> anyhow::Result<(u32, u32, TaskKind)> {
     let entry = list
         .split(',')
         .nth(task as usize)
@@ -640,17 +687,18 @@ fn task_entry(list: &str, task: u32) -> anyhow::Result<(u32, u32, bool)> {
     let parse = |v: Option<&str>| v.and_then(|v| v.parse::<u32>().ok()).ok_or_else(bad);
     let chunk = parse(fields.next())?;
     let attempt = parse(fields.next())?;
-    let assemble = match fields.next() {
-        None => false,
-        Some("assemble") => true,
+    let kind = match fields.next() {
+        None => TaskKind::Chunk,
+        Some("assemble") => TaskKind::Assemble,
+        Some("palette") => TaskKind::Palette,
         Some(_) => return Err(bad()),
     };
-    Ok((chunk, attempt, assemble))
+    Ok((chunk, attempt, kind))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{error_chain, task_entry};
+    use super::{error_chain, task_entry, TaskKind};
 
     #[test]
     fn error_chains_say_each_cause_once() {
@@ -667,8 +715,12 @@ mod tests {
     #[test]
     fn task_entries_name_chunks_and_assembly_tasks() {
         let list = "3:1,7:2:assemble,5:1";
-        assert_eq!(task_entry(list, 0).unwrap(), (3, 1, false));
-        assert_eq!(task_entry(list, 1).unwrap(), (7, 2, true));
+        assert_eq!(task_entry(list, 0).unwrap(), (3, 1, TaskKind::Chunk));
+        assert_eq!(task_entry(list, 1).unwrap(), (7, 2, TaskKind::Assemble));
+        assert_eq!(
+            task_entry("0:3:palette", 0).unwrap(),
+            (0, 3, TaskKind::Palette)
+        );
         assert!(task_entry(list, 3).is_err());
         assert!(task_entry("3:1:render", 0).is_err());
         assert!(task_entry("3", 0).is_err());

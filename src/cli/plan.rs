@@ -4,13 +4,13 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use super::args::PlanSettings;
+use super::args::{PlanSettings, StillFrame};
 use crate::media;
 use crate::render::browser::{DiscoveredMedia, HeliosMetadata, Inspection};
 use crate::spec::{
-    plan_chunks, AudioSource, AudioTrack, BrowserComposition, ChunkPlan, CommandComposition,
-    Composition, Fps, FrameRange, JobSpec, Props, RetryPolicy, SegmentFormat, VideoSpec,
-    SPEC_VERSION,
+    plan_chunks, AudioSource, AudioTrack, BrowserComposition, ChunkPlan, Codec, CommandComposition,
+    Composition, Fps, FramePattern, FrameRange, ImageFormat, JobSpec, OutputKind, OutputSpec,
+    Props, RetryPolicy, SegmentFormat, VideoSpec, SPEC_VERSION,
 };
 use crate::storage::{self, keys, Storage};
 
@@ -65,6 +65,7 @@ pub async fn build_spec(
     p: &PlanSettings,
     storage: &Storage,
     local: bool,
+    target: &Target<'_>,
 ) -> anyhow::Result<JobSpec> {
     let source = Source::new(p)?;
     // The page is loaded once here, as a worker would load it, when it has something to
@@ -99,9 +100,208 @@ pub async fn build_spec(
     };
     let bundle = source.upload(p, storage).await?;
     let media = inspection.map(|i| i.media).unwrap_or_default();
-    let spec = assemble(p, &source, bundle, &settings, props, &media, local)?;
+    let spec = assemble(p, &source, bundle, &settings, props, &media, local, target)?;
+    eprintln!("{}", describe_output(&spec));
+    if spec.output.kind == OutputKind::Gif && spec.video.fps.as_f64() > 50.0 {
+        eprintln!(
+            "note: at {} fps a GIF frame lasts under 2 centiseconds, which browsers stretch to 10: it will play slowly there; 50 fps or less plays true everywhere",
+            spec.video.fps
+        );
+    }
     check_audio(&spec, source.bundle_dir(p)).await?;
     Ok(spec)
+}
+
+/// What a job is planned to write: the output's path when it is known (its name decides
+/// the kind: a video by its container, a GIF, an image sequence) and, for a still, the frame.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Target<'a> {
+    /// The output path (`-o`).
+    pub output: Option<&'a Path>,
+    /// The one frame of a still.
+    pub still: Option<StillFrame>,
+}
+
+impl<'a> Target<'a> {
+    /// A job writing `output`.
+    pub fn output(output: &'a Path) -> Self {
+        Self {
+            output: Some(output),
+            still: None,
+        }
+    }
+}
+
+/// One line for people: what the job will write.
+pub fn describe_output(spec: &JobSpec) -> String {
+    let o = &spec.output;
+    let alpha = if o.alpha { " with alpha" } else { "" };
+    let format = o.format.map(|f| f.extension()).unwrap_or("png");
+    match o.kind {
+        OutputKind::Video => {
+            let v = &spec.video;
+            let color = if crate::render::encoder::color_filter(v.pixel_format()).is_some() {
+                ", BT.709 limited range"
+            } else {
+                ""
+            };
+            format!(
+                "output: video, {} {}{color}{alpha}",
+                v.codec.name(),
+                v.pixel_format()
+            )
+        }
+        OutputKind::Gif => format!(
+            "output: GIF, one palette for the whole video, {}",
+            match o.loop_count {
+                Some(0) => "loops forever".to_string(),
+                Some(n) => format!("loops {n} times"),
+                None => "plays once".to_string(),
+            }
+        ),
+        OutputKind::Images => format!(
+            "output: image sequence, {} {format} images{alpha} named {}",
+            spec.frame_count(),
+            o.pattern.as_deref().unwrap_or_default()
+        ),
+        OutputKind::Still => format!(
+            "output: still, {format} image{alpha} of frame {}",
+            spec.video.frames.start
+        ),
+    }
+}
+
+/// The output section, codec and pixel format for the flags and the target.
+fn output_settings(
+    p: &PlanSettings,
+    t: &Target<'_>,
+) -> anyhow::Result<(OutputSpec, Codec, Option<String>)> {
+    let path = t.output;
+    let name = path
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
+    let mut o = OutputSpec {
+        alpha: p.transparent,
+        quality: p.quality,
+        ..Default::default()
+    };
+    o.kind = if t.still.is_some() {
+        OutputKind::Still
+    } else if FramePattern::is_pattern(&name) {
+        OutputKind::Images
+    } else if ext == "gif" {
+        OutputKind::Gif
+    } else if ImageFormat::from_extension(&ext).is_some() {
+        let folder = path
+            .and_then(|p| p.parent())
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(|d| format!("{}/", d.display()))
+            .unwrap_or_default();
+        bail!(
+            "-o {shown}: one .{ext} image holds one frame; for an image per frame give a pattern such as {folder}%05d.{ext}, for one frame use `helios-infra still`"
+        );
+    } else {
+        OutputKind::Video
+    };
+    if o.kind != OutputKind::Video {
+        let video_flags: Vec<&str> = [
+            ("--codec", p.codec.is_some()),
+            ("--crf", p.crf.is_some()),
+            ("--preset", p.preset.is_some()),
+            ("--pix-fmt", p.pix_fmt.is_some()),
+            ("--lossless", p.lossless),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
+        if !video_flags.is_empty() {
+            let what = match o.kind {
+                OutputKind::Gif => "a GIF is written with its own palette encoder",
+                OutputKind::Still => "a still is written as one image",
+                _ => "an image sequence is written image by image",
+            };
+            bail!(
+                "-o {shown}: {} {} for video outputs; {what}, not encoded as video (drop {}, or write a video such as out.mp4)",
+                video_flags.join(", "),
+                if video_flags.len() == 1 { "is" } else { "are" },
+                if video_flags.len() == 1 { "it" } else { "them" }
+            );
+        }
+    }
+    match o.kind {
+        OutputKind::Still => {
+            let ext = if ext.is_empty() { "png" } else { ext.as_str() };
+            o.format = Some(ImageFormat::from_extension(ext).ok_or_else(|| {
+                anyhow::anyhow!("-o {shown}: a still is a .png, .jpg (.jpeg) or .webp image")
+            })?);
+        }
+        OutputKind::Images => {
+            let fp = FramePattern::parse(&name).map_err(|e| anyhow::anyhow!("-o {shown}: {e}"))?;
+            o.format = Some(
+                fp.extension()
+                    .and_then(ImageFormat::from_extension)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "-o {shown}: an image sequence is .png, .jpg (.jpeg) or .webp images; end the pattern with one of these extensions"
+                        )
+                    })?,
+            );
+            o.pattern = Some(name);
+        }
+        OutputKind::Gif => {
+            o.loop_count = if p.no_loop {
+                None
+            } else {
+                Some(p.loop_count.unwrap_or(0))
+            };
+        }
+        OutputKind::Video => {}
+    }
+    if o.kind != OutputKind::Gif && (p.loop_count.is_some() || p.no_loop) {
+        bail!("--loop and --no-loop are for GIF outputs (-o out.gif)");
+    }
+    let codec = match p.codec {
+        Some(c) => c,
+        None => match ext.as_str() {
+            "webm" => Codec::Vp9,
+            "mov" | "qt" if p.transparent => Codec::Prores,
+            _ => Codec::H264,
+        },
+    };
+    let pix_fmt = p
+        .pix_fmt
+        .clone()
+        .or_else(|| match (o.kind, p.transparent, codec) {
+            (OutputKind::Video, true, Codec::Prores) => Some("yuva444p10le".into()),
+            (OutputKind::Video, true, Codec::Vp9) => Some("yuva420p".into()),
+            _ => None,
+        });
+    if p.transparent {
+        let keeps = match o.kind {
+            OutputKind::Video => matches!(codec, Codec::Prores | Codec::Vp9),
+            OutputKind::Gif => false,
+            OutputKind::Images | OutputKind::Still => o.format.is_some_and(|f| f.carries_alpha()),
+        };
+        if !keeps {
+            let what = match o.kind {
+                OutputKind::Video => format!("{} video", codec.name()),
+                OutputKind::Gif => "a GIF".into(),
+                _ => format!(".{ext} images"),
+            };
+            bail!(
+                "--transparent: -o {shown} ({what}) cannot carry alpha; use {}",
+                crate::spec::ALPHA_OUTPUTS
+            );
+        }
+    }
+    Ok((o, codec, pix_fmt))
 }
 
 /// What is rendered: an HTML composition (its folder and entry page) or a command, and
@@ -180,6 +380,7 @@ impl Source {
 }
 
 /// The job spec for resolved settings, props and discovered media; validated.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn assemble(
     p: &PlanSettings,
     source: &Source,
@@ -188,10 +389,12 @@ pub(super) fn assemble(
     props: Option<Props>,
     media: &[DiscoveredMedia],
     local: bool,
+    target: &Target<'_>,
 ) -> anyhow::Result<JobSpec> {
     let page = &source.page;
     let (fps, (width, height)) = (settings.fps.0, settings.size.0);
-    let range = settings.frames.0;
+    let range = settings.range_for(target.still)?;
+    let (output, codec, pixel_format) = output_settings(p, target)?;
     let concurrency = p
         .concurrency
         .unwrap_or_else(|| default_workers(page.is_some(), local));
@@ -241,14 +444,15 @@ pub(super) fn assemble(
             height,
             fps,
             frames: range,
-            codec: p.codec,
+            codec,
             crf: p.crf,
             preset: p.preset.clone(),
-            pixel_format: p.pix_fmt.clone(),
+            pixel_format,
             lossless: p.lossless,
             // Chosen from the output by `render` and `run` (SegmentFormat::for_output).
             segments: SegmentFormat::File,
         },
+        output,
         audio,
         chunks: plan_chunks(range, plan),
         retry: RetryPolicy {
@@ -332,7 +536,7 @@ pub(super) fn probe_video(p: &PlanSettings) -> VideoSpec {
         height,
         fps: p.fps.unwrap_or(DEFAULT_FPS),
         frames: FrameRange::new(0, 1),
-        codec: p.codec,
+        codec: p.codec.unwrap_or_default(),
         crf: None,
         preset: None,
         pixel_format: None,
@@ -445,6 +649,8 @@ impl Resolved {
                 let n = (secs * h.fps.unwrap_or(fps.0.as_f64()) - 1e-9).ceil().max(1.0) as u64;
                 (FrameRange::new(0, n), Origin::Composition)
             }
+            // A still of a page without a duration: any frame.
+            (None, None, None) if p.still => (FrameRange::new(0, u64::MAX), Origin::Default),
             (None, None, None) => match helios {
                 Some(_) => bail!(
                     "the composition's Helios instance declares no duration; say how much to render: --frames START..END or --duration SECONDS"
@@ -455,11 +661,53 @@ impl Resolved {
         Ok(Self { frames, fps, size })
     }
 
+    /// The frames to render: all of them, or a still's one frame, which must lie in the
+    /// composition's range when the composition has one.
+    pub fn range_for(&self, still: Option<StillFrame>) -> anyhow::Result<FrameRange> {
+        let (range, origin) = self.frames;
+        let Some(still) = still else {
+            return Ok(range);
+        };
+        let fps = self.fps.0;
+        let f = match still {
+            StillFrame::Frame(f) => f,
+            StillFrame::Time(t) => {
+                if !(t.is_finite() && t >= 0.0) {
+                    bail!("--time {t} is not a time in seconds from the start (0 or more)");
+                }
+                // The frame on screen at t: the last one that starts at or before it.
+                (t * fps.as_f64() + 1e-9).floor() as u64
+            }
+        };
+        let what = match still {
+            StillFrame::Frame(_) => format!("frame {f}"),
+            StillFrame::Time(t) => format!("--time {t} (frame {f} at {fps} fps)"),
+        };
+        if origin != Origin::Default && !(range.start..range.end).contains(&f) {
+            bail!(
+                "{what} is outside the composition: its frames are {}..{} ({} s at {fps} fps); give a frame from {} to {}",
+                range.start,
+                range.end,
+                format_secs(fps.seconds(range.len())),
+                range.start,
+                range.end - 1
+            );
+        }
+        Ok(FrameRange::new(f, f + 1))
+    }
+
     /// One line for people: each value and where it came from.
     pub fn describe(&self) -> String {
         let (range, fo) = self.frames;
         let (fps, ro) = self.fps;
         let ((w, h), so) = self.size;
+        if range.end == u64::MAX {
+            return format!(
+                "plan: the page declares no duration, {fps} fps ({}), {w}x{h} ({})",
+                ro.say(),
+                so.say()
+            );
+        }
         format!(
             "plan: frames {}..{} ({} s, {}), {fps} fps ({}), {w}x{h} ({})",
             range.start,
@@ -615,26 +863,76 @@ pub fn check_writable(output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Refuses an output whose container cannot hold the job's video codec.
+/// Refuses an output that is not what the job writes: a container that cannot hold the
+/// job's video codec, an image sequence without a frame number pattern, another format.
 pub fn check_output(output: &Path, spec: &JobSpec) -> anyhow::Result<()> {
-    let codec = spec.video.codec;
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let ext = output
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase())
         .unwrap_or_default();
-    let ok = codec.containers();
-    let fits = ok.contains(&ext.as_str()) || (ext == "m4v" && ok.contains(&"mp4"));
-    if !fits {
-        bail!(
-            "-o {}: a .{ext} file cannot hold {} video; use one of: {}",
-            output.display(),
-            codec.name(),
-            ok.iter()
-                .map(|e| format!(".{e}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    let shown = output.display();
+    let o = &spec.output;
+    let format = o.format.map(|f| f.extension()).unwrap_or("png");
+    match o.kind {
+        OutputKind::Video => {
+            if FramePattern::is_pattern(&name)
+                || ext == "gif"
+                || ImageFormat::from_extension(&ext).is_some()
+            {
+                bail!(
+                    "-o {shown}: this job writes a {} video; give a video file (e.g. out.mp4), or plan the job for images or a GIF (plan -o {shown})",
+                    spec.video.codec.name()
+                );
+            }
+            let codec = spec.video.codec;
+            let ok = codec.containers();
+            let fits = ok.contains(&ext.as_str()) || (ext == "m4v" && ok.contains(&"mp4"));
+            if !fits {
+                bail!(
+                    "-o {shown}: a .{ext} file cannot hold {} video; use one of: {}",
+                    codec.name(),
+                    ok.iter()
+                        .map(|e| format!(".{e}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        OutputKind::Gif if ext != "gif" => {
+            bail!("-o {shown}: this job writes a GIF; give a .gif file")
+        }
+        OutputKind::Gif => {}
+        OutputKind::Images => {
+            let fp = FramePattern::parse(&name).map_err(|e| {
+                anyhow::anyhow!("-o {shown}: this job writes an image per frame: {e}")
+            })?;
+            if fp.extension().and_then(ImageFormat::from_extension) != o.format {
+                bail!(
+                    "-o {shown}: this job writes .{format} images; end the pattern with .{format}"
+                );
+            }
+        }
+        OutputKind::Still => {
+            if ImageFormat::from_extension(&ext) != o.format {
+                bail!("-o {shown}: this job writes one .{format} image; give a .{format} file");
+            }
+        }
     }
     Ok(())
+}
+
+/// For `run`: an image sequence's files take the names `-o` gives them.
+pub fn adopt_output(output: &Path, spec: &mut JobSpec) {
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if spec.output.kind == OutputKind::Images && FramePattern::is_pattern(&name) {
+        spec.output.pattern = Some(name);
+    }
 }

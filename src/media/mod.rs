@@ -3,6 +3,7 @@
 //! Used by `render` (encoding) and `stitch` (validation, concat); nothing else runs FFmpeg.
 
 pub mod fmp4;
+pub mod gif;
 mod probe;
 
 use std::path::PathBuf;
@@ -152,4 +153,26 @@ pub async fn run(tool: Tool, mut cmd: Command, what: &str) -> Result<Vec<u8>, Me
         });
     }
     Ok(done.stdout)
+}
+
+/// Whether this machine's FFmpeg has the encoder `name` (asked once per process).
+pub fn has_encoder(name: &str) -> bool {
+    static ENCODERS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let list = ENCODERS.get_or_init(|| {
+        Tool::Ffmpeg
+            .locate()
+            .ok()
+            .and_then(|ffmpeg| {
+                std::process::Command::new(ffmpeg)
+                    .args(["-hide_banner", "-nostdin", "-encoders"])
+                    .stdin(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .output()
+                    .ok()
+            })
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    });
+    list.lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(name))
 }

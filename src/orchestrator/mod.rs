@@ -6,7 +6,9 @@
 mod assemble;
 pub mod backoff;
 pub mod events;
+mod gif;
 pub mod lock;
+mod place;
 mod run;
 pub mod store;
 pub mod webhook;
@@ -89,6 +91,14 @@ pub enum OrchestratorError {
         rounds: u32,
         /// Last problem.
         reason: String,
+    },
+    /// A GIF job's palette could not be made.
+    #[error("job {job} failed: its GIF palette could not be made: {message}\nNothing was lost; fix the cause and run `helios-infra resume {job}`.")]
+    Palette {
+        /// Job id.
+        job: String,
+        /// The last failure.
+        message: String,
     },
     /// Cancelled by the user; resumable.
     #[error("job {job} was cancelled; finished chunks are kept (`helios-infra resume {job}` continues it)")]

@@ -224,6 +224,9 @@ impl Orchestrator {
         self.store
             .set_job_state(&job.id, JobState::Running, None)
             .await?;
+        if job.spec.output.kind == spec::OutputKind::Gif {
+            self.ensure_palette(job, storage).await?;
+        }
         let mut rendered = 0;
         let mut last_problem = String::new();
         for _round in 0..MAX_STITCH_ROUNDS {
@@ -411,6 +414,13 @@ impl Orchestrator {
         self.emit(Event::Stitching {
             segments: chunks.len() as u32,
         });
+        if job.spec.output.kind.is_image() {
+            let placed = super::place::place_images(job, storage, &chunks).await?;
+            if let Err(problems) = &placed {
+                self.reject(job, problems).await?;
+            }
+            return Ok(placed);
+        }
         let tmp_root = self.state_dir.join("tmp");
         std::fs::create_dir_all(&tmp_root).map_err(|e| OrchestratorError::Io {
             context: format!("cannot create {}", tmp_root.display()),
@@ -435,6 +445,13 @@ impl Orchestrator {
             return self
                 .join_fragments(job, storage, &chunks, Some(tmp.path()))
                 .await;
+        }
+        if job.spec.output.kind == spec::OutputKind::Gif {
+            let joined = self.join_gif(job, storage, &chunks, tmp.path()).await?;
+            if let Err(problems) = &joined {
+                self.reject(job, problems).await?;
+            }
+            return Ok(joined);
         }
 
         // Fetch and hash every segment, a few at a time; probe only those whose worker did
@@ -969,6 +986,13 @@ fn output_path(job: &JobRecord, tmp: &Path) -> PathBuf {
 /// Where a job's output is kept in storage, for people: the file of local storage, a
 /// presigned URL (7 days) for S3 when the output was not downloaded, else the object's URL.
 async fn output_location(job: &JobRecord, storage: &Storage) -> String {
+    if job.spec.output.kind == spec::OutputKind::Images {
+        let folder = keys::frames(&job.id);
+        return match storage.local_path(&folder) {
+            Some(p) => p.display().to_string(),
+            None => storage.url_for(&folder),
+        };
+    }
     let key = job.output_key();
     if let Some(p) = storage.local_path(&key) {
         return p.display().to_string();
@@ -1014,7 +1038,7 @@ async fn verify_report(
     storage: &Storage,
 ) -> Result<CommittedSegment, String> {
     let job = spec.id.as_deref().unwrap_or_default();
-    let ext = crate::render::encoder::stored_extension(&spec.video);
+    let ext = crate::render::encoder::stored_extension(spec);
     let expected_key = keys::attempt_segment(job, chunk.index, attempt, ext);
     if report.job != job || report.chunk != chunk.index || report.attempt != attempt {
         return Err(format!(
@@ -1027,6 +1051,9 @@ async fn verify_report(
             "worker reported {} frames ({}..{}) for chunk {} ({}..{})",
             report.frames, report.start, report.end, chunk.index, chunk.start, chunk.end
         ));
+    }
+    if spec.output.kind.is_image() {
+        return verify_images(report, spec, chunk, attempt, storage).await;
     }
     if report.segment != expected_key {
         return Err(format!(
@@ -1050,6 +1077,77 @@ async fn verify_report(
         }
         Err(e) => return Err(e.to_string()),
     }
+    Ok(CommittedSegment {
+        attempt,
+        key: report.segment.clone(),
+        sha256: report.sha256.clone(),
+        bytes: report.bytes,
+        frames: report.frames,
+        worker_ms: report.timings.total_ms,
+        media: report.media.as_deref().cloned(),
+    })
+}
+
+/// Checks an image attempt's report: one file per frame of the chunk, in order, under the
+/// attempt's folder with the names the pattern gives, each in storage with its reported size.
+async fn verify_images(
+    report: &ChunkReport,
+    spec: &JobSpec,
+    chunk: Chunk,
+    attempt: u32,
+    storage: &Storage,
+) -> Result<CommittedSegment, String> {
+    let job = spec.id.as_deref().unwrap_or_default();
+    let folder = keys::attempt_files(job, chunk.index, attempt);
+    if report.segment != folder {
+        return Err(format!(
+            "worker wrote its images under {} instead of {folder}",
+            report.segment
+        ));
+    }
+    let files = report
+        .media
+        .as_ref()
+        .and_then(|m| m.files.as_ref())
+        .ok_or("worker reported no image files")?;
+    if files.len() as u64 != chunk.len() {
+        return Err(format!(
+            "worker reported {} images for the {} frames of chunk {}",
+            files.len(),
+            chunk.len(),
+            chunk.index
+        ));
+    }
+    for (f, file) in (chunk.start..chunk.end).zip(files) {
+        let name = spec.output.file_name(f);
+        if file.frame != f || file.name != name {
+            return Err(format!(
+                "worker reported image {} for frame {}, expected {name} for frame {f}",
+                file.name, file.frame
+            ));
+        }
+    }
+    if crate::worker::ImageFile::digest_of(files) != report.sha256 {
+        return Err("the report's digest does not match its list of images".into());
+    }
+    let expected: Vec<(String, u64, Storage)> = files
+        .iter()
+        .map(|f| (format!("{folder}/{}", f.name), f.bytes, storage.clone()))
+        .collect();
+    let sizes = futures::stream::iter(expected.into_iter().map(
+        |(key, bytes, storage)| async move {
+            match storage.size(&key).await {
+                Ok(Some(n)) if n == bytes => Ok(()),
+                Ok(Some(n)) => Err(format!("image {key} has {n} bytes, report says {bytes}")),
+                Ok(None) => Err(format!("image {key} is missing from storage")),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    ))
+    .buffered(16)
+    .collect::<Vec<_>>()
+    .await;
+    sizes.into_iter().collect::<Result<Vec<()>, String>>()?;
     Ok(CommittedSegment {
         attempt,
         key: report.segment.clone(),

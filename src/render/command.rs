@@ -144,11 +144,8 @@ impl Renderer for CommandRenderer {
         }
 
         let started = Instant::now();
-        let v = &req.spec.video;
-        let segment = req
-            .workdir
-            .join(format!("segment.{}", encoder::segment_extension(v.codec)));
-        encoder::normalize(&raw, &segment, v)
+        let segment = encoder::chunk_output(req.workdir, req.spec);
+        encoder::normalize(&raw, &segment, req.spec, req.chunk)
             .await
             .map_err(|e| match e {
                 media::MediaError::Failed { stderr, .. } => RenderError::BadOutput(format!(
@@ -156,28 +153,19 @@ impl Renderer for CommandRenderer {
                 )),
                 other => other.into(),
             })?;
-        let info = media::probe(&segment).await?;
-        if (info.width, info.height) != (v.width, v.height) {
-            return Err(RenderError::BadOutput(format!(
-                "renderer {program:?} wrote {}x{} frames but the job is {}x{} (use {{width}} and {{height}})",
-                info.width, info.height, v.width, v.height
-            )));
-        }
-        if info.frames != req.chunk.len() {
-            return Err(RenderError::BadOutput(format!(
-                "renderer {program:?} wrote {} frames for chunk {} (frames {}..{}) but {} were expected; does it honour {{start}} and {{end}}?",
-                info.frames,
-                req.chunk.index,
-                req.chunk.start,
-                req.chunk.end,
-                req.chunk.len()
-            )));
-        }
+        let artifact = encoder::finish(req.spec, req.chunk, &segment)
+            .await
+            .map_err(|e| match e {
+                RenderError::BadOutput(why) => RenderError::BadOutput(format!(
+                    "renderer {program:?}: {why}; does it honour {{width}}, {{height}}, {{start}} and {{end}}?"
+                )),
+                other => other,
+            })?;
         let _ = tokio::fs::remove_file(&raw).await;
         Ok(RenderedSegment {
             path: segment,
-            frames: info.frames,
-            info,
+            frames: artifact.frames(),
+            artifact,
             render_time,
             encode_time: started.elapsed(),
             stats: Default::default(),

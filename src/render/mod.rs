@@ -32,12 +32,13 @@ pub struct RenderRequest<'a> {
 /// A segment on local disk, ready to upload.
 #[derive(Debug, Clone)]
 pub struct RenderedSegment {
-    /// The segment file (in the job's segment container).
+    /// The segment file (in the job's segment container), or the folder of its images.
     pub path: PathBuf,
     /// Frames it holds (checked by probing).
     pub frames: u64,
-    /// What probing found (codec parameters, keyframe first).
-    pub info: crate::media::SegmentInfo,
+    /// What was checked: the segment as probing found it (codec parameters, keyframe
+    /// first), or the image of each frame.
+    pub artifact: encoder::Artifact,
     /// Time spent producing frames.
     pub render_time: Duration,
     /// Time spent encoding and checking them.
@@ -79,6 +80,44 @@ pub struct StageTimings {
 pub trait Renderer: Send + Sync {
     /// Renders `req.chunk` into a segment inside `req.workdir`.
     async fn render(&self, req: &RenderRequest<'_>) -> Result<RenderedSegment, RenderError>;
+
+    /// Renders single frames, not a range, as images of `req.spec`'s output (an image
+    /// spec); returns each frame's file, in the order asked. By default each frame is a
+    /// one-frame chunk of its own.
+    async fn render_frames(
+        &self,
+        req: &RenderRequest<'_>,
+        frames: &[u64],
+    ) -> Result<Vec<PathBuf>, RenderError> {
+        let mut out = Vec::with_capacity(frames.len());
+        for &f in frames {
+            let workdir = req.workdir.join(format!("frame-{f}"));
+            std::fs::create_dir_all(&workdir).map_err(|source| RenderError::Io {
+                context: "cannot make a work directory".into(),
+                source,
+            })?;
+            let one = RenderRequest {
+                chunk: Chunk {
+                    index: req.chunk.index,
+                    start: f,
+                    end: f + 1,
+                },
+                workdir: &workdir,
+                ..*req
+            };
+            match self.render(&one).await?.artifact {
+                encoder::Artifact::Images(mut files) if files.len() == 1 => {
+                    out.push(files.remove(0).1)
+                }
+                _ => {
+                    return Err(RenderError::BadOutput(format!(
+                        "frame {f} did not render as one image"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Why a chunk could not be rendered. [`RenderError::is_retryable`] tells transient

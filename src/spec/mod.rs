@@ -6,14 +6,19 @@
 
 mod fps;
 pub mod fuzz;
+mod output;
 mod plan;
 mod types;
 mod validate;
 
 pub use fps::Fps;
+pub use output::{
+    palette_samples, FramePattern, ImageFormat, OutputKind, OutputSpec, DEFAULT_IMAGE_QUALITY,
+    PALETTE_SAMPLES,
+};
 pub use plan::{plan_chunks, ChunkPlan};
 pub use types::*;
-pub use validate::{validate, FieldError, SpecError};
+pub use validate::{has_alpha, validate, FieldError, SpecError, ALPHA_OUTPUTS};
 
 /// Placeholders the command renderer substitutes in its argument vector.
 pub const PLACEHOLDERS: &[&str] = &[

@@ -18,6 +18,10 @@ pub struct JobSpec {
     pub composition: Composition,
     /// Output picture and encoding settings.
     pub video: VideoSpec,
+    /// What is written: a video (the default), a GIF, an image sequence or a still, and
+    /// whether frames keep their alpha channel.
+    #[serde(default, skip_serializing_if = "super::OutputSpec::is_default")]
+    pub output: super::OutputSpec,
     /// Audio tracks, mixed once for the whole timeline at stitch time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audio: Vec<AudioTrack>,
@@ -69,6 +73,7 @@ impl JobSpec {
                 lossless: false,
                 segments: SegmentFormat::File,
             },
+            output: super::OutputSpec::default(),
             audio: Vec::new(),
             chunks: super::plan_chunks(frames, plan),
             retry: RetryPolicy::default(),
@@ -202,16 +207,20 @@ pub enum Codec {
     Prores,
     /// FFV1, always lossless.
     Ffv1,
+    /// AV1 (SVT-AV1 through FFmpeg; libaom where SVT-AV1 is missing). `crf` 0-63,
+    /// `preset` 0 (slowest) to 13 (fastest) on SVT-AV1's scale.
+    Av1,
 }
 
 impl Codec {
     /// Every codec, for help texts and errors.
-    pub const ALL: [Codec; 5] = [
+    pub const ALL: [Codec; 6] = [
         Codec::H264,
         Codec::H265,
         Codec::Vp9,
         Codec::Prores,
         Codec::Ffv1,
+        Codec::Av1,
     ];
 
     /// The lowercase name used in specs and on the command line.
@@ -222,6 +231,7 @@ impl Codec {
             Codec::Vp9 => "vp9",
             Codec::Prores => "prores",
             Codec::Ffv1 => "ffv1",
+            Codec::Av1 => "av1",
         }
     }
 
@@ -240,6 +250,7 @@ impl Codec {
             Codec::Vp9 => &["webm", "mkv", "mp4"],
             Codec::Prores => &["mov", "mkv"],
             Codec::Ffv1 => &["mkv", "mov"],
+            Codec::Av1 => &["mp4", "webm", "mkv"],
         }
     }
 }
@@ -308,15 +319,18 @@ impl SegmentFormat {
         *self == SegmentFormat::File
     }
 
-    /// The format for an output file: fragmented for `.mp4`/`.m4v` outputs of H.264, H.265
-    /// or VP9; whole files (concat) for other containers and for lossless jobs.
+    /// The format for an output file: fragmented for `.mp4`/`.m4v` outputs of H.264, H.265,
+    /// VP9 or AV1; whole files (concat) for other containers and for lossless jobs.
     pub fn for_output(output: &std::path::Path, video: &VideoSpec) -> Self {
         let ext = output
             .extension()
             .and_then(|e| e.to_str())
             .map(|e| e.to_ascii_lowercase())
             .unwrap_or_default();
-        let joinable_codec = matches!(video.codec, Codec::H264 | Codec::H265 | Codec::Vp9);
+        let joinable_codec = matches!(
+            video.codec,
+            Codec::H264 | Codec::H265 | Codec::Vp9 | Codec::Av1
+        );
         if matches!(ext.as_str(), "mp4" | "m4v") && joinable_codec && !video.lossless {
             SegmentFormat::Fragmented
         } else {

@@ -1,6 +1,8 @@
 use std::fmt;
 
-use super::{Codec, Composition, JobSpec, PLACEHOLDERS, SPEC_VERSION};
+use super::{
+    Codec, Composition, FramePattern, ImageFormat, JobSpec, OutputKind, PLACEHOLDERS, SPEC_VERSION,
+};
 
 /// One problem in a job spec, naming the field it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +96,11 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
             format!("{pix:?} is not a pixel format name"),
         );
     }
-    let (sub_w, sub_h) = chroma_subsampling(pix);
+    // Images and GIF frames keep the picture's own pixels: no chroma subsampling.
+    let (sub_w, sub_h) = match spec.output.kind {
+        OutputKind::Video => chroma_subsampling(pix),
+        _ => (false, false),
+    };
     if sub_w && v.width % 2 == 1 {
         err(
             "video.width",
@@ -142,7 +148,7 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
     }
     if let Some(crf) = v.crf {
         let max = match v.codec {
-            Codec::Vp9 => 63,
+            Codec::Vp9 | Codec::Av1 => 63,
             _ => 51,
         };
         if matches!(v.codec, Codec::Prores | Codec::Ffv1) {
@@ -158,12 +164,27 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
         }
     }
     if let Some(preset) = &v.preset {
-        if preset.is_empty() || !preset.chars().all(|c| c.is_ascii_lowercase()) {
+        if v.codec == Codec::Av1 {
+            if !preset.parse::<u8>().is_ok_and(|p| p <= 13) {
+                err(
+                    "video.preset",
+                    format!(
+                        "{preset:?} is not an AV1 preset: give a number from 0 (slowest, smallest) to 13 (fastest), SVT-AV1's scale"
+                    ),
+                );
+            }
+        } else if preset.is_empty() || !preset.chars().all(|c| c.is_ascii_lowercase()) {
             err(
                 "video.preset",
                 format!("{preset:?} is not a preset name such as \"medium\""),
             );
         }
+    }
+    if v.lossless && v.codec == Codec::Av1 {
+        err(
+            "video.lossless",
+            "av1 is not lossless here (SVT-AV1 has no lossless mode); use ffv1, h264 or h265 for lossless output".into(),
+        );
     }
     if v.lossless && v.codec == Codec::Prores {
         err(
@@ -171,6 +192,8 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
             "prores is never lossless; use ffv1, h264 or h265 for lossless output".into(),
         );
     }
+
+    check_output(spec, &mut err);
 
     // Chunks: contiguous, non-overlapping, exact cover.
     if spec.chunks.is_empty() {
@@ -427,6 +450,157 @@ fn known() -> String {
 }
 
 /// Whether a pixel format subsamples chroma horizontally / vertically.
+/// Video outputs that keep an alpha channel, for errors.
+pub const ALPHA_OUTPUTS: &str = ".mov (ProRes 4444), .webm (VP9), .png or .webp images";
+
+/// Whether a pixel format carries alpha.
+pub fn has_alpha(pix: &str) -> bool {
+    let p = pix.to_ascii_lowercase();
+    p.starts_with("yuva")
+        || p.starts_with("rgba")
+        || p.starts_with("bgra")
+        || p.starts_with("gbrap")
+        || p.starts_with("argb")
+        || p.starts_with("abgr")
+        || p.starts_with("ya")
+}
+
+/// The `output` section, and how it fits `video`.
+fn check_output(spec: &JobSpec, err: &mut impl FnMut(&str, String)) {
+    let (o, v) = (&spec.output, &spec.video);
+    let image = o.kind.is_image();
+    match (image, o.format) {
+        (true, None) => err(
+            "output.format",
+            "an image output needs a format: png, jpeg or webp".into(),
+        ),
+        (false, Some(_)) => err(
+            "output.format",
+            format!("is for images and stills, not a {:?} output", o.kind).to_lowercase(),
+        ),
+        _ => {}
+    }
+    match (o.kind, &o.pattern) {
+        (OutputKind::Images, None) => err(
+            "output.pattern",
+            "an image sequence needs a file name pattern such as %05d.png".into(),
+        ),
+        (OutputKind::Images, Some(p)) => match FramePattern::parse(p) {
+            Err(e) => err("output.pattern", e),
+            Ok(fp) => {
+                let ext = fp.extension().and_then(ImageFormat::from_extension);
+                if o.format.is_some() && ext != o.format {
+                    err(
+                        "output.pattern",
+                        format!(
+                            "{p:?} does not end in the extension of the format ({})",
+                            o.format.map(|f| f.extension()).unwrap_or_default()
+                        ),
+                    );
+                }
+            }
+        },
+        (_, Some(_)) => err(
+            "output.pattern",
+            "is for image sequences (kind images)".into(),
+        ),
+        _ => {}
+    }
+    if let Some(q) = o.quality {
+        if !matches!(o.format, Some(ImageFormat::Jpeg | ImageFormat::Webp)) {
+            err(
+                "output.quality",
+                "is for JPEG and WebP images; PNG is lossless".into(),
+            );
+        } else if !(1..=100).contains(&q) {
+            err("output.quality", format!("{q} is out of range (1-100)"));
+        }
+    }
+    if o.loop_count.is_some() && o.kind != OutputKind::Gif {
+        err("output.loop", "is for GIF outputs".into());
+    }
+    if o.kind == OutputKind::Still && v.frames.len() != 1 {
+        err(
+            "video.frames",
+            format!(
+                "a still is one frame, not {}..{}",
+                v.frames.start, v.frames.end
+            ),
+        );
+    }
+    if o.kind != OutputKind::Video {
+        for (field, set) in [
+            ("video.crf", v.crf.is_some()),
+            ("video.preset", v.preset.is_some()),
+            ("video.pixel_format", v.pixel_format.is_some()),
+            ("video.lossless", v.lossless),
+        ] {
+            if set {
+                err(
+                    field,
+                    format!(
+                        "is a video encoder setting; a {} output has none",
+                        match o.kind {
+                            OutputKind::Gif => "GIF",
+                            OutputKind::Still => "still",
+                            _ => "image sequence",
+                        }
+                    ),
+                );
+            }
+        }
+    }
+    if o.alpha {
+        let keeps = match o.kind {
+            OutputKind::Video => {
+                let pix = v.pixel_format();
+                match v.codec {
+                    Codec::Prores | Codec::Vp9 if has_alpha(pix) => true,
+                    Codec::Prores | Codec::Vp9 => {
+                        err(
+                            "video.pixel_format",
+                            format!(
+                                "{pix} has no alpha channel; transparent {} needs {}",
+                                v.codec.name(),
+                                if v.codec == Codec::Prores {
+                                    "yuva444p10le (ProRes 4444)"
+                                } else {
+                                    "yuva420p"
+                                }
+                            ),
+                        );
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            OutputKind::Gif => false,
+            OutputKind::Images | OutputKind::Still => o.format.is_some_and(|f| f.carries_alpha()),
+        };
+        if !keeps {
+            err(
+                "output.alpha",
+                format!(
+                    "a {} output cannot carry alpha; transparent output needs {ALPHA_OUTPUTS}",
+                    describe_kind(spec)
+                ),
+            );
+        }
+    }
+}
+
+/// "h264 video", "GIF", "jpeg images", for errors.
+fn describe_kind(spec: &JobSpec) -> String {
+    match spec.output.kind {
+        OutputKind::Video => format!("{} video", spec.video.codec.name()),
+        OutputKind::Gif => "GIF".into(),
+        OutputKind::Images | OutputKind::Still => format!(
+            "{} image",
+            spec.output.format.map(|f| f.extension()).unwrap_or("image")
+        ),
+    }
+}
+
 fn chroma_subsampling(pix: &str) -> (bool, bool) {
     let p = pix.to_ascii_lowercase();
     if p.starts_with("yuv420")

@@ -10,6 +10,32 @@ pub fn attempt_segment(job: &str, chunk: u32, attempt: u32, ext: &str) -> String
     format!("jobs/{job}/attempts/{chunk}/{attempt}.{ext}")
 }
 
+/// `jobs/<id>/attempts/<index>/<attempt>/`: the image files written by one attempt (an
+/// image sequence's or a still's), each under its output file name.
+pub fn attempt_files(job: &str, chunk: u32, attempt: u32) -> String {
+    format!("jobs/{job}/attempts/{chunk}/{attempt}")
+}
+
+/// `jobs/<id>/frames/<name>`: an image of a finished image sequence, placed in storage.
+pub fn frame_file(job: &str, name: &str) -> String {
+    format!("jobs/{job}/frames/{name}")
+}
+
+/// `jobs/<id>/frames/`: every placed image of an image sequence.
+pub fn frames(job: &str) -> String {
+    format!("jobs/{job}/frames")
+}
+
+/// `jobs/<id>/palette.png`: a GIF job's palette, made once before its chunks render.
+pub fn palette(job: &str) -> String {
+    format!("jobs/{job}/palette.png")
+}
+
+/// `jobs/<id>/palette/<attempt>.png`: the palette one attempt of the palette task wrote.
+pub fn palette_attempt(job: &str, attempt: u32) -> String {
+    format!("jobs/{job}/palette/{attempt}.png")
+}
+
 /// `jobs/<id>/attempts/<index>/<attempt>.json`: that attempt's report.
 pub fn attempt_report(job: &str, chunk: u32, attempt: u32) -> String {
     format!("jobs/{job}/attempts/{chunk}/{attempt}.json")

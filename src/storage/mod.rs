@@ -461,6 +461,36 @@ impl Storage {
         Ok(keys)
     }
 
+    /// Copies an object to another key, inside the store (server-side for S3 and Cloud
+    /// Storage: no bytes pass through this machine).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        self.store
+            .copy(&self.path(from)?, &self.path(to)?)
+            .await
+            .map_err(|e| self.err(from, e))
+    }
+
+    /// The MD5 (hex) the store keeps for an object, when it has one without reading the
+    /// object: S3's ETag of a single-part upload, Cloud Storage's `md5Hash`. `None` for
+    /// local and memory storage and for multipart or composite objects.
+    pub async fn stored_md5(&self, key: &str) -> Result<Option<String>, StorageError> {
+        if let Some(gcs) = gcs::GcsBucket::open(&self.url)? {
+            return gcs.md5(key).await;
+        }
+        if !self.url.starts_with("s3://") {
+            return Ok(None);
+        }
+        let meta = self
+            .store
+            .head(&self.path(key)?)
+            .await
+            .map_err(|e| self.err(key, e))?;
+        Ok(meta
+            .e_tag
+            .map(|t| t.trim_matches('"').to_ascii_lowercase())
+            .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())))
+    }
+
     /// Deletes an object; a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         match self.store.delete(&self.path(key)?).await {

@@ -6,6 +6,7 @@
 
 pub mod assemble;
 pub mod lambda;
+pub mod palette;
 pub mod protocol;
 pub mod server;
 
@@ -22,29 +23,103 @@ use crate::spec::{self, Composition, JobSpec, SegmentFormat};
 use crate::storage::{self, keys, Storage, StorageError};
 
 pub use protocol::{
-    ChunkReport, ChunkRequest, FailureKind, FragmentedMedia, SegmentMedia, Timings, WorkerFailure,
+    ChunkReport, ChunkRequest, FailureKind, FragmentedMedia, ImageFile, SegmentMedia, Timings,
+    WorkerFailure,
 };
 
 /// Runs what a request asks: an assembly task or a chunk attempt.
 pub async fn run(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> {
     if req.assemble {
         assemble::run_task(req).await
+    } else if req.palette {
+        palette::run_task(req).await
     } else {
         run_chunk(req).await
+    }
+}
+
+/// What every task of a job starts from: its storage, spec, a private work directory and
+/// the unpacked bundle.
+pub(crate) struct Prepared {
+    pub storage: Storage,
+    pub spec: JobSpec,
+    pub job_id: String,
+    pub workdir: tempfile::TempDir,
+    pub bundle_dir: Option<std::path::PathBuf>,
+    pub fetch_time: std::time::Duration,
+}
+
+impl Prepared {
+    /// Reads the spec and unpacks the bundle.
+    pub async fn new(req: &ChunkRequest) -> Result<Self, WorkerFailure> {
+        let (storage, spec_key) = Storage::open_object_url(&req.job)
+            .map_err(|e| WorkerFailure::fatal(FailureKind::InvalidRequest, e.to_string()))?;
+        let fetch_started = Instant::now();
+        let spec = load_spec(&storage, &spec_key).await?;
+        let job_id = spec
+            .id
+            .clone()
+            .ok_or_else(|| WorkerFailure::fatal(FailureKind::InvalidSpec, "job spec has no id"))?;
+        let workdir = tempfile::Builder::new()
+            .prefix("helios-chunk-")
+            .tempdir()
+            .map_err(|e| {
+                WorkerFailure::retryable(
+                    FailureKind::Io,
+                    format!("cannot create a work directory: {e}"),
+                )
+            })?;
+        let bundle_dir = match spec.composition.bundle() {
+            Some(key) => {
+                let dir = workdir.path().join("bundle");
+                let bytes = storage.get(key).await.map_err(|e| match e {
+                    StorageError::NotFound { .. } => WorkerFailure::fatal(
+                        FailureKind::MissingBundle,
+                        format!("bundle {key} is missing from {}", storage.url()),
+                    ),
+                    other => storage_failure(other),
+                })?;
+                let d = dir.clone();
+                tokio::task::spawn_blocking(move || storage::unpack(&bytes, &d))
+                    .await
+                    .map_err(|e| WorkerFailure::retryable(FailureKind::Internal, e.to_string()))?
+                    .map_err(|e| WorkerFailure::fatal(FailureKind::MissingBundle, e.to_string()))?;
+                Some(dir)
+            }
+            None => None,
+        };
+        Ok(Self {
+            storage,
+            spec,
+            job_id,
+            workdir,
+            bundle_dir,
+            fetch_time: fetch_started.elapsed(),
+        })
+    }
+
+    /// The renderer of the job's composition.
+    pub fn renderer(&self) -> Box<dyn Renderer> {
+        match &self.spec.composition {
+            Composition::Command(c) => Box::new(CommandRenderer::new(c.clone())),
+            Composition::Browser(b) => Box::new(BrowserRenderer::new(b.clone())),
+        }
     }
 }
 
 /// Runs one chunk attempt end to end and returns its report.
 pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> {
     let total = Instant::now();
-    let (storage, spec_key) = Storage::open_object_url(&req.job)
-        .map_err(|e| WorkerFailure::fatal(FailureKind::InvalidRequest, e.to_string()))?;
-    let fetch_started = Instant::now();
-    let spec = load_spec(&storage, &spec_key).await?;
-    let job_id = spec
-        .id
-        .clone()
-        .ok_or_else(|| WorkerFailure::fatal(FailureKind::InvalidSpec, "job spec has no id"))?;
+    let prepared = Prepared::new(req).await?;
+    let Prepared {
+        storage,
+        spec,
+        job_id,
+        workdir,
+        bundle_dir,
+        fetch_time,
+    } = &prepared;
+    let (storage, spec, job_id, fetch_time) = (storage, spec, job_id.clone(), *fetch_time);
     let chunk = spec.chunk(req.chunk).ok_or_else(|| {
         WorkerFailure::fatal(
             FailureKind::InvalidRequest,
@@ -55,43 +130,28 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
             ),
         )
     })?;
-
-    let workdir = tempfile::Builder::new()
-        .prefix("helios-chunk-")
-        .tempdir()
-        .map_err(|e| {
-            WorkerFailure::retryable(
-                FailureKind::Io,
-                format!("cannot create a work directory: {e}"),
-            )
-        })?;
-    let bundle_dir = match spec.composition.bundle() {
-        Some(key) => {
-            let dir = workdir.path().join("bundle");
-            let bytes = storage.get(key).await.map_err(|e| match e {
-                StorageError::NotFound { .. } => WorkerFailure::fatal(
-                    FailureKind::MissingBundle,
-                    format!("bundle {key} is missing from {}", storage.url()),
+    if spec.output.kind == crate::spec::OutputKind::Gif {
+        // Every chunk draws with the one palette the orchestrator had made first.
+        let key = keys::palette(&job_id);
+        let png = storage.get(&key).await.map_err(|e| match e {
+            StorageError::NotFound { .. } => WorkerFailure::fatal(
+                FailureKind::InvalidRequest,
+                format!(
+                    "the GIF's palette {} is missing: the orchestrator makes it before any chunk",
+                    storage.url_for(&key)
                 ),
-                other => storage_failure(other),
-            })?;
-            let d = dir.clone();
-            tokio::task::spawn_blocking(move || storage::unpack(&bytes, &d))
-                .await
-                .map_err(|e| WorkerFailure::retryable(FailureKind::Internal, e.to_string()))?
-                .map_err(|e| WorkerFailure::fatal(FailureKind::MissingBundle, e.to_string()))?;
-            Some(dir)
-        }
-        None => None,
-    };
-    let fetch_time = fetch_started.elapsed();
+            ),
+            other => storage_failure(other),
+        })?;
+        let at = encoder::palette_path(&encoder::chunk_output(workdir.path(), spec));
+        tokio::fs::write(&at, &png).await.map_err(|e| {
+            WorkerFailure::retryable(FailureKind::Io, format!("cannot write the palette: {e}"))
+        })?;
+    }
 
-    let renderer: Box<dyn Renderer> = match &spec.composition {
-        Composition::Command(c) => Box::new(CommandRenderer::new(c.clone())),
-        Composition::Browser(b) => Box::new(BrowserRenderer::new(b.clone())),
-    };
+    let renderer = prepared.renderer();
     let render_req = RenderRequest {
-        spec: &spec,
+        spec,
         chunk: *chunk,
         workdir: workdir.path(),
         bundle_dir: bundle_dir.as_deref(),
@@ -109,33 +169,92 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
             chunk: None,
         })?;
 
-    let mut media = SegmentMedia {
-        params: segment.info.codec_parameters(),
-        frames: segment.info.frames,
-        keyframe_first: segment.info.starts_with_keyframe,
-        md5: None,
-        fragmented: None,
-    };
-    let stored = match spec.video.segments {
-        SegmentFormat::File => segment.path.clone(),
-        SegmentFormat::Fragmented => {
-            let (path, layout) = place_fragments(&segment.path, &spec, chunk).await?;
-            media.fragmented = Some(layout);
-            path
+    let upload_started = Instant::now();
+    let (segment_key, sha256, md5, bytes, media) = match &segment.artifact {
+        encoder::Artifact::Segment(info) => {
+            let mut media = SegmentMedia {
+                params: info.codec_parameters(),
+                frames: info.frames,
+                keyframe_first: info.starts_with_keyframe,
+                md5: None,
+                fragmented: None,
+                gif_header: None,
+                files: None,
+            };
+            let stored = match spec.video.segments {
+                SegmentFormat::File => segment.path.clone(),
+                SegmentFormat::Fragmented => {
+                    let (path, layout) = place_fragments(&segment.path, spec, chunk).await?;
+                    media.fragmented = Some(layout);
+                    path
+                }
+            };
+            let (sha256, md5, bytes) = digest_file(&stored).await.map_err(|e| {
+                WorkerFailure::retryable(FailureKind::Io, format!("cannot read the segment: {e}"))
+            })?;
+            media.md5 = Some(md5.clone());
+            let ext = encoder::stored_extension(spec);
+            let segment_key = keys::attempt_segment(&job_id, chunk.index, req.attempt, ext);
+            storage
+                .put_file(&segment_key, &stored)
+                .await
+                .map_err(storage_failure)?;
+            (segment_key, sha256, Some(md5), bytes, media)
+        }
+        encoder::Artifact::Gif(part) => {
+            use base64::Engine as _;
+            let stored = segment.path.with_extension("gifpart");
+            tokio::fs::write(&stored, &part.blocks).await.map_err(|e| {
+                WorkerFailure::retryable(FailureKind::Io, format!("cannot write the GIF part: {e}"))
+            })?;
+            let (sha256, md5, bytes) = digest_file(&stored).await.map_err(|e| {
+                WorkerFailure::retryable(FailureKind::Io, format!("cannot read the GIF part: {e}"))
+            })?;
+            let header_sha = hex::encode(Sha256::digest(&part.header));
+            let media = SegmentMedia {
+                // Equal headers: equal size and palette, so the parts join by their bytes.
+                params: format!("gif header={header_sha}"),
+                frames: part.frames,
+                keyframe_first: true,
+                md5: Some(md5.clone()),
+                fragmented: None,
+                gif_header: Some(base64::engine::general_purpose::STANDARD.encode(&part.header)),
+                files: None,
+            };
+            let key = keys::attempt_segment(
+                &job_id,
+                chunk.index,
+                req.attempt,
+                encoder::stored_extension(spec),
+            );
+            storage
+                .put_file(&key, &stored)
+                .await
+                .map_err(storage_failure)?;
+            (key, sha256, Some(md5), bytes, media)
+        }
+        encoder::Artifact::Images(files) => {
+            let files =
+                upload_images(storage, spec, &job_id, chunk.index, req.attempt, files).await?;
+            let media = SegmentMedia {
+                params: image_params(spec),
+                frames: files.len() as u64,
+                keyframe_first: true,
+                md5: None,
+                fragmented: None,
+                gif_header: None,
+                files: Some(files),
+            };
+            let listed = media.files.as_deref().unwrap_or_default();
+            (
+                keys::attempt_files(&job_id, chunk.index, req.attempt),
+                ImageFile::digest_of(listed),
+                None,
+                listed.iter().map(|f| f.bytes).sum(),
+                media,
+            )
         }
     };
-
-    let upload_started = Instant::now();
-    let (sha256, md5, bytes) = digest_file(&stored).await.map_err(|e| {
-        WorkerFailure::retryable(FailureKind::Io, format!("cannot read the segment: {e}"))
-    })?;
-    media.md5 = Some(md5.clone());
-    let ext = encoder::stored_extension(&spec.video);
-    let segment_key = keys::attempt_segment(&job_id, chunk.index, req.attempt, ext);
-    storage
-        .put_file(&segment_key, &stored)
-        .await
-        .map_err(storage_failure)?;
     let report = ChunkReport {
         job: job_id.clone(),
         chunk: chunk.index,
@@ -146,7 +265,7 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
         segment: segment_key,
         bytes,
         sha256,
-        md5: Some(md5),
+        md5,
         timings: Timings {
             fetch_ms: fetch_time.as_millis() as u64,
             render_ms: segment.render_time.as_millis() as u64,
@@ -168,6 +287,69 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
         .await
         .map_err(storage_failure)?;
     Ok(report)
+}
+
+/// What must be equal across an image job's chunks: format, size, alpha.
+fn image_params(spec: &JobSpec) -> String {
+    let o = &spec.output;
+    format!(
+        "images {} {}x{} alpha={} quality={}",
+        o.format.map(|f| f.extension()).unwrap_or("png"),
+        spec.video.width,
+        spec.video.height,
+        o.alpha,
+        o.quality()
+    )
+}
+
+/// Uploads an attempt's images under its folder, a few at a time, each under its output
+/// file name; returns them with their sizes and hashes, in frame order.
+async fn upload_images(
+    storage: &Storage,
+    spec: &JobSpec,
+    job: &str,
+    chunk: u32,
+    attempt: u32,
+    files: &[(u64, std::path::PathBuf)],
+) -> Result<Vec<ImageFile>, WorkerFailure> {
+    use futures::{StreamExt, TryStreamExt};
+    let folder = keys::attempt_files(job, chunk, attempt);
+    let work: Vec<(u64, std::path::PathBuf, String, Storage)> = files
+        .iter()
+        .map(|(frame, path)| {
+            (
+                *frame,
+                path.clone(),
+                spec.output.file_name(*frame),
+                storage.clone(),
+            )
+        })
+        .collect();
+    futures::stream::iter(work.into_iter().map(|(frame, path, name, storage)| {
+        let key = format!("{folder}/{name}");
+        async move {
+            let (sha256, md5, bytes) = digest_file(&path).await.map_err(|e| {
+                WorkerFailure::retryable(
+                    FailureKind::Io,
+                    format!("cannot read the image of frame {frame}: {e}"),
+                )
+            })?;
+            storage
+                .put_file(&key, &path)
+                .await
+                .map_err(storage_failure)?;
+            Ok::<_, WorkerFailure>(ImageFile {
+                frame,
+                name,
+                bytes,
+                sha256,
+                md5,
+            })
+        }
+    }))
+    .buffered(8)
+    .try_collect()
+    .await
 }
 
 /// Records a failed attempt in storage (`attempt_error`), for batch engines whose tasks

@@ -20,6 +20,10 @@ pub struct ChunkRequest {
     /// stitching; see `worker::assemble`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub assemble: bool,
+    /// The palette task of a GIF job instead of a chunk: render a sample of the job's
+    /// frames and compute the one palette every chunk draws with (see `worker::palette`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub palette: bool,
 }
 
 impl ChunkRequest {
@@ -30,6 +34,7 @@ impl ChunkRequest {
             chunk,
             attempt,
             assemble: false,
+            palette: false,
         }
     }
 }
@@ -93,6 +98,46 @@ pub struct SegmentMedia {
     /// Layout of fragmented media (`segments: fragmented` jobs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fragmented: Option<FragmentedMedia>,
+    /// The header of a GIF part (signature, screen descriptor, global palette), base64:
+    /// identical for every chunk of a GIF job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gif_header: Option<String>,
+    /// The image files of an image sequence or still, in frame order, stored under the
+    /// attempt's folder (`jobs/<id>/attempts/<index>/<attempt>/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<ImageFile>>,
+}
+
+/// One image an attempt wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageFile {
+    /// The composition's frame index.
+    pub frame: u64,
+    /// File name (the output pattern with the frame number in it).
+    pub name: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// Hex MD5: what S3 and Cloud Storage report for the object, so a copy in the bucket
+    /// is checked without reading it.
+    pub md5: String,
+}
+
+impl ImageFile {
+    /// One digest standing for a whole set of files (names and hashes, in order): the
+    /// `sha256` of an image attempt's report.
+    pub fn digest_of(files: &[ImageFile]) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for f in files {
+            h.update(f.name.as_bytes());
+            h.update(b"\t");
+            h.update(f.sha256.as_bytes());
+            h.update(b"\n");
+        }
+        hex::encode(h.finalize())
+    }
 }
 
 /// The layout of a fragmented segment: what the byte join needs besides the bytes.

@@ -27,7 +27,6 @@ use chromiumoxide::error::CdpError;
 pub use chrome::{locate as locate_chromium, LaunchError, CHROMIUM_ENV};
 
 use super::{encoder, RenderError, RenderRequest, RenderedSegment, Renderer, StageTimings};
-use crate::media;
 use crate::spec::{BrowserComposition, Props};
 use page::FramePage;
 
@@ -92,6 +91,14 @@ pub(crate) fn cdp_error(e: CdpError, what: &str, tail: &str) -> RenderError {
 
 #[async_trait]
 impl Renderer for BrowserRenderer {
+    async fn render_frames(
+        &self,
+        req: &RenderRequest<'_>,
+        frames: &[u64],
+    ) -> Result<Vec<std::path::PathBuf>, RenderError> {
+        self.frames_in_one_browser(req, frames).await
+    }
+
     async fn render(&self, req: &RenderRequest<'_>) -> Result<RenderedSegment, RenderError> {
         let bundle = req.bundle_dir.ok_or_else(|| {
             RenderError::BadOutput("a browser composition needs its bundle".into())
@@ -123,26 +130,32 @@ impl Renderer for BrowserRenderer {
         }
 
         let started = Instant::now();
-        let pages = open_pages(&path, n, req.workdir, &server, &self.composition, v).await?;
+        let pages = open_pages(
+            &path,
+            n,
+            req.workdir,
+            &server,
+            &self.composition,
+            v,
+            req.spec.output.alpha,
+        )
+        .await?;
         let launch = started.elapsed();
 
-        let output = req
-            .workdir
-            .join(format!("segment.{}", encoder::segment_extension(v.codec)));
-        let (pages, captured) =
-            pipeline::capture(pages, (req.chunk.start, req.chunk.end), v, Some(&output)).await;
+        let output = encoder::chunk_output(req.workdir, req.spec);
+        let (pages, captured) = pipeline::capture(
+            pages,
+            (req.chunk.start, req.chunk.end),
+            v,
+            Some((req.spec, req.chunk, &output)),
+        )
+        .await;
         futures::future::join_all(pages.into_iter().map(FramePage::close)).await;
         let totals = captured?;
         let render_time = started.elapsed().saturating_sub(totals.encode_finish);
 
         let probe_started = Instant::now();
-        let info = media::probe(&output).await?;
-        if info.frames != frames {
-            return Err(RenderError::BadOutput(format!(
-                "encoded {} frames for chunk {} but {frames} were captured",
-                info.frames, req.chunk.index,
-            )));
-        }
+        let artifact = encoder::finish(req.spec, req.chunk, &output).await?;
         let encode_time = totals.encode_finish + probe_started.elapsed();
         let wall = started.elapsed();
         let mut stats = totals.page_stats;
@@ -150,8 +163,8 @@ impl Renderer for BrowserRenderer {
         let ms = |d: std::time::Duration| d.as_millis() as u64;
         Ok(RenderedSegment {
             path: output,
-            frames: info.frames,
-            info,
+            frames: artifact.frames(),
+            artifact,
             render_time,
             encode_time,
             stats,
@@ -168,6 +181,70 @@ impl Renderer for BrowserRenderer {
                 frames_per_s: frames as f64 / wall.as_secs_f64().max(1e-9),
             }),
         })
+    }
+}
+
+impl BrowserRenderer {
+    /// One browser renders each frame in turn (a seek each, the frames before it drawn
+    /// first as after any jump), each written as an image of `req.spec`'s output.
+    async fn frames_in_one_browser(
+        &self,
+        req: &RenderRequest<'_>,
+        frames: &[u64],
+    ) -> Result<Vec<std::path::PathBuf>, RenderError> {
+        let bundle = req.bundle_dir.ok_or_else(|| {
+            RenderError::BadOutput("a browser composition needs its bundle".into())
+        })?;
+        let path = page::chromium_path()?;
+        let server = serve_bundle(bundle).await?;
+        let v = &req.spec.video;
+        let mut pages = open_pages(
+            &path,
+            1,
+            req.workdir,
+            &server,
+            &self.composition,
+            v,
+            req.spec.output.alpha,
+        )
+        .await?;
+        let mut out = Vec::with_capacity(frames.len());
+        let mut failed = None;
+        for &f in frames {
+            let chunk = crate::spec::Chunk {
+                index: req.chunk.index,
+                start: f,
+                end: f + 1,
+            };
+            let dir = req.workdir.join(format!("frame-{f}"));
+            let (back, captured) =
+                pipeline::capture(pages, (f, f + 1), v, Some((req.spec, chunk, &dir))).await;
+            pages = back;
+            let done = match captured {
+                Ok(_) => encoder::finish(req.spec, chunk, &dir).await,
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(encoder::Artifact::Images(mut files)) if files.len() == 1 => {
+                    out.push(files.remove(0).1)
+                }
+                Ok(_) => {
+                    failed = Some(RenderError::BadOutput(format!(
+                        "frame {f} did not render as one image"
+                    )));
+                    break;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        futures::future::join_all(pages.into_iter().map(FramePage::close)).await;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 }
 
@@ -190,12 +267,18 @@ async fn open_pages(
     server: &serve::BundleServer,
     composition: &BrowserComposition,
     video: &crate::spec::VideoSpec,
+    alpha: bool,
 ) -> Result<Vec<FramePage>, RenderError> {
-    let opened = futures::future::join_all((0..n).map(|k| {
-        let profile = profiles.join(format!("chromium-profile-{k}"));
-        async move { FramePage::open(chromium, &profile, server, composition, video).await }
-    }))
-    .await;
+    let opened =
+        futures::future::join_all(
+            (0..n).map(|k| {
+                let profile = profiles.join(format!("chromium-profile-{k}"));
+                async move {
+                    FramePage::open(chromium, &profile, server, composition, video, alpha).await
+                }
+            }),
+        )
+        .await;
     let mut pages = Vec::new();
     let mut failed = None;
     for p in opened {
@@ -239,6 +322,7 @@ pub async fn capture_ceiling(
         &server,
         composition,
         video,
+        false,
     )
     .await?;
     let started = Instant::now();
@@ -409,7 +493,8 @@ impl Inspector {
             context: "cannot create a browser profile".into(),
             source,
         })?;
-        let page = FramePage::open(&path, profile.path(), &server, composition, video).await?;
+        let page =
+            FramePage::open(&path, profile.path(), &server, composition, video, false).await?;
         Ok(Self {
             page,
             base: server.url(""),

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use chromiumoxide::cdp::browser_protocol::animation::{
     EnableParams as AnimationEnableParams, SetPlaybackRateParams,
 };
-use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+use chromiumoxide::cdp::browser_protocol::dom::Rgba;
+use chromiumoxide::cdp::browser_protocol::emulation::{
+    SetDefaultBackgroundColorOverrideParams, SetDeviceMetricsOverrideParams,
+};
 use chromiumoxide::cdp::browser_protocol::headless_experimental::{
     BeginFrameParams, ScreenshotParams, ScreenshotParamsFormat,
 };
@@ -82,6 +85,7 @@ impl FramePage {
         server: &BundleServer,
         composition: &BrowserComposition,
         video: &VideoSpec,
+        alpha: bool,
     ) -> Result<Self, RenderError> {
         std::fs::create_dir_all(profile).map_err(|source| RenderError::Io {
             context: "cannot create the browser profile".into(),
@@ -142,6 +146,20 @@ impl FramePage {
                 false,
             ))
             .await?;
+            if alpha {
+                // A transparent page where nothing is painted: screenshots keep alpha.
+                page.execute(
+                    SetDefaultBackgroundColorOverrideParams::builder()
+                        .color(Rgba {
+                            r: 0,
+                            g: 0,
+                            b: 0,
+                            a: Some(0.0),
+                        })
+                        .build(),
+                )
+                .await?;
+            }
             // Stop the compositor's own animation clock: otherwise the first capture after
             // load can show CSS animations a few real milliseconds ahead.
             page.execute(AnimationEnableParams::default()).await?;

@@ -25,7 +25,7 @@ use super::page::{FramePage, FrameTimes, Shot};
 use crate::media;
 use crate::process;
 use crate::render::{encoder, RenderError};
-use crate::spec::VideoSpec;
+use crate::spec::{Chunk, JobSpec, VideoSpec};
 
 /// Longest block, in frames: short enough that browsers share a chunk evenly.
 const MAX_BLOCK: u64 = 32;
@@ -115,6 +115,10 @@ impl Blocks {
     }
 }
 
+/// Where the writer sends frames: chunk `chunk` of `spec`, written to `path` (see
+/// `encoder::chunk_output`).
+pub(super) type Sink<'a> = (&'a JobSpec, Chunk, &'a Path);
+
 /// Renders `[start, end)` with `pages` into `output` (with no output, frames are captured
 /// and dropped: the capture ceiling). Returns the pages (to be closed by the caller whatever
 /// happened) and the outcome.
@@ -122,7 +126,7 @@ pub(super) async fn capture(
     pages: Vec<FramePage>,
     (start, end): (u64, u64),
     v: &VideoSpec,
-    output: Option<&Path>,
+    output: Option<Sink<'_>>,
 ) -> (Vec<FramePage>, Result<Totals, RenderError>) {
     let n = pages.len().max(1) as u32;
     let frame_bytes = u64::from(v.width) * u64::from(v.height) * 4;
@@ -165,7 +169,7 @@ pub(super) async fn capture(
         .collect();
     drop(tx);
 
-    let written = write(rx, (start, end), v, output, &written_tx, &token).await;
+    let written = write(rx, (start, end), output, &written_tx, &token).await;
     if written.is_err() {
         token.cancel();
     }
@@ -301,8 +305,7 @@ struct Written {
 async fn write(
     mut rx: mpsc::UnboundedReceiver<(u64, Captured)>,
     (start, end): (u64, u64),
-    v: &VideoSpec,
-    output: Option<&Path>,
+    output: Option<Sink<'_>>,
     written: &watch::Sender<u64>,
     token: &CancellationToken,
 ) -> Result<Written, RenderError> {
@@ -363,14 +366,21 @@ async fn write(
         out.frame_wait += waited.elapsed();
         out.decode += frame.decode_time;
         if encoder.is_none() {
-            let Some(output) = output else {
+            let Some((spec, chunk, path)) = output else {
                 unreachable!("frames are decoded only when there is an output");
             };
-            let mut child = encoder::spawn_raw_encoder(v, frame.layout.pix_fmt(), output)?;
+            // Transparent output keeps the alpha channel, even of a first frame that has
+            // none (Chromium may leave it out of an opaque screenshot).
+            let layout = if spec.output.alpha {
+                Layout::Rgba
+            } else {
+                frame.layout
+            };
+            let mut child = encoder::spawn_raw_encoder(spec, chunk, layout.pix_fmt(), path)?;
             let stdin = child.stdin.take().expect("stdin is piped");
             let stderr = child.stderr.take().expect("stderr is piped");
             let tail = tokio::spawn(process::read_tail(stderr));
-            encoder = Some((child, stdin, tail, frame.layout));
+            encoder = Some((child, stdin, tail, layout));
         }
         let Some((_, stdin, _, layout)) = encoder.as_mut() else {
             unreachable!("the encoder was started above");
