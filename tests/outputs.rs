@@ -592,3 +592,96 @@ fn a_gif_in_three_chunks_decodes_like_one_chunk_with_exact_timing_and_loops() {
         .join(format!("storage/jobs/{id}/palette.png"))
         .is_file());
 }
+
+#[test]
+fn canvas_read_back_keeps_alpha_and_batch_writes_a_still_per_row() {
+    let env = Env::new();
+    // A canvas the size of the picture: transparent, a half-transparent square, an opaque
+    // one whose red channel is the frame number.
+    let comp = env.path("canvas");
+    std::fs::create_dir_all(&comp).unwrap();
+    std::fs::write(
+        comp.join("index.html"),
+        r#"<!doctype html><html><body style="margin:0">
+<canvas id="c" width="640" height="240"></canvas>
+<script>
+const ctx = document.getElementById('c').getContext('2d');
+const fps = (window.__HELIOS_CONFIG__ && window.__HELIOS_CONFIG__.fps) || { num: 30, den: 1 };
+function draw(t) {
+  const n = Math.round(t * fps.num / (1000 * fps.den));
+  ctx.clearRect(0, 0, 640, 240);
+  ctx.fillStyle = 'rgba(0, 0, 255, 0.5)';
+  ctx.fillRect(0, 0, 100, 100);
+  ctx.fillStyle = `rgb(${n}, 200, 0)`;
+  ctx.fillRect(200, 0, 100, 100);
+  requestAnimationFrame(draw);
+}
+requestAnimationFrame(draw);
+</script></body></html>"#,
+    )
+    .unwrap();
+    let comp = comp.to_str().unwrap().to_string();
+    env.ok(&[
+        "render",
+        &comp,
+        "-o",
+        "c/%03d.png",
+        "--transparent",
+        "--capture-canvas",
+        "canvas",
+        "--frames",
+        "0..4",
+        "--size",
+        "640x240",
+        "--chunks",
+        "2",
+    ]);
+    for f in 0..4usize {
+        let p = env.path(&format!("c/{f:03}.png"));
+        let rgba = ffmpeg(&[
+            "-i",
+            p.to_str().unwrap(),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgba",
+            "-",
+        ]);
+        assert_eq!(px(&rgba, 500, 200)[3], 0, "frame {f}: transparent");
+        let half = px(&rgba, 50, 50);
+        assert!(
+            (126..=130).contains(&half[3]) && half[2] > 240,
+            "frame {f}: {half:?}"
+        );
+        assert_eq!(px(&rgba, 250, 50), [f as u8, 200, 0, 255], "frame {f}");
+    }
+
+    // One still per row, at --frame, named by the row.
+    std::fs::write(env.path("rows.jsonl"), "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n").unwrap();
+    env.ok(&[
+        "batch",
+        &overlay(),
+        "--props-file",
+        "rows.jsonl",
+        "-o",
+        "thumbs/{row}.png",
+        "--frame",
+        "6",
+        "--size",
+        "640x240",
+    ]);
+    assert_eq!(names(&env.path("thumbs")), ["1.png", "2.png", "3.png"]);
+    for n in 1..=3 {
+        let p = env.path(&format!("thumbs/{n}.png"));
+        let rgba = ffmpeg(&[
+            "-i",
+            p.to_str().unwrap(),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgba",
+            "-",
+        ]);
+        assert_eq!(strip_index(&rgba), 6, "{}", p.display());
+    }
+}

@@ -59,23 +59,62 @@ fn a_still_and_a_gif_on_lambda_with_s3_equal_local_ones() {
     let on_lambda = |args: &[&str]| {
         let mut a = args.to_vec();
         a.extend_from_slice(&LAMBDA);
-        let out = env.cmd(&a).envs(vars.iter().map(|(k, v)| (k, v))).output().unwrap();
+        let out = env
+            .cmd(&a)
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
         assert_ok(&out);
     };
-    on_lambda(&["still", &comp, "-o", "lambda.png", "--frame", "7", "--size", "640x240", "--transparent"]);
-    env.ok(&["still", &comp, "-o", "local.png", "--frame", "7", "--size", "640x240", "--transparent"]);
-    let (a, b) = (rgba(&env.path("lambda.png"), &[]), rgba(&env.path("local.png"), &[]));
+    on_lambda(&[
+        "still",
+        &comp,
+        "-o",
+        "lambda.png",
+        "--frame",
+        "7",
+        "--size",
+        "640x240",
+        "--transparent",
+    ]);
+    env.ok(&[
+        "still",
+        &comp,
+        "-o",
+        "local.png",
+        "--frame",
+        "7",
+        "--size",
+        "640x240",
+        "--transparent",
+    ]);
+    let (a, b) = (
+        rgba(&env.path("lambda.png"), &[]),
+        rgba(&env.path("local.png"), &[]),
+    );
     assert_eq!(a.len(), 640 * 240 * 4);
     assert!(a == b, "the Lambda still differs from the local one");
 
-    let gif = ["--frames", "0..24", "--size", "640x240", "--chunks", "2", "--concurrency", "2"];
+    let gif = [
+        "--frames",
+        "0..24",
+        "--size",
+        "640x240",
+        "--chunks",
+        "2",
+        "--concurrency",
+        "2",
+    ];
     let mut args = vec!["render", comp.as_str(), "-o", "lambda.gif"];
     args.extend_from_slice(&gif);
     on_lambda(&args);
     let mut args = vec!["render", comp.as_str(), "-o", "local.gif"];
     args.extend_from_slice(&gif);
     env.ok(&args);
-    let (a, b) = (rgba(&env.path("lambda.gif"), &[]), rgba(&env.path("local.gif"), &[]));
+    let (a, b) = (
+        rgba(&env.path("lambda.gif"), &[]),
+        rgba(&env.path("local.gif"), &[]),
+    );
     assert_eq!(a.len(), 24 * 640 * 240 * 4);
     assert!(a == b, "the Lambda GIF differs from the local one");
     let st = env.status(&env.status_ids()[2]);
@@ -87,8 +126,14 @@ fn a_still_and_a_gif_on_lambda_with_s3_equal_local_ones() {
         "print('\\n'.join(o['Key'] for o in s3.list_objects_v2(Bucket=B, Prefix='p/jobs/')['Contents']))",
     );
     let id = st["id"].as_str().unwrap();
-    assert!(listed.contains(&format!("p/jobs/{id}/palette.png")), "{listed}");
-    assert!(listed.contains(&format!("p/jobs/{id}/output.gif")), "{listed}");
+    assert!(
+        listed.contains(&format!("p/jobs/{id}/palette.png")),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&format!("p/jobs/{id}/output.gif")),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -154,7 +199,16 @@ fn an_image_sequence_left_in_s3_is_placed_in_the_bucket_and_lies_are_caught() {
             "import hashlib\nprint(hashlib.sha256(s3.get_object(Bucket=B, Key='p/jobs/{id}/frames/00020.png')['Body'].read()).hexdigest())"
         ),
     );
-    env.ok(&["still", &example("overlay"), "-o", "f20.png", "--frame", "20", "--size", "640x240"]);
+    env.ok(&[
+        "still",
+        &example("overlay"),
+        "-o",
+        "f20.png",
+        "--frame",
+        "20",
+        "--size",
+        "640x240",
+    ]);
     let local = sha256_file(&env.path("f20.png"));
     assert_eq!(placed.trim(), local);
 }
@@ -162,4 +216,51 @@ fn an_image_sequence_left_in_s3_is_placed_in_the_bucket_and_lies_are_caught() {
 fn sha256_file(path: &Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn an_image_sequence_left_in_cloud_storage_is_copied_in_the_bucket() {
+    let gcs = fake_gcs("stills");
+    let env = Env::new();
+    let vars = [("STORAGE_EMULATOR_HOST", gcs.endpoint.clone())];
+    env.ok_with_env(
+        &[
+            "render",
+            &example("overlay"),
+            "-o",
+            "seq/f%d.jpg",
+            "--no-download",
+            "--frames",
+            "3..9",
+            "--size",
+            "640x240",
+            "--chunks",
+            "2",
+            "--storage",
+            "gs://stills/team",
+        ],
+        vars.iter().map(|(k, v)| (k, v)),
+    );
+    let id = env.only_job();
+    let placed: Vec<String> = gcs_objects(&gcs, "stills", &format!("team/jobs/{id}/frames/"))
+        .iter()
+        .map(|o| {
+            o["name"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut placed = placed;
+    placed.sort();
+    let mut want: Vec<String> = (3..9).map(|f| format!("f{f}.jpg")).collect();
+    want.sort();
+    assert_eq!(placed, want);
+    assert!(!env.path("seq").exists());
+    let st = env.status(&id);
+    assert_eq!(st["assembly"], "bucket", "{st}");
+    assert_eq!(st["output_kind"], "images", "{st}");
 }

@@ -70,7 +70,7 @@ pub enum Command {
 }
 
 /// What to render and how (shared by `render` and `plan`).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PlanSettings {
     /// An HTML composition (folder with index.html, or an .html file). Omit when a command follows `--`.
     pub composition: Option<PathBuf>,

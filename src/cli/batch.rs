@@ -39,15 +39,26 @@ pub async fn submit(
     orch: &Orchestrator,
     a: &BatchArgs,
 ) -> anyhow::Result<(String, Vec<JobRecord>)> {
-    let p = &a.plan;
+    let still = (a.frame.is_some() || a.time.is_some())
+        .then(|| super::args::StillFrame::new(a.frame, a.time));
+    // Stills of a page that declares no duration may pick any frame.
+    let stills_plan;
+    let p = match still {
+        Some(_) => {
+            stills_plan = crate::cli::args::PlanSettings {
+                still: true,
+                ..a.plan.clone()
+            };
+            &stills_plan
+        }
+        None => &a.plan,
+    };
     let source = Source::new(p)?;
     let Some((dir, entry)) = source.page.clone() else {
         bail!("batch renders an HTML composition (a folder with index.html, or an .html file) once per row of props; a renderer command takes no props");
     };
     let pattern = Pattern::parse(&a.output)?;
     let rows = rows::read(&a.props_file)?;
-    let still = (a.frame.is_some() || a.time.is_some())
-        .then(|| super::args::StillFrame::new(a.frame, a.time));
 
     // The composition is opened once: its metadata, its schema (to type CSV values) and
     // its verdict on every row, each row merged over the common props.

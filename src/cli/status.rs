@@ -134,6 +134,7 @@ pub fn job_json(
     v["stitch_method"] = json!(how);
     v["assembly"] = json!(assembly(job).0);
     v["output_url"] = json!(output_url(job));
+    v["output_kind"] = json!(job.spec.output.kind);
     if with_chunks {
         v["chunk_list"] = chunks
             .iter()
@@ -255,6 +256,17 @@ pub fn job_line(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> String
 /// A job in detail.
 /// How a job's segments are joined: a short name and a description.
 pub fn stitch_method(job: &JobRecord) -> (&'static str, &'static str) {
+    use crate::spec::OutputKind;
+    match job.spec.output.kind {
+        OutputKind::Gif => return ("gif", "byte join of GIF parts under one header and palette"),
+        OutputKind::Images | OutputKind::Still => {
+            return (
+                "place",
+                "each image checked against its report and placed (nothing joined)",
+            )
+        }
+        OutputKind::Video => {}
+    }
     let f = job.spec.video.segments;
     let name = match f {
         crate::spec::SegmentFormat::File => "concat",
@@ -268,6 +280,13 @@ pub fn stitch_method(job: &JobRecord) -> (&'static str, &'static str) {
 pub fn assembly(job: &JobRecord) -> (&'static str, &'static str) {
     let fragmented = job.spec.video.segments == crate::spec::SegmentFormat::Fragmented;
     let url = job.storage_url.as_str();
+    let cloud = url.starts_with("s3://") || url.starts_with("gs://");
+    if job.spec.output.kind.is_image() && cloud && !job.download {
+        return (
+            "bucket",
+            "inside the bucket (each image copied server-side, checked by its MD5)",
+        );
+    }
     match (fragmented, url) {
         (true, u) if u.starts_with("s3://") => (
             "bucket",
@@ -283,11 +302,11 @@ pub fn assembly(job: &JobRecord) -> (&'static str, &'static str) {
 
 /// Where the stitched output is kept in the job's storage.
 pub fn output_url(job: &JobRecord) -> String {
-    format!(
-        "{}/{}",
-        job.storage_url.trim_end_matches('/'),
-        job.output_key()
-    )
+    let key = match job.spec.output.kind {
+        crate::spec::OutputKind::Images => crate::storage::keys::frames(&job.id) + "/",
+        _ => job.output_key(),
+    };
+    format!("{}/{}", job.storage_url.trim_end_matches('/'), key)
 }
 
 pub fn job_detail(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> String {

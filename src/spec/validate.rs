@@ -765,4 +765,52 @@ mod tests {
         let e = crate::spec::parse(&v.to_string()).unwrap_err().to_string();
         assert!(e.contains("shell"), "{e}");
     }
+
+    #[test]
+    fn outputs_that_drop_alpha_or_mix_kinds_are_refused() {
+        use crate::spec::{ImageFormat, OutputKind, OutputSpec};
+        let mut s = spec();
+        s.output.alpha = true;
+        assert_eq!(fields(&s), ["output.alpha"]);
+        s.video.codec = Codec::Prores;
+        assert_eq!(fields(&s), ["video.pixel_format"]);
+        s.video.pixel_format = Some("yuva444p10le".into());
+        assert!(fields(&s).is_empty());
+        s.video.codec = Codec::Av1;
+        assert_eq!(fields(&s), ["output.alpha"]);
+
+        let mut s = spec();
+        s.output = OutputSpec {
+            kind: OutputKind::Images,
+            format: Some(ImageFormat::Jpeg),
+            pattern: Some("%05d.png".into()),
+            alpha: true,
+            quality: Some(101),
+            ..OutputSpec::default()
+        };
+        s.video.crf = Some(20);
+        let f = fields(&s);
+        for want in [
+            "output.pattern",
+            "output.quality",
+            "output.alpha",
+            "video.crf",
+        ] {
+            assert!(f.iter().any(|x| x == want), "{want} in {f:?}");
+        }
+        // Images keep every pixel: odd sizes are fine.
+        let mut s = spec();
+        s.output = OutputSpec {
+            kind: OutputKind::Images,
+            format: Some(ImageFormat::Png),
+            pattern: Some("%d.png".into()),
+            ..OutputSpec::default()
+        };
+        s.video.width = 333;
+        assert!(fields(&s).is_empty(), "{:?}", fields(&s));
+        // A still is one frame.
+        s.output.kind = OutputKind::Still;
+        s.output.pattern = None;
+        assert_eq!(fields(&s), ["video.frames"]);
+    }
 }

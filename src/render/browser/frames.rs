@@ -42,6 +42,9 @@ pub(super) struct RawFrame {
     pub data: bytes::Bytes,
     /// Thread time spent decoding it.
     pub decode_time: Duration,
+    /// Colours multiplied by alpha (a canvas read back as a `VideoFrame`); screenshots are
+    /// straight.
+    pub premultiplied: bool,
 }
 
 impl RawFrame {
@@ -67,6 +70,29 @@ impl RawFrame {
             layout,
             data: data.into(),
             decode_time: self.decode_time,
+            premultiplied: self.premultiplied,
+        }
+    }
+
+    /// The same RGBA pixels with straight (not premultiplied) colours, as PNG, ProRes 4444
+    /// and VP9 with alpha store them: each colour divided by its alpha, rounded.
+    pub fn unpremultiplied(self) -> RawFrame {
+        if !self.premultiplied || self.layout != Layout::Rgba {
+            return self;
+        }
+        let mut data = self.data.to_vec();
+        for p in data.chunks_exact_mut(4) {
+            let a = u32::from(p[3]);
+            if a != 0 && a != 255 {
+                for c in &mut p[..3] {
+                    *c = ((u32::from(*c) * 255 + a / 2) / a).min(255) as u8;
+                }
+            }
+        }
+        RawFrame {
+            data: data.into(),
+            premultiplied: false,
+            ..self
         }
     }
 }
@@ -84,6 +110,7 @@ pub(super) fn raw(px: bytes::Bytes, f: u64, width: u32, height: u32) -> Result<R
         layout: Layout::Rgba,
         data: px,
         decode_time: Duration::ZERO,
+        premultiplied: true,
     })
 }
 
@@ -133,6 +160,7 @@ pub(super) fn decode(b64: &str, f: u64, width: u32, height: u32) -> Result<RawFr
         layout,
         data: data.into(),
         decode_time: started.elapsed(),
+        premultiplied: false,
     })
 }
 
@@ -186,6 +214,18 @@ mod tests {
         assert_eq!(f.layout, Layout::Rgba);
         let err = raw(bytes::Bytes::from(vec![7u8; 5]), 9, 2, 3).unwrap_err();
         assert!(err.contains("frame 9 has 5 bytes"), "{err}");
+    }
+
+    #[test]
+    fn premultiplied_read_back_is_made_straight() {
+        let px = vec![0u8, 0, 128, 128, 10, 20, 30, 255, 0, 0, 0, 0, 64, 0, 32, 64];
+        let f = raw(bytes::Bytes::from(px), 0, 4, 1)
+            .expect("raw")
+            .unpremultiplied();
+        assert_eq!(
+            &f.data[..],
+            &[0, 0, 255, 128, 10, 20, 30, 255, 0, 0, 0, 0, 255, 0, 128, 64]
+        );
     }
 
     #[test]

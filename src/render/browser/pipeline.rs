@@ -386,6 +386,12 @@ async fn write(
             unreachable!("the encoder was started above");
         };
         let frame = frame.into_layout(*layout);
+        // Alpha is kept: colours must be straight, as the outputs store them.
+        let frame = if *layout == Layout::Rgba && output.is_some_and(|(s, ..)| s.output.alpha) {
+            frame.unpremultiplied()
+        } else {
+            frame
+        };
         let writing = Instant::now();
         if stdin.write_all(&frame.data).await.is_err() {
             break; // FFmpeg died; its error is reported below.
