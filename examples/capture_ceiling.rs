@@ -28,6 +28,9 @@ async fn main() -> anyhow::Result<()> {
         capture_canvas: std::env::var("CAPTURE_CANVAS").ok(),
         browsers: None,
         props: None,
+        assets: Default::default(),
+        allow_network: false,
+        fonts: Vec::new(),
     };
     let video = VideoSpec {
         width: w,

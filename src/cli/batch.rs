@@ -69,6 +69,9 @@ pub async fn submit(
         capture_canvas: None,
         browsers: None,
         props: source.props.clone(),
+        assets: Default::default(),
+        allow_network: false,
+        fonts: Vec::new(),
     };
     let video = plan::probe_video(p);
     let loading = || {
@@ -98,10 +101,33 @@ pub async fn submit(
             };
             verdicts.push(verdict);
         }
+        // What the page loads, and the fonts its text uses, for the frames of the job:
+        // seen once for the whole batch.
+        if let Ok(range) =
+            Resolved::new(p, inspection.helios.as_ref()).and_then(|r| r.range_for(still))
+        {
+            // A page that fails there is left to fail in its chunk.
+            let _ = inspector.visit(&plan::sample_frames(range)).await;
+        }
         Ok::<_, crate::render::RenderError>((inspection, verdicts))
     }
     .await;
+    // Every row's remote resources: vendored once for the whole batch.
+    let remote = match p.no_vendor {
+        true => Vec::new(),
+        false => inspector.remote_requests(),
+    };
+    let fonts: Vec<crate::spec::FontRecord> = inspector
+        .fonts()
+        .iter()
+        .map(|f| crate::spec::FontRecord {
+            requested: f.requested.clone(),
+            platform: f.platform.clone(),
+            web: f.web,
+        })
+        .collect();
     inspector.close().await;
+    plan::check_fonts(&fonts, p.strict_fonts)?;
     let (inspection, verdicts) = checked.with_context(loading)?;
 
     let base = Resolved::new(p, inspection.helios.as_ref())?;
@@ -220,6 +246,26 @@ pub async fn submit(
 
     let batch = ulid::Ulid::new().to_string();
     let mut jobs = Vec::with_capacity(planned.len());
+    // One fetch per URL for the whole batch: vendored into the first row's spec, copied
+    // into the others'.
+    if let Some(first) = planned.first_mut() {
+        plan::set_network(&mut first.spec, p, &remote, &ctx.storage).await?;
+    }
+    if let Some(assets) = planned.first().and_then(|r| match &r.spec.composition {
+        crate::spec::Composition::Browser(b) => Some((b.assets.clone(), b.allow_network)),
+        _ => None,
+    }) {
+        for r in planned.iter_mut().skip(1) {
+            if let crate::spec::Composition::Browser(b) = &mut r.spec.composition {
+                (b.assets, b.allow_network) = assets.clone();
+            }
+        }
+    }
+    for r in planned.iter_mut() {
+        if let crate::spec::Composition::Browser(b) = &mut r.spec.composition {
+            b.fonts = fonts.clone();
+        }
+    }
     for mut r in planned {
         r.spec.video.segments = a.stitch.segments(&r.output, &r.spec.video);
         let job = orch

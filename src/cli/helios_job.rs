@@ -358,6 +358,10 @@ pub fn map(job: &HeliosJob, path: &Path, commands: bool) -> anyhow::Result<Mappe
             capture_canvas,
             browsers: None,
             props: None,
+            assets: Default::default(),
+            // Helios' own renderer lets the page reach the network.
+            allow_network: true,
+            fonts: Vec::new(),
         }),
         (width, height, fps),
         job.metadata.total_frames,

@@ -9,6 +9,7 @@ mod plan;
 pub mod progress;
 mod rows;
 pub(crate) mod status;
+mod vendor;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

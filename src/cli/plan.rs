@@ -9,8 +9,8 @@ use crate::media;
 use crate::render::browser::{DiscoveredMedia, HeliosMetadata, Inspection};
 use crate::spec::{
     plan_chunks, AudioSource, AudioTrack, BrowserComposition, ChunkPlan, Codec, CommandComposition,
-    Composition, Fps, FramePattern, FrameRange, ImageFormat, JobSpec, OutputKind, OutputSpec,
-    Props, RetryPolicy, SegmentFormat, VideoSpec, SPEC_VERSION,
+    Composition, FontRecord, Fps, FramePattern, FrameRange, ImageFormat, JobSpec, OutputKind,
+    OutputSpec, Props, RetryPolicy, SegmentFormat, VideoSpec, SPEC_VERSION,
 };
 use crate::storage::{self, keys, Storage};
 
@@ -70,17 +70,20 @@ pub async fn build_spec(
     let source = Source::new(p)?;
     // The page is loaded once here, as a worker would load it, when it has something to
     // say: its Helios metadata, its verdict on the props, its media elements.
-    let inspection = match &source.page {
+    let (inspection, remote, fonts) = match &source.page {
         Some((dir, entry)) if source.wants_inspection(p) => {
-            Some(inspect_page(dir, entry, p, source.props.clone()).await?)
+            let (i, remote, fonts) =
+                inspect_page(dir, entry, p, source.props.clone(), target).await?;
+            (Some(i), remote, fonts)
         }
-        _ => None,
+        _ => (None, Vec::new(), Vec::new()),
     };
     let helios = inspection.as_ref().and_then(|i| i.helios.clone());
     let settings = Resolved::new(p, helios.as_ref())?;
     if source.page.is_some() {
         eprintln!("{}", settings.describe());
     }
+    check_fonts(&fonts, p.strict_fonts)?;
     if let (None, Some(sel)) = (
         &p.capture_canvas,
         inspection
@@ -100,7 +103,11 @@ pub async fn build_spec(
     };
     let bundle = source.upload(p, storage).await?;
     let media = inspection.map(|i| i.media).unwrap_or_default();
-    let spec = assemble(p, &source, bundle, &settings, props, &media, local, target)?;
+    let mut spec = assemble(p, &source, bundle, &settings, props, &media, local, target)?;
+    set_network(&mut spec, p, &remote, storage).await?;
+    if let Composition::Browser(b) = &mut spec.composition {
+        b.fonts = fonts;
+    }
     eprintln!("{}", describe_output(&spec));
     if spec.output.kind == OutputKind::Gif && spec.video.fps.as_f64() > 50.0 {
         eprintln!(
@@ -110,6 +117,92 @@ pub async fn build_spec(
     }
     check_audio(&spec, source.bundle_dir(p)).await?;
     Ok(spec)
+}
+
+/// CSS's generic families, which any machine resolves to one of its fonts.
+const GENERIC_FAMILIES: &[&str] = &[
+    "serif",
+    "sans-serif",
+    "monospace",
+    "cursive",
+    "fantasy",
+    "system-ui",
+    "ui-serif",
+    "ui-sans-serif",
+    "ui-monospace",
+    "ui-rounded",
+    "emoji",
+    "math",
+    "fangsong",
+    "-webkit-body",
+];
+
+/// Prints the fonts the page's text renders with, and warns (with `strict`: fails) when a
+/// family it asks for first is not available, naming it and the font used instead.
+pub(super) fn check_fonts(fonts: &[FontRecord], strict: bool) -> anyhow::Result<()> {
+    let mut by_request: std::collections::BTreeMap<&str, Vec<&FontRecord>> = Default::default();
+    for f in fonts {
+        by_request.entry(f.requested.as_str()).or_default().push(f);
+    }
+    let mut missing = Vec::new();
+    for (requested, used) in &by_request {
+        let shown: Vec<String> = used
+            .iter()
+            .map(|f| match f.web {
+                true => format!("{} (web font)", f.platform),
+                false => f.platform.clone(),
+            })
+            .collect();
+        eprintln!("fonts: {requested} → {}", shown.join(", "));
+        let primary = requested
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'')
+            .to_string();
+        if primary.is_empty() || GENERIC_FAMILIES.contains(&primary.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        let found = used
+            .iter()
+            .any(|f| f.web || f.platform.eq_ignore_ascii_case(&primary));
+        if !found {
+            missing.push(format!(
+                "font family '{primary}' is not available: its text renders in {} instead",
+                shown.join(", ")
+            ));
+        }
+    }
+    for m in &missing {
+        eprintln!("warning: {m} (install it on every worker, or load it with @font-face from a file in the composition's folder)");
+    }
+    if strict && !missing.is_empty() {
+        bail!(
+            "--strict-fonts: {}; nothing was rendered",
+            missing.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// Vendors the remote resources the page loaded when it was planned (unless `--no-vendor`)
+/// into the spec, with the network policy of the flags.
+pub(super) async fn set_network(
+    spec: &mut JobSpec,
+    p: &PlanSettings,
+    remote: &[String],
+    storage: &Storage,
+) -> anyhow::Result<()> {
+    let Composition::Browser(b) = &mut spec.composition else {
+        return Ok(());
+    };
+    b.allow_network = p.allow_network || p.no_vendor;
+    if !p.no_vendor {
+        b.assets = super::vendor::vendor(remote, storage, p.max_asset_mb.saturating_mul(1_000_000))
+            .await?;
+    }
+    Ok(())
 }
 
 /// What a job is planned to write: the output's path when it is known (its name decides
@@ -355,7 +448,8 @@ impl Source {
     pub fn wants_inspection(&self, p: &PlanSettings) -> bool {
         let wants_metadata =
             (p.frames.is_none() && p.duration.is_none()) || p.fps.is_none() || p.size.is_none();
-        self.page.is_some() && (wants_metadata || self.props.is_some() || !p.no_media_audio)
+        self.page.is_some()
+            && (wants_metadata || self.props.is_some() || !p.no_media_audio || !p.no_vendor)
     }
 
     /// The folder packed as the job's bundle.
@@ -432,6 +526,9 @@ pub(super) fn assemble(
                 capture_canvas: p.capture_canvas.clone(),
                 browsers,
                 props,
+                assets: Default::default(),
+                allow_network: false,
+                fonts: Vec::new(),
             }),
             (_, bundle) => Composition::Command(CommandComposition {
                 argv: p.argv.clone(),
@@ -496,13 +593,15 @@ pub(super) fn discovered_audio(media: &[DiscoveredMedia], fps: Fps) -> Vec<Audio
 }
 
 /// Loads the page once, as a worker would (with the props), for its metadata, its
-/// verdict on the props and (unless `--no-media-audio`) its media elements.
+/// verdict on the props and (unless `--no-media-audio`) its media elements; then shows it
+/// at a few frames of the job and returns the remote URLs it requested (to vendor).
 async fn inspect_page(
     dir: &Path,
     entry: &str,
     p: &PlanSettings,
     props: Option<Props>,
-) -> anyhow::Result<Inspection> {
+    target: &Target<'_>,
+) -> anyhow::Result<(Inspection, Vec<String>, Vec<FontRecord>)> {
     let composition = BrowserComposition {
         entry: entry.to_string(),
         bundle: String::new(),
@@ -510,21 +609,68 @@ async fn inspect_page(
         capture_canvas: None,
         browsers: None,
         props,
+        assets: Default::default(),
+        allow_network: true,
+        fonts: Vec::new(),
     };
     let video = probe_video(p);
-    crate::render::browser::inspect(dir, &composition, &video, !p.no_media_audio)
+    let failed = |e: crate::render::RenderError| match (&composition.props, &e) {
+        (Some(_), crate::render::RenderError::Composition(msg))
+            if msg.contains("refused its props") =>
+        {
+            anyhow::anyhow!("--props: {msg}; nothing was rendered")
+        }
+        _ => anyhow::Error::new(e).context(format!(
+            "loading {} to read its settings and media (media: skip with --no-media-audio)",
+            dir.join(entry).display()
+        )),
+    };
+    let mut inspector = crate::render::browser::Inspector::open(dir, &composition, &video)
         .await
-        .map_err(|e| match (&composition.props, &e) {
-            (Some(_), crate::render::RenderError::Composition(msg))
-                if msg.contains("refused its props") =>
-            {
-                anyhow::anyhow!("--props: {msg}; nothing was rendered")
+        .map_err(failed)?;
+    let looked = async {
+        let inspection = inspector.inspect(!p.no_media_audio).await.map_err(failed)?;
+        // What the page loads, and the fonts its text uses, at a few frames of the job.
+        if let Ok(range) =
+            Resolved::new(p, inspection.helios.as_ref()).and_then(|r| r.range_for(target.still))
+        {
+            // A page that fails at one of them is left to fail in its chunk, where the
+            // error is reported as the render's.
+            if let Err(e) = inspector.visit(&sample_frames(range)).await {
+                tracing::debug!(error = %e, "the page failed while planned; using what it showed");
             }
-            _ => anyhow::Error::new(e).context(format!(
-                "loading {} to read its settings and media (media: skip with --no-media-audio)",
-                dir.join(entry).display()
-            )),
-        })
+        }
+        let remote = match p.no_vendor {
+            true => Vec::new(),
+            false => inspector.remote_requests(),
+        };
+        let fonts = inspector
+            .fonts()
+            .iter()
+            .map(|f| FontRecord {
+                requested: f.requested.clone(),
+                platform: f.platform.clone(),
+                web: f.web,
+            })
+            .collect();
+        Ok::<_, anyhow::Error>((inspection, remote, fonts))
+    }
+    .await;
+    inspector.close().await;
+    looked
+}
+
+/// Up to five frames spread over a range (its first and last included).
+pub(super) fn sample_frames(range: FrameRange) -> Vec<u64> {
+    if range.end == u64::MAX || range.is_empty() {
+        return vec![range.start];
+    }
+    let last = range.end - 1;
+    let mut f: Vec<u64> = (0..5u64)
+        .map(|i| range.start + (last - range.start) * i / 4)
+        .collect();
+    f.dedup();
+    f
 }
 
 /// The video a page is opened at for plan-time inspection: the flags' size and rate, else

@@ -1172,10 +1172,20 @@ async fn prepare_audio(
     let mut bundle_dir: Option<PathBuf> = None;
     let mut inputs = Vec::new();
     for (i, track) in job.spec.audio.iter().enumerate() {
-        let location = match track.source() {
-            AudioSource::Url(u) => u,
-            AudioSource::Path(p) => p.display().to_string(),
-            AudioSource::Bundle(rel) => {
+        let vendored = match (&job.spec.composition, track.source()) {
+            (spec::Composition::Browser(b), AudioSource::Url(u)) => b.assets.get(&u).cloned(),
+            _ => None,
+        };
+        let location = match (vendored, track.source()) {
+            // The copy vendored at plan time, not the origin.
+            (Some(asset), _) => storage
+                .fetch_to_dir(&asset.key, tmp)
+                .await?
+                .display()
+                .to_string(),
+            (None, AudioSource::Url(u)) => u,
+            (None, AudioSource::Path(p)) => p.display().to_string(),
+            (None, AudioSource::Bundle(rel)) => {
                 if bundle_dir.is_none() {
                     let key = job.spec.composition.bundle().unwrap_or_default();
                     let bytes = storage.get(key).await?;

@@ -144,6 +144,47 @@ pub struct BrowserComposition {
     /// loaded. `plan` records the merged, validated result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub props: Option<Props>,
+    /// Remote resources (`http(s)` URLs) the page loaded when it was planned, fetched once
+    /// and kept in the job's storage: workers answer the page's requests for them from these
+    /// copies and never contact their origin.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub assets: std::collections::BTreeMap<String, Asset>,
+    /// Let requests for remote resources that were not vendored through to the network
+    /// (otherwise such a request fails the chunk).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_network: bool,
+    /// The fonts the page's text rendered with when it was planned: family requested →
+    /// platform font used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fonts: Vec<FontRecord>,
+}
+
+/// A font the page's text rendered with at plan time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FontRecord {
+    /// The `font-family` list the text asked for, as CSS computed it.
+    pub requested: String,
+    /// The family name of the platform font its glyphs were drawn with.
+    pub platform: String,
+    /// A web font (`@font-face`, from the bundle or vendored), not one of the machine's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub web: bool,
+}
+
+/// A remote resource vendored at plan time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Asset {
+    /// Storage key of its bytes (`assets/<sha256>`).
+    pub key: String,
+    /// Hex SHA-256 of its bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Its `Content-Type`, as the origin sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
 }
 
 /// A composition's input props: a JSON object.

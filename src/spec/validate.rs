@@ -194,6 +194,24 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
     }
 
     check_output(spec, &mut err);
+    if let Composition::Browser(b) = &spec.composition {
+        for (url, a) in &b.assets {
+            let field = format!("composition.assets[{url:?}]");
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                err(&field, "only http(s) resources are vendored".into());
+            }
+            let hex = a.sha256.len() == 64 && a.sha256.bytes().all(|c| c.is_ascii_hexdigit());
+            if !hex || a.key != format!("assets/{}", a.sha256) {
+                err(
+                    &field,
+                    format!(
+                        "key {:?} must be assets/<sha256 of its bytes> (64 hex digits)",
+                        a.key
+                    ),
+                );
+            }
+        }
+    }
 
     // Chunks: contiguous, non-overlapping, exact cover.
     if spec.chunks.is_empty() {

@@ -98,12 +98,45 @@ impl Prepared {
         })
     }
 
-    /// The renderer of the job's composition.
-    pub fn renderer(&self) -> Box<dyn Renderer> {
-        match &self.spec.composition {
-            Composition::Command(c) => Box::new(CommandRenderer::new(c.clone())),
-            Composition::Browser(b) => Box::new(BrowserRenderer::new(b.clone())),
+    /// The renderer of the job's composition. A page gets the assets vendored at plan
+    /// time, read from storage and checked against their hashes, and no other remote
+    /// resource unless the job allows the network.
+    pub async fn renderer(&self) -> Result<Box<dyn Renderer>, WorkerFailure> {
+        let b = match &self.spec.composition {
+            Composition::Command(c) => return Ok(Box::new(CommandRenderer::new(c.clone()))),
+            Composition::Browser(b) => b,
+        };
+        if b.allow_network && b.assets.is_empty() {
+            return Ok(Box::new(BrowserRenderer::new(b.clone())));
         }
+        let mut assets = Vec::with_capacity(b.assets.len());
+        for (url, a) in &b.assets {
+            let bytes = self.storage.get(&a.key).await.map_err(|e| match e {
+                StorageError::NotFound { .. } => WorkerFailure::fatal(
+                    FailureKind::MissingBundle,
+                    format!(
+                        "asset {url} (vendored at plan time as {}) is missing from {}",
+                        a.key,
+                        self.storage.url()
+                    ),
+                ),
+                other => storage_failure(other),
+            })?;
+            let sha = hex::encode(Sha256::digest(&bytes));
+            if sha != a.sha256 {
+                return Err(WorkerFailure::fatal(
+                    FailureKind::MissingBundle,
+                    format!(
+                        "asset {url} in storage ({}) has SHA-256 {sha}, the job recorded {}",
+                        a.key, a.sha256
+                    ),
+                ));
+            }
+            assets.push((url.clone(), bytes.to_vec(), a.content_type.clone()));
+        }
+        Ok(Box::new(
+            BrowserRenderer::new(b.clone()).with_assets(assets),
+        ))
     }
 }
 
@@ -149,7 +182,7 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
         })?;
     }
 
-    let renderer = prepared.renderer();
+    let renderer = prepared.renderer().await?;
     let render_req = RenderRequest {
         spec,
         chunk: *chunk,

@@ -42,7 +42,7 @@ pub async fn run_task(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> 
         end: frames.start + 1,
     };
     let started = Instant::now();
-    let renderer = p.renderer();
+    let renderer = p.renderer().await?;
     let req_render = RenderRequest {
         spec: &sample_spec,
         chunk: first,

@@ -21,6 +21,8 @@ mod serve;
 
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chromiumoxide::error::CdpError;
 
@@ -28,7 +30,8 @@ pub use chrome::{locate as locate_chromium, LaunchError, CHROMIUM_ENV};
 
 use super::{encoder, RenderError, RenderRequest, RenderedSegment, Renderer, StageTimings};
 use crate::spec::{BrowserComposition, Props};
-use page::FramePage;
+pub use page::FontUse;
+use page::{FramePage, Vendored};
 
 const VIRTUAL_TIME_JS: &str = include_str!("virtual_time.js");
 
@@ -60,12 +63,38 @@ pub fn default_browsers() -> u32 {
 #[derive(Debug, Clone)]
 pub struct BrowserRenderer {
     composition: BrowserComposition,
+    vendored: Option<Arc<Vendored>>,
 }
 
 impl BrowserRenderer {
-    /// A renderer for this composition.
+    /// A renderer for this composition whose pages reach the network as they like.
     pub fn new(composition: BrowserComposition) -> Self {
-        Self { composition }
+        Self {
+            composition,
+            vendored: None,
+        }
+    }
+
+    /// Pages answer remote requests from `assets` (URL → bytes, content type), the copies
+    /// vendored at plan time; other remote requests fail the chunk unless the composition
+    /// allows the network.
+    pub fn with_assets(
+        mut self,
+        assets: impl IntoIterator<Item = (String, Vec<u8>, Option<String>)>,
+    ) -> Self {
+        use base64::Engine as _;
+        let assets = assets
+            .into_iter()
+            .map(|(url, bytes, ct)| {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                (url, (Arc::new(b64), ct))
+            })
+            .collect();
+        self.vendored = Some(Arc::new(Vendored {
+            assets,
+            allow_network: self.composition.allow_network,
+        }));
+        self
     }
 }
 
@@ -138,6 +167,7 @@ impl Renderer for BrowserRenderer {
             &self.composition,
             v,
             req.spec.output.alpha,
+            self.vendored.clone(),
         )
         .await?;
         let launch = started.elapsed();
@@ -206,6 +236,7 @@ impl BrowserRenderer {
             &self.composition,
             v,
             req.spec.output.alpha,
+            self.vendored.clone(),
         )
         .await?;
         let mut out = Vec::with_capacity(frames.len());
@@ -260,6 +291,7 @@ async fn serve_bundle(bundle: &std::path::Path) -> Result<serve::BundleServer, R
 
 /// Starts `n` browsers at once (profiles under `profiles`), each with the composition loaded;
 /// if any fails, closes the others and returns its error.
+#[allow(clippy::too_many_arguments)]
 async fn open_pages(
     chromium: &std::path::Path,
     n: u32,
@@ -268,17 +300,25 @@ async fn open_pages(
     composition: &BrowserComposition,
     video: &crate::spec::VideoSpec,
     alpha: bool,
+    vendored: Option<Arc<Vendored>>,
 ) -> Result<Vec<FramePage>, RenderError> {
-    let opened =
-        futures::future::join_all(
-            (0..n).map(|k| {
-                let profile = profiles.join(format!("chromium-profile-{k}"));
-                async move {
-                    FramePage::open(chromium, &profile, server, composition, video, alpha).await
-                }
-            }),
-        )
-        .await;
+    let opened = futures::future::join_all((0..n).map(|k| {
+        let profile = profiles.join(format!("chromium-profile-{k}"));
+        let vendored = vendored.clone();
+        async move {
+            FramePage::open(
+                chromium,
+                &profile,
+                server,
+                composition,
+                video,
+                alpha,
+                vendored,
+            )
+            .await
+        }
+    }))
+    .await;
     let mut pages = Vec::new();
     let mut failed = None;
     for p in opened {
@@ -323,6 +363,7 @@ pub async fn capture_ceiling(
         composition,
         video,
         false,
+        None,
     )
     .await?;
     let started = Instant::now();
@@ -478,6 +519,8 @@ pub struct Inspector {
     helios: bool,
     /// The props every row is merged over (JSON), once known.
     held: Option<String>,
+    /// Fonts seen at the frames visited.
+    fonts: Vec<FontUse>,
 }
 
 impl Inspector {
@@ -493,8 +536,16 @@ impl Inspector {
             context: "cannot create a browser profile".into(),
             source,
         })?;
-        let page =
-            FramePage::open(&path, profile.path(), &server, composition, video, false).await?;
+        let page = FramePage::open(
+            &path,
+            profile.path(),
+            &server,
+            composition,
+            video,
+            false,
+            None,
+        )
+        .await?;
         Ok(Self {
             page,
             base: server.url(""),
@@ -502,6 +553,7 @@ impl Inspector {
             _profile: profile,
             helios: false,
             held: None,
+            fonts: Vec::new(),
         })
     }
 
@@ -593,6 +645,33 @@ impl Inspector {
             Err(RenderError::Composition(msg)) => Ok(Some(Err(msg))),
             Err(e) => Err(e),
         }
+    }
+
+    /// Shows the page at each of `frames` in turn (its clock moved there and settled), so
+    /// that what it loads for them is seen, and notes the fonts its text renders with there
+    /// (see [`Inspector::fonts`]).
+    pub async fn visit(&mut self, frames: &[u64]) -> Result<(), RenderError> {
+        let mut times = page::FrameTimes::default();
+        for &f in frames {
+            self.page.seek(f, &mut times).await?;
+            let seen = self.page.fonts_in_use().await?;
+            self.fonts.extend(seen);
+        }
+        self.fonts.sort();
+        self.fonts.dedup();
+        Ok(())
+    }
+
+    /// The fonts the page's text rendered with at the frames visited: family requested →
+    /// platform font, web font or the machine's.
+    pub fn fonts(&self) -> &[FontUse] {
+        &self.fonts
+    }
+
+    /// The remote (`http(s)`) URLs the page has requested since it was opened, in order of
+    /// first request, without fragments; the composition's own files are not among them.
+    pub fn remote_requests(&self) -> Vec<String> {
+        self.page.remote_requests()
     }
 
     /// Closes the browser.

@@ -48,6 +48,18 @@ enum PageProblem {
     Exception(String),
     LoadFailed(String),
     Crashed,
+    /// A remote resource that was not vendored at plan time (and the network is closed).
+    Unvendored(String),
+}
+
+/// The remote resources a page may load at a worker: the copies vendored at plan time,
+/// answered from memory, and whether other remote requests may reach the network.
+#[derive(Debug, Default)]
+pub(crate) struct Vendored {
+    /// URL (without fragment) → body (base64, as CDP takes it) and content type.
+    pub assets: std::collections::HashMap<String, (Arc<String>, Option<String>)>,
+    /// Whether requests for other remote resources go through.
+    pub allow_network: bool,
 }
 
 /// A browser with the composition open at the video's size, its clock under our control.
@@ -55,6 +67,8 @@ pub(super) struct FramePage {
     chrome: Chrome,
     page: Page,
     problem: Arc<Mutex<Option<PageProblem>>>,
+    /// Remote URLs the page requested (plan-time vendoring reads them).
+    remote: Arc<Mutex<Vec<String>>>,
     /// Canvas read-back, with `capture_canvas`.
     canvas: Option<Readback>,
     fps: Fps,
@@ -86,6 +100,7 @@ impl FramePage {
         composition: &BrowserComposition,
         video: &VideoSpec,
         alpha: bool,
+        vendored: Option<Arc<Vendored>>,
     ) -> Result<Self, RenderError> {
         std::fs::create_dir_all(profile).map_err(|source| RenderError::Io {
             context: "cannot create the browser profile".into(),
@@ -104,9 +119,15 @@ impl FramePage {
             .new_page(target)
             .await
             .map_err(|e| cdp_error(e, "cannot open a page", &chrome.stderr_tail()))?;
-        let problem = watch(&page)
+        let base = server.url("");
+        let (problem, remote) = watch(&page, &base)
             .await
             .map_err(|e| cdp_error(e, "cannot watch the page", &chrome.stderr_tail()))?;
+        if let Some(v) = vendored {
+            intercept(&page, base, v, problem.clone())
+                .await
+                .map_err(|e| cdp_error(e, "cannot serve vendored assets", &chrome.stderr_tail()))?;
+        }
         let mut this = Self {
             canvas: composition.capture_canvas.as_deref().map(|sel| {
                 let inbox = server.frame_inbox();
@@ -120,6 +141,7 @@ impl FramePage {
             chrome,
             page,
             problem,
+            remote,
             fps: video.fps.reduced(),
             frame_ticks: 0.0,
             last_frame: None,
@@ -578,7 +600,70 @@ impl FramePage {
                 &self.chrome.stderr_tail(),
                 "the page's renderer process crashed",
             )),
+            Some(PageProblem::Unvendored(url)) => Err(RenderError::Composition(format!(
+                "the page requested {url}, which was not loaded when the job was planned: a \
+                 composition must load its remote resources when it opens, not per frame (or \
+                 plan with --allow-network to let such requests through)"
+            ))),
         }
+    }
+
+    /// The fonts the page's text renders with now: for each element holding text (up to
+    /// [`MAX_FONT_PROBES`]), its `font-family` as requested and the platform fonts Chromium
+    /// drew its glyphs with (CDP `CSS.getPlatformFontsForNode`).
+    pub async fn fonts_in_use(&mut self) -> Result<Vec<FontUse>, RenderError> {
+        use chromiumoxide::cdp::browser_protocol::{css, dom};
+        let page = &self.page;
+        let probed = async {
+            page.execute(dom::EnableParams::default()).await?;
+            page.execute(css::EnableParams::default()).await?;
+            let doc = page
+                .execute(dom::GetDocumentParams::builder().depth(-1).build())
+                .await?
+                .result
+                .root;
+            let mut holders = Vec::new();
+            text_holders(&doc, None, &mut holders);
+            let mut uses = Vec::new();
+            for id in holders {
+                let style = page
+                    .execute(css::GetComputedStyleForNodeParams::new(id))
+                    .await?
+                    .result
+                    .computed_style;
+                let requested = style
+                    .into_iter()
+                    .find(|p| p.name == "font-family")
+                    .map(|p| p.value)
+                    .unwrap_or_default();
+                let fonts = page
+                    .execute(css::GetPlatformFontsForNodeParams::new(id))
+                    .await?
+                    .result
+                    .fonts;
+                for f in fonts {
+                    uses.push(FontUse {
+                        requested: requested.clone(),
+                        platform: f.family_name,
+                        web: f.is_custom_font,
+                    });
+                }
+            }
+            page.execute(css::DisableParams::default()).await?;
+            page.execute(dom::DisableParams::default()).await?;
+            Ok::<_, CdpError>(uses)
+        };
+        let r = tokio::time::timeout(FRAME_TIMEOUT, probed).await;
+        let mut uses = self.answered(r, "listing the fonts the page's text uses")?;
+        uses.sort();
+        uses.dedup();
+        Ok(uses)
+    }
+
+    /// Remote (`http(s)`, not the composition's own server) URLs the page has requested so
+    /// far, in order of first request.
+    pub fn remote_requests(&self) -> Vec<String> {
+        self.remote.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// Closes the browser.
@@ -652,8 +737,56 @@ fn canvas_js(selector: &str, v: &VideoSpec, path: &str) -> String {
     )
 }
 
-/// Collects the first exception, failed resource load or crash of the page.
-async fn watch(page: &Page) -> Result<Arc<Mutex<Option<PageProblem>>>, CdpError> {
+/// Elements whose fonts are looked at, at most (the first ones in document order).
+pub(super) const MAX_FONT_PROBES: usize = 400;
+
+/// A family a page's text asks for, and a platform font Chromium drew it with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FontUse {
+    /// The element's computed `font-family` (the whole list, as CSS gives it).
+    pub requested: String,
+    /// The platform font's family name.
+    pub platform: String,
+    /// Whether it is a web font (`@font-face`), not a font of the machine.
+    pub web: bool,
+}
+
+/// The elements (node ids) that hold visible text directly, in document order: parents of
+/// non-blank text nodes, outside scripts, styles and the head.
+fn text_holders(
+    node: &chromiumoxide::cdp::browser_protocol::dom::Node,
+    parent: Option<(&chromiumoxide::cdp::browser_protocol::dom::NodeId, &str)>,
+    out: &mut Vec<chromiumoxide::cdp::browser_protocol::dom::NodeId>,
+) {
+    if out.len() >= MAX_FONT_PROBES {
+        return;
+    }
+    if node.node_type == 3 && !node.node_value.trim().is_empty() {
+        if let Some((id, name)) = parent {
+            let hidden = matches!(
+                name,
+                "SCRIPT" | "STYLE" | "NOSCRIPT" | "TITLE" | "TEMPLATE" | "HEAD"
+            );
+            if !hidden && !out.contains(id) {
+                out.push(*id);
+            }
+        }
+        return;
+    }
+    if matches!(node.node_name.as_str(), "HEAD" | "SCRIPT" | "STYLE") {
+        return;
+    }
+    for child in node.children.iter().flatten() {
+        text_holders(child, Some((&node.node_id, node.node_name.as_str())), out);
+    }
+}
+
+/// What [`watch`] collects: the first problem of the page, and the remote URLs it requested.
+type Watched = (Arc<Mutex<Option<PageProblem>>>, Arc<Mutex<Vec<String>>>);
+
+/// Collects the first exception, failed resource load or crash of the page, and the remote
+/// URLs it requests (`http(s)`, not under `base`, the composition's own server).
+async fn watch(page: &Page, base: &str) -> Result<Watched, CdpError> {
     let slot = Arc::new(Mutex::new(None::<PageProblem>));
     let set = |slot: &Arc<Mutex<Option<PageProblem>>>, p: PageProblem| {
         if let Ok(mut s) = slot.lock() {
@@ -666,6 +799,9 @@ async fn watch(page: &Page) -> Result<Arc<Mutex<Option<PageProblem>>>, CdpError>
     let mut requests = page.event_listener::<EventRequestWillBeSent>().await?;
     let mut crashes = page.event_listener::<EventTargetCrashed>().await?;
     let s = slot.clone();
+    let remote = Arc::new(Mutex::new(Vec::<String>::new()));
+    let r = remote.clone();
+    let base = base.to_string();
     tokio::spawn(async move {
         let mut urls = std::collections::HashMap::new();
         loop {
@@ -682,7 +818,18 @@ async fn watch(page: &Page) -> Result<Arc<Mutex<Option<PageProblem>>>, CdpError>
                         set(&s, PageProblem::LoadFailed(format!("{url}: {}", e.entry.text)));
                     }
                 }
-                Some(e) = requests.next() => { urls.insert(e.request_id.inner().clone(), e.request.url.clone()); }
+                Some(e) = requests.next() => {
+                    let url = e.request.url.clone();
+                    if is_remote(&url, &base) {
+                        let url = without_fragment(&url).to_string();
+                        if let Ok(mut r) = r.lock() {
+                            if !r.contains(&url) {
+                                r.push(url);
+                            }
+                        }
+                    }
+                    urls.insert(e.request_id.inner().clone(), e.request.url.clone());
+                }
                 Some(e) = failed.next() => {
                     let url = urls.get(e.request_id.inner()).cloned().unwrap_or_default();
                     if !url.ends_with("/favicon.ico") && e.canceled != Some(true) {
@@ -694,7 +841,87 @@ async fn watch(page: &Page) -> Result<Arc<Mutex<Option<PageProblem>>>, CdpError>
             }
         }
     });
-    Ok(slot)
+    Ok((slot, remote))
+}
+
+/// Whether a URL is a remote resource: `http(s)`, not under the composition's own `base`.
+fn is_remote(url: &str, base: &str) -> bool {
+    (url.starts_with("http://") || url.starts_with("https://")) && !url.starts_with(base)
+}
+
+/// A URL without its `#fragment` (never sent to a server).
+pub(crate) fn without_fragment(url: &str) -> &str {
+    url.split('#').next().unwrap_or(url)
+}
+
+/// Answers the page's remote requests from the vendored copies (CDP Fetch interception):
+/// the composition's own server and non-remote URLs pass; a vendored URL gets its copy
+/// (with `Access-Control-Allow-Origin: *`, as a cross-origin font or `fetch` needs); any
+/// other remote URL reaches the network only if allowed, else it fails and the page's
+/// problem names it.
+async fn intercept(
+    page: &Page,
+    base: String,
+    v: Arc<Vendored>,
+    problem: Arc<Mutex<Option<PageProblem>>>,
+) -> Result<(), CdpError> {
+    use chromiumoxide::cdp::browser_protocol::fetch::{
+        ContinueRequestParams, EnableParams, EventRequestPaused, FailRequestParams,
+        FulfillRequestParams, HeaderEntry, RequestPattern, RequestStage,
+    };
+    use chromiumoxide::cdp::browser_protocol::network::ErrorReason;
+    let mut paused = page.event_listener::<EventRequestPaused>().await?;
+    page.execute(
+        EnableParams::builder()
+            .pattern(
+                RequestPattern::builder()
+                    .url_pattern("*")
+                    .request_stage(RequestStage::Request)
+                    .build(),
+            )
+            .build(),
+    )
+    .await?;
+    let page = page.clone();
+    tokio::spawn(async move {
+        while let Some(e) = paused.next().await {
+            let url = e.request.url.as_str();
+            let id = e.request_id.clone();
+            let answered = if !is_remote(url, &base) {
+                page.execute(ContinueRequestParams::new(id))
+                    .await
+                    .map(|_| ())
+            } else if let Some((body, ct)) = v.assets.get(without_fragment(url)) {
+                let mut headers = vec![
+                    HeaderEntry::new("Access-Control-Allow-Origin", "*"),
+                    HeaderEntry::new("Cache-Control", "no-store"),
+                ];
+                if let Some(ct) = ct {
+                    headers.push(HeaderEntry::new("Content-Type", ct.clone()));
+                }
+                let mut fulfil = FulfillRequestParams::new(id, 200);
+                fulfil.response_headers = Some(headers);
+                fulfil.body = Some(body.as_str().to_string().into());
+                page.execute(fulfil).await.map(|_| ())
+            } else if v.allow_network {
+                page.execute(ContinueRequestParams::new(id))
+                    .await
+                    .map(|_| ())
+            } else {
+                if let Ok(mut p) = problem.lock() {
+                    p.get_or_insert(PageProblem::Unvendored(without_fragment(url).to_string()));
+                }
+                page.execute(FailRequestParams::new(id, ErrorReason::BlockedByClient))
+                    .await
+                    .map(|_| ())
+            };
+            if answered.is_err() {
+                // The page is closing.
+                break;
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Where the browser binary is, as a render error.
