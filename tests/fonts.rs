@@ -1,6 +1,8 @@
-//! Fonts known at plan time: the planner lists the fonts the page's text renders with
-//! (family requested → platform font, web font or the machine's), records them in the
-//! spec, names a family that is missing, and `--strict-fonts` refuses it.
+//! Fonts known at plan time and verified at the worker: the planner lists the fonts the
+//! page's text renders with (family requested → platform font, web font or the machine's,
+//! with the machine font's file hash), records them in the spec, names a family that is
+//! missing, and `--strict-fonts` refuses it; a worker whose fontconfig has other fonts fails
+//! its chunk, naming the family, instead of rendering it.
 
 mod common;
 
@@ -99,4 +101,59 @@ fn a_web_font_from_the_bundle_is_recorded_as_one_and_passes_strict_fonts() {
             .all(|f| f["web"] == true && f["requested"].as_str().unwrap().contains("Brand")),
         "{fonts:?}"
     );
+}
+
+#[test]
+fn a_worker_with_other_fonts_fails_its_chunk_naming_the_family() {
+    let env = Env::new();
+    let comp = page(
+        &env,
+        "serif",
+        "body { font-family: 'DejaVu Serif'; }",
+        false,
+    );
+    env.ok(&[
+        "plan",
+        &comp,
+        "--emit",
+        "spec.json",
+        "--frames",
+        "0..6",
+        "--chunks",
+        "2",
+    ]);
+    // A fontconfig with one font only: what a worker image without the fonts would have.
+    let fonts = env.path("one-font");
+    std::fs::create_dir_all(&fonts).unwrap();
+    std::fs::copy(
+        "/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf",
+        fonts.join("LiberationMono-Regular.ttf"),
+    )
+    .unwrap();
+    let conf = env.path("fonts.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "<?xml version=\"1.0\"?>\n<!DOCTYPE fontconfig SYSTEM \"fonts.dtd\">\n<fontconfig><dir>{}</dir><cachedir>{}</cachedir></fontconfig>\n",
+            fonts.display(),
+            env.path("fc-cache").display()
+        ),
+    )
+    .unwrap();
+    let r = env
+        .cmd(&["run", "spec.json", "-o", "x.mp4"])
+        .env("FONTCONFIG_FILE", &conf)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "{err}");
+    assert!(
+        err.contains("'DejaVu Serif'") && err.contains("worker"),
+        "{err}"
+    );
+    let id = env.only_job();
+    assert_eq!(env.attempts(&id)[0], 1, "fatal: no retries; {err}");
+    assert!(!env.path("x.mp4").exists());
+    // With the machine's own fonts the same spec renders.
+    env.ok(&["run", "spec.json", "-o", "y.mp4"]);
 }

@@ -158,6 +158,14 @@ impl HttpAdapter {
             .unwrap_or(false)
     }
 
+    /// Gives worker `i` no more attempts of this job.
+    fn blocklist(&self, i: usize) {
+        if let Ok(mut h) = self.health.lock() {
+            h[i].failures = h[i].failures.max(self.max_failures);
+            tracing::warn!(worker = %self.endpoints[i], "worker blocklisted for this job: its fonts differ from the plan's");
+        }
+    }
+
     /// Counts a failure against worker `i` and rests it; enough failures blocklist it.
     fn record_failure(&self, i: usize) {
         if let Ok(mut h) = self.health.lock() {
@@ -223,6 +231,10 @@ impl WorkerAdapter for HttpAdapter {
                 Exchange::Done(r) => {
                     if matches!(&r, Err(f) if f.kind == FailureKind::LostWorker) {
                         self.record_failure(i);
+                    }
+                    if matches!(&r, Err(f) if f.kind == FailureKind::FontMismatch) {
+                        // Its fonts are not the job's: it gets no more chunks of it.
+                        self.blocklist(i);
                     }
                     return r;
                 }

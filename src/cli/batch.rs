@@ -117,15 +117,7 @@ pub async fn submit(
         true => Vec::new(),
         false => inspector.remote_requests(),
     };
-    let fonts: Vec<crate::spec::FontRecord> = inspector
-        .fonts()
-        .iter()
-        .map(|f| crate::spec::FontRecord {
-            requested: f.requested.clone(),
-            platform: f.platform.clone(),
-            web: f.web,
-        })
-        .collect();
+    let fonts = plan::font_records(inspector.fonts());
     inspector.close().await;
     plan::check_fonts(&fonts, p.strict_fonts)?;
     let (inspection, verdicts) = checked.with_context(loading)?;

@@ -119,6 +119,26 @@ pub async fn build_spec(
     Ok(spec)
 }
 
+/// The fonts a page used, as the spec records them: a machine font with the SHA-256 of the
+/// file fontconfig picks for its family (each family looked up once).
+pub(super) fn font_records(uses: &[crate::render::browser::FontUse]) -> Vec<FontRecord> {
+    let mut hashes: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    uses.iter()
+        .map(|f| FontRecord {
+            requested: f.requested.clone(),
+            platform: f.platform.clone(),
+            web: f.web,
+            file_sha256: match f.web {
+                true => None,
+                false => hashes
+                    .entry(f.platform.clone())
+                    .or_insert_with(|| crate::render::browser::family_file_sha256(&f.platform))
+                    .clone(),
+            },
+        })
+        .collect()
+}
+
 /// CSS's generic families, which any machine resolves to one of its fonts.
 const GENERIC_FAMILIES: &[&str] = &[
     "serif",
@@ -644,15 +664,7 @@ async fn inspect_page(
             true => Vec::new(),
             false => inspector.remote_requests(),
         };
-        let fonts = inspector
-            .fonts()
-            .iter()
-            .map(|f| FontRecord {
-                requested: f.requested.clone(),
-                platform: f.platform.clone(),
-                web: f.web,
-            })
-            .collect();
+        let fonts = font_records(inspector.fonts());
         Ok::<_, anyhow::Error>((inspection, remote, fonts))
     }
     .await;

@@ -152,6 +152,9 @@ pub enum RenderError {
     /// No browser to render with.
     #[error("{0}")]
     BrowserMissing(String),
+    /// This worker's fonts are not the ones the job was planned with.
+    #[error("{0}")]
+    FontMismatch(String),
     /// The browser crashed, hung or went away.
     #[error("browser failure: {0}")]
     BrowserCrashed(String),

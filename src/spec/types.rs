@@ -170,6 +170,10 @@ pub struct FontRecord {
     /// A web font (`@font-face`, from the bundle or vendored), not one of the machine's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub web: bool,
+    /// A machine font's file as fontconfig picks it for the family: its SHA-256, which
+    /// every worker's must equal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_sha256: Option<String>,
 }
 
 /// A remote resource vendored at plan time.

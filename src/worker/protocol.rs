@@ -196,6 +196,8 @@ pub enum FailureKind {
     Encode,
     /// A required tool (FFmpeg) is missing on the worker.
     MissingTool,
+    /// The worker's fonts differ from the ones the job was planned with.
+    FontMismatch,
     /// Storage I/O failed.
     Storage,
     /// Local I/O failed.
@@ -223,6 +225,7 @@ impl FailureKind {
             RenderError::BrowserCrashed(_) => FailureKind::BrowserCrashed,
             RenderError::BadOutput(_) => FailureKind::RenderOutput,
             RenderError::Composition(_) => FailureKind::Composition,
+            RenderError::FontMismatch(_) => FailureKind::FontMismatch,
             RenderError::BrowserMissing(_) | RenderError::Media(MediaError::Missing { .. }) => {
                 FailureKind::MissingTool
             }

@@ -14,6 +14,7 @@
 //! capture), `frames` (decoding), `pipeline` (browsers merged in order into the encoder).
 
 mod chrome;
+mod fonts;
 mod frames;
 mod page;
 mod pipeline;
@@ -30,6 +31,7 @@ pub use chrome::{locate as locate_chromium, LaunchError, CHROMIUM_ENV};
 
 use super::{encoder, RenderError, RenderRequest, RenderedSegment, Renderer, StageTimings};
 use crate::spec::{BrowserComposition, Props};
+pub use fonts::family_file_sha256;
 pub use page::FontUse;
 use page::{FramePage, Vendored};
 
@@ -158,6 +160,8 @@ impl Renderer for BrowserRenderer {
             );
         }
 
+        // The machine's fonts first: a worker with other fonts renders nothing.
+        fonts::check_files(&self.composition.fonts).map_err(RenderError::FontMismatch)?;
         let started = Instant::now();
         let pages = open_pages(
             &path,
@@ -170,6 +174,21 @@ impl Renderer for BrowserRenderer {
             self.vendored.clone(),
         )
         .await?;
+        let mut pages = pages;
+        if !self.composition.fonts.is_empty() {
+            // And the fonts the page's text takes here, before the first frame.
+            let seen = match pages.first_mut() {
+                Some(p) => p.fonts_in_use().await,
+                None => Ok(Vec::new()),
+            };
+            let checked = seen.and_then(|seen| {
+                fonts::check_page(&self.composition.fonts, &seen).map_err(RenderError::FontMismatch)
+            });
+            if let Err(e) = checked {
+                futures::future::join_all(pages.into_iter().map(FramePage::close)).await;
+                return Err(e);
+            }
+        }
         let launch = started.elapsed();
 
         let output = encoder::chunk_output(req.workdir, req.spec);
