@@ -13,8 +13,11 @@ COPY benches ./benches
 RUN cargo build --release --locked --bin helios-infra
 
 FROM debian:bookworm-slim
+# The workers' font set (README, "Fonts"): the same on a laptop (scripts/setup.sh), in
+# Lambda, Cloud Run and Kubernetes.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg chromium-headless-shell fonts-dejavu-core fonts-liberation ca-certificates \
+ && apt-get install -y --no-install-recommends ffmpeg chromium-headless-shell ca-certificates \
+    fonts-dejavu-core fonts-liberation fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/helios-infra /usr/local/bin/helios-infra
 # Chromium and FFmpeg write temporary files; Lambda only allows /tmp.

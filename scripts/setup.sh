@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what helios-infra needs on a Debian/Ubuntu machine: FFmpeg (ffmpeg, ffprobe),
-# Chromium's headless shell and fonts (for HTML compositions). With --test, also what the
+# Chromium's headless shell and the workers' font set (for HTML compositions): DejaVu,
+# Liberation (metric-compatible with Arial, Times New Roman, Courier New) and Noto (Latin,
+# Greek, Cyrillic and most other scripts; CJK; colour emoji) — the same as the Dockerfile's. With --test, also what the
 # test suite needs: Python's venv module and the loopback protocol peers from PyPI
 # (scripts/test-peers.sh), and Node.js to build the @helios-project/core example.
 # Rust (cargo) must already be installed.
@@ -16,6 +18,9 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missi
 [ -x /usr/lib/chromium/chromium-headless-shell ] || [ -n "${HELIOS_CHROMIUM:-}" ] || missing+=(chromium-headless-shell)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 [ -d /usr/share/fonts/truetype/liberation ] || missing+=(fonts-liberation)
+[ -d /usr/share/fonts/truetype/noto ] || missing+=(fonts-noto-core)
+[ -d /usr/share/fonts/opentype/noto ] || missing+=(fonts-noto-cjk)
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 if [ $want_test = 1 ]; then
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
