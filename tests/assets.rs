@@ -67,6 +67,7 @@ impl Origin {
                             "/big.bin" => {
                                 ("200 OK", "application/octet-stream", vec![7u8; 2_000_000])
                             }
+                            "/tone.wav" => ("200 OK", "audio/wav", tone_wav()),
                             _ => ("404 Not Found", "text/plain", b"no".to_vec()),
                         }
                     };
@@ -107,6 +108,19 @@ impl Origin {
     fn total(&self) -> usize {
         self.requests.lock().unwrap().len()
     }
+}
+
+/// One second of a 440 Hz tone, 48 kHz mono WAV.
+fn tone_wav() -> Vec<u8> {
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=1",
+        "-f",
+        "wav",
+        "-",
+    ])
 }
 
 /// A 32×32 opaque red PNG.
@@ -364,4 +378,49 @@ fn a_batch_fetches_each_url_once() {
             [255, 0, 0]
         );
     }
+}
+
+#[test]
+fn remote_audio_is_mixed_from_its_vendored_copy() {
+    let origin = Origin::start();
+    let env = Env::new();
+    let dir = env.path("audio");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        format!(
+            "<!doctype html><body style=\"background:#123\"><audio src=\"{}/tone.wav\" preload=\"none\"></audio></body>",
+            origin.url
+        ),
+    )
+    .unwrap();
+    env.ok(&[
+        "plan",
+        dir.to_str().unwrap(),
+        "--emit",
+        "spec.json",
+        "--frames",
+        "0..30",
+        "--size",
+        "64x64",
+    ]);
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.path("spec.json")).unwrap()).unwrap();
+    assert!(
+        spec["composition"]["assets"]
+            .get(format!("{}/tone.wav", origin.url))
+            .is_some(),
+        "{spec}"
+    );
+    origin.closed.store(true, Ordering::SeqCst);
+    let before = origin.total();
+    env.ok(&["run", "spec.json", "-o", "a.mp4"]);
+    assert_eq!(
+        origin.total(),
+        before,
+        "the origin was contacted after planning"
+    );
+    let samples = decode_audio(&env.path("a.mp4"));
+    let level = rms(&samples, 0.1, 0.9);
+    assert!(level > 0.05, "the tone is in the mix: rms {level}");
 }

@@ -228,7 +228,7 @@ pub async fn submit(
     }
     if let Some(first) = planned.iter().find(|r| r.refused.is_none()) {
         plan::check_output(&first.output, &first.spec)?;
-        plan::check_audio(&first.spec, source.bundle_dir(p)).await?;
+        plan::check_audio(&first.spec, source.bundle_dir(p), Some(&ctx.storage)).await?;
     }
     if !a.no_download {
         for r in planned.iter().filter(|r| r.refused.is_none()) {

@@ -292,8 +292,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             // The segments' form follows the output container, whatever the plan assumed.
             spec.video.segments = a.stitch.segments(&output, &spec.video);
             preflight()?;
-            plan::check_audio(&spec, None).await?;
             let ctx = State::open(&cli)?;
+            plan::check_audio(&spec, None, Some(&ctx.storage)).await?;
             let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
             let job = orch
                 .submit_with(spec, &ctx.storage, &output, !a.no_download)
@@ -568,7 +568,7 @@ async fn run_helios_job(
     plan::check_output(&output, &spec)?;
     spec.video.segments = a.stitch.segments(&output, &spec.video);
     preflight()?;
-    plan::check_audio(&spec, mapped.bundle_dir.as_deref()).await?;
+    plan::check_audio(&spec, mapped.bundle_dir.as_deref(), Some(&ctx.storage)).await?;
     let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
     let job = orch
         .submit_with(spec, &ctx.storage, &output, !a.no_download)

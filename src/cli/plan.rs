@@ -103,6 +103,17 @@ pub async fn build_spec(
     };
     let bundle = source.upload(p, storage).await?;
     let media = inspection.map(|i| i.media).unwrap_or_default();
+    // Remote media whose sound is mixed are vendored too, loaded by the page or not.
+    let mut remote = remote;
+    if !p.no_vendor {
+        for m in &media {
+            let url = crate::render::browser::without_fragment(&m.source).to_string();
+            if (url.starts_with("http://") || url.starts_with("https://")) && !remote.contains(&url)
+            {
+                remote.push(url);
+            }
+        }
+    }
     let mut spec = assemble(p, &source, bundle, &settings, props, &media, local, target)?;
     set_network(&mut spec, p, &remote, storage).await?;
     if let Composition::Browser(b) = &mut spec.composition {
@@ -115,7 +126,7 @@ pub async fn build_spec(
             spec.video.fps
         );
     }
-    check_audio(&spec, source.bundle_dir(p)).await?;
+    check_audio(&spec, source.bundle_dir(p), Some(storage)).await?;
     Ok(spec)
 }
 
@@ -900,9 +911,29 @@ fn audio_source(file: &str, bundle: Option<&Path>) -> String {
 
 /// Fails at plan time, naming the file, when an audio source is missing or unreadable.
 /// Sources inside a bundle are checked in the bundle folder when it is at hand.
-pub async fn check_audio(spec: &JobSpec, bundle: Option<&Path>) -> anyhow::Result<()> {
+/// A URL vendored at plan time is probed in its stored copy (from `storage`).
+pub async fn check_audio(
+    spec: &JobSpec,
+    bundle: Option<&Path>,
+    storage: Option<&Storage>,
+) -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir().context("cannot make a temporary folder")?;
     for (i, t) in spec.audio.iter().enumerate() {
+        let vendored = match (&spec.composition, t.source()) {
+            (Composition::Browser(b), AudioSource::Url(u)) => b.assets.get(&u).cloned(),
+            _ => None,
+        };
         let location = match t.source() {
+            AudioSource::Url(_) if vendored.is_some() && storage.is_some() => {
+                let (Some(a), Some(st)) = (vendored, storage) else {
+                    continue;
+                };
+                st.fetch_to_dir(&a.key, scratch.path())
+                    .await
+                    .with_context(|| format!("audio track {i}: the vendored copy of {}", t.source))?
+                    .display()
+                    .to_string()
+            }
             AudioSource::Url(u) => u,
             AudioSource::Path(p) => {
                 if !p.is_file() {

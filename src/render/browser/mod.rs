@@ -32,6 +32,7 @@ pub use chrome::{locate as locate_chromium, LaunchError, CHROMIUM_ENV};
 use super::{encoder, RenderError, RenderRequest, RenderedSegment, Renderer, StageTimings};
 use crate::spec::{BrowserComposition, Props};
 pub use fonts::family_file_sha256;
+pub use page::without_fragment;
 pub use page::FontUse;
 use page::{FramePage, Vendored};
 

@@ -850,7 +850,7 @@ fn is_remote(url: &str, base: &str) -> bool {
 }
 
 /// A URL without its `#fragment` (never sent to a server).
-pub(crate) fn without_fragment(url: &str) -> &str {
+pub fn without_fragment(url: &str) -> &str {
     url.split('#').next().unwrap_or(url)
 }
 
