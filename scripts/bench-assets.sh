@@ -14,10 +14,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 reps=${REPS:-2}
 
-log() { echo "bench-assets: $*" >&2; }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { print $* }"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 rev=$(git rev-parse --short HEAD)

@@ -24,10 +24,8 @@ reps=${REPS:-2}
 frames=${FRAMES:-300}
 comp=${COMP:-$root/examples/compositions/dom-css}
 
-log() { echo "bench-outputs: $*" >&2; }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { print $* }"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 rev=$(git rev-parse --short HEAD)

@@ -6,15 +6,6 @@ mod common;
 use common::peers::*;
 use common::*;
 
-fn lambda_env(s3: &Peer, invoke: &str) -> Vec<(&'static str, String)> {
-    let mut v = s3_env(s3);
-    // S3 through moto, Lambda through the emulator (or a proxy in front of it).
-    v.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
-    v.push(("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()));
-    v.push(("AWS_ENDPOINT_URL_LAMBDA", invoke.to_string()));
-    v
-}
-
 fn render(
     env: &Env,
     vars: &[(&'static str, String)],

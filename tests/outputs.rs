@@ -22,17 +22,7 @@ fn overlay() -> String {
 /// Decodes every frame of `path` to RGBA (`pre` goes before `-i`, e.g. the libvpx decoder
 /// that keeps VP9's alpha).
 fn rgba_frames(path: &Path, pre: &[&str]) -> Vec<Vec<u8>> {
-    let mut args: Vec<&str> = pre.to_vec();
-    args.extend([
-        "-i",
-        path.to_str().unwrap(),
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgba",
-        "-",
-    ]);
-    ffmpeg(&args)
+    decode_rgba(path, pre)
         .chunks_exact(W * H * 4)
         .map(|f| f.to_vec())
         .collect()
@@ -191,15 +181,7 @@ fn a_png_sequence_is_named_by_frame_index_keeps_alpha_and_matches_stills() {
     assert_eq!(names(&env.path("seq")), expected_names(30..90));
     for f in [30u64, 31, 59, 60, 89] {
         let png = env.path(&format!("seq/{f:05}.png"));
-        let rgba = ffmpeg(&[
-            "-i",
-            png.to_str().unwrap(),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgba",
-            "-",
-        ]);
+        let rgba = decode_rgba(&png, &[]);
         check_overlay_frame(&rgba, f as u32, &format!("{}", png.display()));
     }
     // Each chunk's report lists its files with sizes and hashes.
@@ -227,24 +209,8 @@ fn a_png_sequence_is_named_by_frame_index_keeps_alpha_and_matches_stills() {
             "640x240",
             "--transparent",
         ]);
-        let a = ffmpeg(&[
-            "-i",
-            env.path(out).to_str().unwrap(),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgba",
-            "-",
-        ]);
-        let b = ffmpeg(&[
-            "-i",
-            env.path("seq/00045.png").to_str().unwrap(),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgba",
-            "-",
-        ]);
+        let a = decode_rgba(&env.path(out), &[]);
+        let b = decode_rgba(&env.path("seq/00045.png"), &[]);
         assert!(a == b, "{out} differs from frame 45 of the sequence");
     }
 }
@@ -274,15 +240,7 @@ fn stills_are_what_their_extension_says_and_frames_outside_are_refused() {
             assert_eq!(&bytes[8..12], b"WEBP");
         }
         // Opaque (not transparent): the page's default background is white.
-        let rgba = ffmpeg(&[
-            "-i",
-            env.path(out).to_str().unwrap(),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgba",
-            "-",
-        ]);
+        let rgba = decode_rgba(&env.path(out), &[]);
         assert_eq!(rgba.len(), W * H * 4, "{out}");
         let [r, g, b, a] = px(&rgba, 600, 200);
         assert!(
@@ -375,15 +333,7 @@ fn a_lying_image_is_rendered_again_and_a_killed_placement_resumes_with_every_fil
     assert_eq!(names(&env.path("seq")), expected_names(10..40));
     for f in 10..40u64 {
         let p = env.path(&format!("seq/{f:05}.png"));
-        let rgba = ffmpeg(&[
-            "-i",
-            p.to_str().unwrap(),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgba",
-            "-",
-        ]);
+        let rgba = decode_rgba(&p, &[]);
         assert_eq!(strip_index(&rgba), f as u32, "{}", p.display());
     }
     assert_eq!(env.status(&id)["state"], "succeeded");
@@ -496,24 +446,6 @@ fn video_outputs_carry_bt709_tags_and_decode_back_to_the_page_colours() {
     }
 }
 
-/// Decodes every frame of a GIF as stored (no frame-rate conversion) to RGB.
-fn gif_frames(path: &Path) -> Vec<Vec<u8>> {
-    ffmpeg(&[
-        "-i",
-        path.to_str().unwrap(),
-        "-vsync",
-        "passthrough",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgba",
-        "-",
-    ])
-    .chunks_exact(W * H * 4)
-    .map(|f| f.to_vec())
-    .collect()
-}
-
 /// The delays (centiseconds) of a GIF's frames and its NETSCAPE loop count, if any.
 fn gif_timing(path: &Path) -> (Vec<u16>, Option<u16>) {
     let b = std::fs::read(path).unwrap();
@@ -545,8 +477,8 @@ fn a_gif_in_three_chunks_decodes_like_one_chunk_with_exact_timing_and_loops() {
     gif("three.gif", "3", &[]);
     gif("one.gif", "1", &[]);
     let (three, one) = (
-        gif_frames(&env.path("three.gif")),
-        gif_frames(&env.path("one.gif")),
+        rgba_frames(&env.path("three.gif"), &[]),
+        rgba_frames(&env.path("one.gif"), &[]),
     );
     assert_eq!(three.len(), 60);
     assert!(three == one, "3 chunks decode differently from 1 chunk");
@@ -638,15 +570,7 @@ requestAnimationFrame(draw);
     ]);
     for f in 0..4usize {
         let p = env.path(&format!("c/{f:03}.png"));
-        let rgba = ffmpeg(&[
-            "-i",
-            p.to_str().unwrap(),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgba",
-            "-",
-        ]);
+        let rgba = decode_rgba(&p, &[]);
         assert_eq!(px(&rgba, 500, 200)[3], 0, "frame {f}: transparent");
         let half = px(&rgba, 50, 50);
         assert!(
@@ -673,15 +597,7 @@ requestAnimationFrame(draw);
     assert_eq!(names(&env.path("thumbs")), ["1.png", "2.png", "3.png"]);
     for n in 1..=3 {
         let p = env.path(&format!("thumbs/{n}.png"));
-        let rgba = ffmpeg(&[
-            "-i",
-            p.to_str().unwrap(),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgba",
-            "-",
-        ]);
+        let rgba = decode_rgba(&p, &[]);
         assert_eq!(strip_index(&rgba), 6, "{}", p.display());
     }
 }

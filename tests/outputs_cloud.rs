@@ -11,14 +11,6 @@ use std::path::Path;
 use common::peers::*;
 use common::*;
 
-fn lambda_env(s3: &Peer, invoke: &str) -> Vec<(&'static str, String)> {
-    let mut v = s3_env(s3);
-    v.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
-    v.push(("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()));
-    v.push(("AWS_ENDPOINT_URL_LAMBDA", invoke.to_string()));
-    v
-}
-
 const LAMBDA: [&str; 8] = [
     "--storage",
     "s3://outputs/p",
@@ -29,22 +21,6 @@ const LAMBDA: [&str; 8] = [
     "--invoke-timeout",
     "120",
 ];
-
-fn rgba(path: &Path, pre: &[&str]) -> Vec<u8> {
-    let mut args: Vec<&str> = pre.to_vec();
-    args.extend([
-        "-i",
-        path.to_str().unwrap(),
-        "-vsync",
-        "passthrough",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgba",
-        "-",
-    ]);
-    ffmpeg(&args)
-}
 
 #[test]
 fn a_still_and_a_gif_on_lambda_with_s3_equal_local_ones() {
@@ -89,8 +65,8 @@ fn a_still_and_a_gif_on_lambda_with_s3_equal_local_ones() {
         "--transparent",
     ]);
     let (a, b) = (
-        rgba(&env.path("lambda.png"), &[]),
-        rgba(&env.path("local.png"), &[]),
+        decode_rgba(&env.path("lambda.png"), &[]),
+        decode_rgba(&env.path("local.png"), &[]),
     );
     assert_eq!(a.len(), 640 * 240 * 4);
     assert!(a == b, "the Lambda still differs from the local one");
@@ -112,8 +88,8 @@ fn a_still_and_a_gif_on_lambda_with_s3_equal_local_ones() {
     args.extend_from_slice(&gif);
     env.ok(&args);
     let (a, b) = (
-        rgba(&env.path("lambda.gif"), &[]),
-        rgba(&env.path("local.gif"), &[]),
+        decode_rgba(&env.path("lambda.gif"), &[]),
+        decode_rgba(&env.path("local.gif"), &[]),
     );
     assert_eq!(a.len(), 24 * 640 * 240 * 4);
     assert!(a == b, "the Lambda GIF differs from the local one");

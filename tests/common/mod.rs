@@ -311,6 +311,24 @@ pub fn ffmpeg(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// Every frame of a video or image decoded to RGBA, as stored (no frame-rate conversion);
+/// `pre` goes before `-i` (e.g. `-c:v libvpx-vp9`, the decoder that keeps VP9's alpha).
+pub fn decode_rgba(path: &Path, pre: &[&str]) -> Vec<u8> {
+    let mut args: Vec<&str> = pre.to_vec();
+    args.extend([
+        "-i",
+        path.to_str().unwrap(),
+        "-vsync",
+        "passthrough",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgba",
+        "-",
+    ]);
+    ffmpeg(&args)
+}
+
 /// The first audio stream decoded to mono 48 kHz f32 samples.
 pub fn decode_audio(path: &Path) -> Vec<f32> {
     let raw = ffmpeg(&[

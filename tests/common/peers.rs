@@ -114,6 +114,16 @@ pub fn s3_env(peer: &Peer) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Environment for the orchestrator and Lambda workers: S3 through `s3` (moto), Lambda's
+/// Invoke API at `invoke` (the emulator, or a proxy in front of it).
+pub fn lambda_env(s3: &Peer, invoke: &str) -> Vec<(&'static str, String)> {
+    let mut v = s3_env(s3);
+    v.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+    v.push(("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()));
+    v.push(("AWS_ENDPOINT_URL_LAMBDA", invoke.to_string()));
+    v
+}
+
 /// cargo-lambda's emulator of the Lambda Invoke and Runtime APIs. It reads the crate's
 /// metadata, so it runs in the repository; the function name is the binary's name.
 pub fn lambda_emulator() -> Peer {
