@@ -84,7 +84,7 @@ for ((r = 1; r <= reps; r++)); do
       if [[ $who == this ]]; then
         id=$("$work/helios-infra-this" --home "$home" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
         ms=$("$work/helios-infra-this" --home "$home" status "$id" --json |
-          python3 -c 'import json,sys; c=json.load(sys.stdin)["chunk_list"]; print(sum(x["stages"]["settle_ms"] for x in c))')
+          python3 -c 'import json,sys; c=(lambda d: d["chunks"] if isinstance(d.get("chunks"), list) else d["chunk_list"])(json.load(sys.stdin)); print(sum(x["stages"]["settle_ms"] for x in c))')
         settle[$c]+="$(calc "$ms / $frames") "
       fi
       rm -f "$out"

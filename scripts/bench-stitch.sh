@@ -106,7 +106,7 @@ for n in 100 1000; do
   prepare "concat-$n" "$work/helios-infra-new" "$n" --stitch concat
   mapfile -t segs < <("$work/helios-infra-new" --home "$work/bytes-$n/home" status "$(cat "$work/bytes-$n/id")" --json |
     python3 -c 'import json,sys
-for c in json.load(sys.stdin)["chunk_list"]: print(c["segment"])')
+for c in (lambda d: d["chunks"] if isinstance(d.get("chunks"), list) else d["chunk_list"])(json.load(sys.stdin)): print(c["segment"])')
   segs=("${segs[@]/#/$work/bytes-$n/home.stitch/storage/}")
   bytes_of[$n]=$(cat "${segs[@]}" | wc -c)
   for kind in prev bytes concat cat; do secs[$kind-$n]=""; done

@@ -182,7 +182,7 @@ for ex in "${examples[@]}"; do
       -o "$work/cpu.mp4" --frames "0..$n" --size 1280x720 --fps "$fps" --chunks 1 --concurrency 1 $(ex_flags "$e"))
     if [[ $v == new ]]; then
       id=$("$bin" --home "$home" status --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["id"])')
-      stages[$ex]=$("$bin" --home "$home" status "$id" --json | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["chunk_list"][0].get("stages", {})))')
+      stages[$ex]=$("$bin" --home "$home" status "$id" --json | python3 -c 'import json, sys; print(json.dumps((lambda d: d["chunks"] if isinstance(d.get("chunks"), list) else d["chunk_list"])(json.load(sys.stdin))[0].get("stages", {})))')
     fi
     rm -rf "$home"
   done

@@ -45,7 +45,7 @@ mkdir -p "$work/seg" && pushd "$work/seg" >/dev/null
 id=$("$bin" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 mapfile -t segs < <("$bin" status "$id" --json | python3 -c '
 import json,sys
-for c in json.load(sys.stdin)["chunk_list"]: print(".helios/storage/" + c["segment"])')
+for c in (lambda d: d["chunks"] if isinstance(d.get("chunks"), list) else d["chunk_list"])(json.load(sys.stdin)): print(".helios/storage/" + c["segment"])')
 popd >/dev/null
 segs=("${segs[@]/#/$work/seg/}")
 bytes=$(cat "${segs[@]}" | wc -c)

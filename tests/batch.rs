@@ -216,7 +216,7 @@ fn a_batch_killed_midway_resumes_without_rerendering_finished_rows() {
     for (id, stamp) in finished.iter().zip(stamps) {
         assert_eq!(modified(id), stamp, "{id}'s output was rewritten");
         let st = env.status(id);
-        let attempts: u64 = st["chunk_list"]
+        let attempts: u64 = st["chunks"]
             .as_array()
             .unwrap()
             .iter()
@@ -224,7 +224,7 @@ fn a_batch_killed_midway_resumes_without_rerendering_finished_rows() {
             .sum();
         assert_eq!(
             attempts,
-            st["chunks"].as_u64().unwrap(),
+            st["chunk_count"].as_u64().unwrap(),
             "{id} rendered again"
         );
     }

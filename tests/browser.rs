@@ -113,7 +113,7 @@ fn frame_f_shows_time_f_over_fps_at_ntsc_rate_and_far_into_the_timeline() {
             "--lossless",
         ]);
         let id = env.status_ids().pop().unwrap();
-        for c in env.status(&id)["chunk_list"].as_array().unwrap() {
+        for c in env.status(&id)["chunks"].as_array().unwrap() {
             assert_eq!(
                 c["stages"]["browsers"].to_string(),
                 browsers,
@@ -325,7 +325,7 @@ fn a_killed_browser_is_retried_and_the_job_succeeds() {
     assert_ok(&out);
     assert_eq!(probe_stream(&env.path("k.mp4")).0, 90);
     let st = env.status(&env.status_ids()[0]);
-    let attempts: u64 = st["chunk_list"]
+    let attempts: u64 = st["chunks"]
         .as_array()
         .unwrap()
         .iter()
@@ -647,7 +647,7 @@ fn more_browsers_than_frames_are_clamped_and_said_so() {
     );
     assert_eq!(probe_stream(&env.path("c.mp4")).0, 30);
     let st = env.status(&env.only_job());
-    let used: Vec<u64> = st["chunk_list"]
+    let used: Vec<u64> = st["chunks"]
         .as_array()
         .unwrap()
         .iter()

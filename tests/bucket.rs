@@ -221,7 +221,7 @@ fn lying_segments_in_the_bucket_are_rendered_again_and_a_crash_mid_assembly_resu
         .unwrap();
     assert_eq!(crashed.status.signal(), Some(9), "{crashed:?}");
     let id = env.only_job();
-    let chunks = env.status(&id)["chunk_list"].clone();
+    let chunks = env.status(&id)["chunks"].clone();
     let key = |i: usize| format!("p/{}", chunks[i]["segment"].as_str().unwrap());
 
     // Chunk 1 (big, copied as it is; chunk 0 is joined with the init): same size, one byte

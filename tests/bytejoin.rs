@@ -200,7 +200,7 @@ fn segments_whose_reports_lie_are_rendered_again_never_joined() {
         )
         .unwrap();
 
-    let starts: Vec<u64> = env.status(&id)["chunk_list"]
+    let starts: Vec<u64> = env.status(&id)["chunks"]
         .as_array()
         .unwrap()
         .iter()

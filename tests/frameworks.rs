@@ -84,7 +84,7 @@ fn conformance(name: &str) {
         for chunks in [1, 4] {
             let id = every_frame_shows_its_index(&env, &comp, fps, chunks);
             // The settle step is measured apart in every chunk's stage timings.
-            for c in env.status(&id)["chunk_list"].as_array().unwrap() {
+            for c in env.status(&id)["chunks"].as_array().unwrap() {
                 assert!(
                     c["stages"]["settle_ms"].is_u64(),
                     "{name}: no settle_ms in {c}"

@@ -225,7 +225,7 @@ fn a_segment_changed_in_the_bucket_is_caught_in_the_download_and_rendered_again(
         .unwrap();
     assert!(!crashed.status.success(), "{crashed:?}");
     let id = env.only_job();
-    let chunks = env.status(&id)["chunk_list"].clone();
+    let chunks = env.status(&id)["chunks"].clone();
     // Same size, one byte changed: the size check at commit cannot see it.
     flip_last_byte(
         &peer,

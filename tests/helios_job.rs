@@ -60,7 +60,7 @@ fn a_helios_job_file_renders_frame_exact() {
     }
     let id = env.status_ids()[0].clone();
     let st = env.status(&id);
-    assert_eq!(st["chunks"], 3);
+    assert_eq!(st["chunk_count"], 3);
 }
 
 #[test]

@@ -189,7 +189,7 @@ fn a_worker_killed_mid_chunk_is_replaced_and_the_job_succeeds() {
     assert_ok(&out);
     assert_eq!(probe_stream(&env.path("out.mp4")).0, 60);
     let st = env.status(&env.status_ids()[0]);
-    let retried = st["chunk_list"]
+    let retried = st["chunks"]
         .as_array()
         .unwrap()
         .iter()

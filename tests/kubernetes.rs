@@ -751,7 +751,7 @@ fn a_pod_killed_without_a_report_is_retried() {
     );
     let id = env.status_ids().pop().unwrap();
     let st = env.status(&id);
-    let outcomes: Vec<&str> = st["chunk_list"][1]["attempt_list"]
+    let outcomes: Vec<&str> = st["chunks"][1]["attempt_list"]
         .as_array()
         .unwrap()
         .iter()

@@ -187,7 +187,7 @@ fn a_png_sequence_is_named_by_frame_index_keeps_alpha_and_matches_stills() {
     // Each chunk's report lists its files with sizes and hashes.
     let id = env.only_job();
     let status = env.status(&id);
-    let chunks = status["chunk_list"].as_array().unwrap();
+    let chunks = status["chunks"].as_array().unwrap();
     assert_eq!(chunks.len(), 3);
     // The images are placed in storage too, under jobs/<id>/frames/.
     let placed = env.home().join(format!("storage/jobs/{id}/frames"));
@@ -376,7 +376,7 @@ fn av1_chunks_are_joined_without_reencoding_and_show_their_own_index() {
     // The concat join copies packets: the output's packets are the segments' packets.
     let id = env.status_ids()[0].clone();
     let mut segments = Vec::new();
-    for c in env.status(&id)["chunk_list"].as_array().unwrap() {
+    for c in env.status(&id)["chunks"].as_array().unwrap() {
         let key = c["segment"].as_str().unwrap();
         segments.push(env.home().join("storage").join(key));
     }

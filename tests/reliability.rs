@@ -18,7 +18,7 @@ fn flaky_renderer_succeeds_through_retries() {
     assert_eq!(env.invocations(40), 2);
     assert_eq!(env.invocations(20), 1);
     let st = env.status(&env.only_job());
-    let chunks = st["chunk_list"].as_array().unwrap();
+    let chunks = st["chunks"].as_array().unwrap();
     assert_eq!(chunks[1]["attempts"], 2);
     assert_eq!(chunks[1]["committed_attempt"], 2);
     assert_eq!(chunks[2]["attempts"], 1);
@@ -73,7 +73,7 @@ fn always_failing_chunk_fails_job_with_chunk_attempts_and_stderr_and_keeps_finis
     let id = env.only_job();
     let st = env.status(&id);
     assert_eq!(st["state"], "failed");
-    let chunks = st["chunk_list"].as_array().unwrap();
+    let chunks = st["chunks"].as_array().unwrap();
     assert_eq!(chunks[3]["state"], "failed");
     assert_eq!(outcomes(&chunks[3]), ["failed", "failed", "failed"]);
     // Every chunk that finished is kept, with its segment in storage.
@@ -106,8 +106,8 @@ fn hung_renderer_is_killed_at_the_timeout_and_retried() {
         .unwrap();
     assert!(!is_running(pid), "hung renderer {pid} still alive");
     let st = env.status(&env.only_job());
-    assert_eq!(st["chunk_list"][2]["attempts"], 2);
-    assert_eq!(outcomes(&st["chunk_list"][2]), ["timed_out", "succeeded"]);
+    assert_eq!(st["chunks"][2]["attempts"], 2);
+    assert_eq!(outcomes(&st["chunks"][2]), ["timed_out", "succeeded"]);
 }
 
 /// Whether a process is alive (a zombie waiting for its reaper is not).
@@ -165,7 +165,7 @@ fn sigkill_then_resume_rerenders_only_missing_chunks() {
 
     let before = env.status(&id);
     assert_eq!(before["state"], "interrupted");
-    let done_before: Vec<(u64, u64)> = before["chunk_list"]
+    let done_before: Vec<(u64, u64)> = before["chunks"]
         .as_array()
         .unwrap()
         .iter()
@@ -185,7 +185,7 @@ fn sigkill_then_resume_rerenders_only_missing_chunks() {
     assert_eq!(after["state"], "succeeded");
     // The attempt in flight at the kill is on record as interrupted, and nothing is left
     // running.
-    let all: Vec<String> = after["chunk_list"]
+    let all: Vec<String> = after["chunks"]
         .as_array()
         .unwrap()
         .iter()
@@ -202,7 +202,7 @@ fn sigkill_then_resume_rerenders_only_missing_chunks() {
             1,
             "chunk at {start} was rendered again"
         );
-        let c = after["chunk_list"]
+        let c = after["chunks"]
             .as_array()
             .unwrap()
             .iter()
@@ -240,7 +240,7 @@ fn cancel_stops_the_job_and_resume_finishes_it() {
     let st = env.status(&id);
     assert_eq!(st["state"], "cancelled");
     assert!(
-        st["chunk_list"]
+        st["chunks"]
             .as_array()
             .unwrap()
             .iter()
@@ -327,7 +327,7 @@ fn corrupted_segment_is_rendered_again_never_stitched() {
     let seg = env
         .home()
         .join("storage")
-        .join(st["chunk_list"][2]["segment"].as_str().unwrap());
+        .join(st["chunks"][2]["segment"].as_str().unwrap());
     // Damage one committed segment and lose the output: resume must notice on verification.
     let mut bytes = std::fs::read(&seg).unwrap();
     let mid = bytes.len() / 2;
@@ -344,7 +344,7 @@ fn corrupted_segment_is_rendered_again_never_stitched() {
     );
     assert_eq!(env.invocations(30), 1, "intact chunks are not");
     let after = env.status(&id);
-    assert_eq!(after["chunk_list"][2]["committed_attempt"], 2);
+    assert_eq!(after["chunks"][2]["committed_attempt"], 2);
 }
 
 /// A receiver that answers 500 to its first request and 200 afterwards, keeping

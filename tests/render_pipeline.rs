@@ -113,7 +113,7 @@ fn plan_emit_then_run() {
     let st = env.status(&id);
     assert_eq!(st["state"], "succeeded");
     assert_eq!(st["frames_done"], 60);
-    assert_eq!(st["chunk_list"].as_array().unwrap().len(), 3);
+    assert_eq!(st["chunks"].as_array().unwrap().len(), 3);
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn stitch_command_concatenates_segments() {
     ));
     let id = env.only_job();
     let st = env.status(&id);
-    let segs: Vec<String> = st["chunk_list"]
+    let segs: Vec<String> = st["chunks"]
         .as_array()
         .unwrap()
         .iter()

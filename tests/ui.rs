@@ -111,11 +111,11 @@ fn the_api_shows_jobs_chunks_and_every_attempt_from_the_store() {
     assert_eq!(jobs[0]["id"], id.as_str());
     assert_eq!(jobs[0]["state"], "succeeded");
     assert_eq!(jobs[0]["frames"], 60);
-    assert_eq!(jobs[0]["chunks"], 6);
+    assert_eq!(jobs[0]["chunk_count"], 6);
     assert!(jobs[0]["elapsed_ms"].as_i64().unwrap() > 0);
 
     let job = ui.json(&format!("/api/jobs/{id}"));
-    let chunks = job["chunk_list"].as_array().unwrap();
+    let chunks = job["chunks"].as_array().unwrap();
     assert_eq!(chunks.len(), 6);
     let outcomes = |c: &serde_json::Value| -> Vec<String> {
         c["attempt_list"]
@@ -204,7 +204,7 @@ fn the_event_stream_follows_a_running_job_until_it_ends() {
         .all(|e| e["final"] == false));
     // Attempts appear as they start and end.
     let attempts = |e: &serde_json::Value| {
-        e["chunk_list"]
+        e["chunks"]
             .as_array()
             .unwrap()
             .iter()
@@ -224,8 +224,9 @@ fn without_a_token_only_loopback_names_and_same_origin_changes_are_answered() {
     let (status, _) = ui.get("/api/jobs", &[("Host", "evil.example:7878")]);
     assert_eq!(status, 403);
     assert_eq!(ui.get("/api/jobs", &[("Host", "localhost:7878")]).0, 200);
-    // Cancel from another origin (or none) is refused; from the dashboard's own, it runs
-    // the CLI's cancel, which says the job has ended.
+    // Cancel from another origin (or `null`) is refused; from the dashboard's own, or from
+    // a script that sends no Origin (browsers always send one), it runs the CLI's cancel,
+    // which says the job has ended.
     let cancel = format!("/api/jobs/{id}/cancel");
     let evil = http(
         &ui.addr,
@@ -235,7 +236,12 @@ fn without_a_token_only_loopback_names_and_same_origin_changes_are_answered() {
         b"",
     );
     assert_eq!(evil.0, 403);
-    assert_eq!(http(&ui.addr, "POST", &cancel, &[], b"").0, 403);
+    assert_eq!(
+        http(&ui.addr, "POST", &cancel, &[("Origin", "null")], b"").0,
+        403
+    );
+    let (status, body) = http(&ui.addr, "POST", &cancel, &[], b"");
+    assert_eq!(status, 409, "a POST with no Origin is taken: {body}");
     let origin = format!("http://{}", ui.addr);
     let (status, body) = http(&ui.addr, "POST", &cancel, &[("Origin", &origin)], b"");
     assert_eq!(status, 409, "{body}");

@@ -120,7 +120,7 @@ pub fn job_json(
         "storage": job.storage_url,
         "frames": job.spec.frame_count(),
         "frames_done": frames_done(chunks),
-        "chunks": chunks.len(),
+        "chunk_count": chunks.len(),
         "chunks_done": chunks.iter().filter(|c| c.state == ChunkState::Done).count(),
         "error": job.error,
         "created_ms": job.created_ms,
@@ -136,7 +136,7 @@ pub fn job_json(
     v["output_url"] = json!(output_url(job));
     v["output_kind"] = json!(job.spec.output.kind);
     if with_chunks {
-        v["chunk_list"] = chunks
+        v["chunks"] = chunks
             .iter()
             .map(|c| {
                 json!({
@@ -161,7 +161,7 @@ pub fn job_json(
 /// Adds every attempt of each chunk (start, end, outcome, failure) to the chunks of
 /// `job_json`'s output, as `attempt_list`.
 pub fn add_attempts(v: &mut serde_json::Value, attempts: &[AttemptRecord]) {
-    let Some(list) = v["chunk_list"].as_array_mut() else {
+    let Some(list) = v["chunks"].as_array_mut() else {
         return;
     };
     // Grouped once by chunk: a live dashboard calls this every poll, for thousands of chunks.
@@ -216,7 +216,7 @@ pub async fn add_reports(v: &mut serde_json::Value, job: &JobRecord, chunks: &[C
         .buffered(16)
         .collect()
         .await;
-    let Some(list) = v["chunk_list"].as_array_mut() else {
+    let Some(list) = v["chunks"].as_array_mut() else {
         return;
     };
     for (entry, report) in list.iter_mut().zip(reports) {

@@ -1,7 +1,8 @@
 //! Who may use the dashboard. With a token, every request carries it (a bearer header, or
 //! the cookie a `?token=` link sets, so that pages and EventSource work); without one, only
-//! requests addressed to a loopback name are answered (no DNS rebinding), and only
-//! same-origin pages may cancel or resume.
+//! requests addressed to a loopback name are answered (no DNS rebinding), and a page of
+//! another origin may not cancel or resume (a POST with no Origin, which browsers always
+//! send, comes from a tool and is taken).
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -107,18 +108,22 @@ pub async fn guard(State(token): State<Option<String>>, req: Request, next: Next
         }
     }
     // A cookie rides along on cross-site requests a page makes; a bearer header cannot.
+    // Browsers send an Origin with every POST, so a POST without one comes from a script
+    // or a tool on this side (curl on loopback), not from another site's page; a foreign
+    // or `null` Origin is refused.
     if req.method() == Method::POST && !by_header {
-        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-        let same = origin.is_some_and(|o| {
-            o.strip_prefix("http://")
-                .or_else(|| o.strip_prefix("https://"))
-                .is_some_and(|h| h.eq_ignore_ascii_case(&host))
-        });
-        if !same {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "cancel and resume are taken only from the dashboard's own pages (same Origin) or with Authorization: Bearer",
-            );
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let same = origin.to_str().ok().is_some_and(|o| {
+                o.strip_prefix("http://")
+                    .or_else(|| o.strip_prefix("https://"))
+                    .is_some_and(|h| h.eq_ignore_ascii_case(&host))
+            });
+            if !same {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "cancel and resume are taken only from the dashboard's own pages (same Origin), from tools that send no Origin, or with Authorization: Bearer",
+                );
+            }
         }
     }
     next.run(req).await

@@ -134,7 +134,7 @@ impl Env {
 
     /// How many attempts each chunk of a job has had, by chunk index.
     pub fn attempts(&self, id: &str) -> Vec<u64> {
-        self.status(id)["chunk_list"]
+        self.status(id)["chunks"]
             .as_array()
             .unwrap()
             .iter()

@@ -35,7 +35,7 @@ async function listJobs() {
     tr.append(el('td', { class: 'state ' + j.state }, j.display_state || j.state));
     tr.append(el('td', {}, pct(j)));
     tr.append(el('td', {}, `${j.frames_done}/${j.frames}`));
-    tr.append(el('td', {}, `${j.chunks_done}/${j.chunks}`));
+    tr.append(el('td', {}, `${j.chunks_done}/${j.chunk_count}`));
     tr.append(el('td', {}, j.adapter));
     tr.append(el('td', {}, dur(j.elapsed_ms)));
     tr.append(el('td', {}, dur(j.eta_ms)));
@@ -65,14 +65,14 @@ async function listJobs() {
 }
 
 function renderTimeline(job) {
-  const all = job.chunk_list.flatMap((c) => c.attempt_list);
+  const all = job.chunks.flatMap((c) => c.attempt_list);
   const now = Date.now();
   const t0 = Math.min(...all.map((a) => a.started_ms), now);
   const t1 = Math.max(...all.map((a) => a.ended_ms || now), t0 + 1);
   const span = t1 - t0;
   const box = $('#timeline');
   box.replaceChildren();
-  for (const c of job.chunk_list) {
+  for (const c of job.chunks) {
     const row = el('div', { class: 'row', 'data-chunk': String(c.index), 'data-state': c.state });
     row.append(el('span', { class: 'name' }, `#${c.index}`));
     const lane = el('div', { class: 'lane' });
@@ -108,7 +108,7 @@ function renderJob(job) {
   st.className = 'state ' + job.state;
   st.dataset.state = job.state;
   $('#progress').value = job.frames ? job.frames_done / job.frames : 0;
-  $('#progress-text').textContent = `${pct(job)} — ${job.frames_done}/${job.frames} frames, ${job.chunks_done}/${job.chunks} chunks`;
+  $('#progress-text').textContent = `${pct(job)} — ${job.frames_done}/${job.frames} frames, ${job.chunks_done}/${job.chunk_count} chunks`;
   $('#elapsed').textContent = dur(job.elapsed_ms);
   $('#eta').textContent = dur(job.eta_ms);
   $('#adapter').textContent = job.adapter;
@@ -124,7 +124,7 @@ function renderJob(job) {
 
   const failures = $('#failures');
   failures.replaceChildren();
-  for (const c of job.chunk_list) {
+  for (const c of job.chunks) {
     for (const a of c.attempt_list) {
       if (!a.error) continue;
       const d = el('div', { class: 'failure', 'data-chunk': String(c.index) });
@@ -137,7 +137,7 @@ function renderJob(job) {
 
   const body = $('#chunks tbody');
   body.replaceChildren();
-  for (const c of job.chunk_list) {
+  for (const c of job.chunks) {
     const tr = el('tr', { 'data-chunk': String(c.index) });
     tr.append(el('td', {}, String(c.index)));
     tr.append(el('td', {}, `${c.start}..${c.end}`));
