@@ -167,21 +167,9 @@ pub struct PlanSettings {
     /// {count} {output} {width} {height} {fps} {bundle}; never run through a shell.
     #[arg(last = true)]
     pub argv: Vec<String>,
-    /// HTML compositions: do not vendor remote resources; every worker fetches what the
-    /// page loads from its origin itself (more requests, and not necessarily the same bytes).
-    #[arg(long, conflicts_with = "allow_network")]
-    pub no_vendor: bool,
-    /// HTML compositions: let a worker's page load remote resources that were not vendored
-    /// at plan time (by default such a request fails the chunk).
-    #[arg(long)]
-    pub allow_network: bool,
-    /// Largest remote resource vendored at plan time, in MB.
-    #[arg(long, value_name = "MB", default_value_t = 200)]
-    pub max_asset_mb: u64,
-    /// HTML compositions: refuse to render when a font family the text asks for is not
-    /// available and another font would be used (by default a warning).
-    #[arg(long)]
-    pub strict_fonts: bool,
+    /// Remote resources and fonts of HTML compositions.
+    #[command(flatten)]
+    pub inputs: PageInputs,
     /// Planning a still (`still`): a page that declares no duration has any frame.
     #[arg(skip)]
     pub still: bool,
@@ -219,13 +207,31 @@ impl StillArgs {
             bundle: None,
             pass_env: Vec::new(),
             argv: Vec::new(),
-            no_vendor: self.no_vendor,
-            allow_network: self.allow_network,
-            max_asset_mb: self.max_asset_mb,
-            strict_fonts: self.strict_fonts,
+            inputs: self.inputs.clone(),
             still: true,
         }
     }
+}
+
+/// What an HTML composition may load from elsewhere, and how its fonts are held to the
+/// plan (shared by `render`, `plan`, `batch` and `still`).
+#[derive(Debug, Clone, Args)]
+pub struct PageInputs {
+    /// HTML compositions: do not vendor remote resources; every worker fetches what the
+    /// page loads from its origin itself (more requests, and not necessarily the same bytes).
+    #[arg(long, conflicts_with = "allow_network")]
+    pub no_vendor: bool,
+    /// HTML compositions: let a worker's page load remote resources that were not vendored
+    /// at plan time (by default such a request fails the chunk).
+    #[arg(long)]
+    pub allow_network: bool,
+    /// Largest remote resource vendored at plan time, in MB.
+    #[arg(long, value_name = "MB", default_value_t = 200)]
+    pub max_asset_mb: u64,
+    /// HTML compositions: refuse to render when a font family the text asks for is not
+    /// available and another font would be used (by default a warning).
+    #[arg(long)]
+    pub strict_fonts: bool,
 }
 
 /// `render`
@@ -362,18 +368,9 @@ pub struct StillArgs {
     /// Capture this <canvas> by read-back (see `render --capture-canvas`).
     #[arg(long, value_name = "SELECTOR")]
     pub capture_canvas: Option<String>,
-    /// Do not vendor remote resources (see `render --no-vendor`).
-    #[arg(long, conflicts_with = "allow_network")]
-    pub no_vendor: bool,
-    /// Let the worker's page load remote resources not vendored (see `render --allow-network`).
-    #[arg(long)]
-    pub allow_network: bool,
-    /// Largest remote resource vendored, in MB.
-    #[arg(long, value_name = "MB", default_value_t = 200)]
-    pub max_asset_mb: u64,
-    /// Refuse to render when a font family the text asks for is not available.
-    #[arg(long)]
-    pub strict_fonts: bool,
+    /// Remote resources and fonts (see `render`).
+    #[command(flatten)]
+    pub inputs: PageInputs,
     /// Leave the image in storage (`<storage>/jobs/<id>/output.<ext>`) and print where it is.
     #[arg(long)]
     pub no_download: bool,

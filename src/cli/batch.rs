@@ -102,25 +102,14 @@ pub async fn submit(
             verdicts.push(verdict);
         }
         // What the page loads, and the fonts its text uses, for the frames of the job:
-        // seen once for the whole batch.
-        if let Ok(range) =
-            Resolved::new(p, inspection.helios.as_ref()).and_then(|r| r.range_for(still))
-        {
-            // A page that fails there is left to fail in its chunk.
-            let _ = inspector.visit(&plan::sample_frames(range)).await;
-        }
-        Ok::<_, crate::render::RenderError>((inspection, verdicts))
+        // seen once for the whole batch (every row's remote resources vendored once).
+        let seen = plan::look_around(&mut inspector, p, inspection.helios.as_ref(), still).await;
+        Ok::<_, crate::render::RenderError>((inspection, verdicts, seen))
     }
     .await;
-    // Every row's remote resources: vendored once for the whole batch.
-    let remote = match p.no_vendor {
-        true => Vec::new(),
-        false => inspector.remote_requests(),
-    };
-    let fonts = plan::font_records(inspector.fonts());
     inspector.close().await;
-    plan::check_fonts(&fonts, p.strict_fonts)?;
-    let (inspection, verdicts) = checked.with_context(loading)?;
+    let (inspection, verdicts, (remote, fonts)) = checked.with_context(loading)?;
+    plan::check_fonts(&fonts, p.inputs.strict_fonts)?;
 
     let base = Resolved::new(p, inspection.helios.as_ref())?;
     eprintln!("{}", base.describe());

@@ -83,7 +83,7 @@ pub async fn build_spec(
     if source.page.is_some() {
         eprintln!("{}", settings.describe());
     }
-    check_fonts(&fonts, p.strict_fonts)?;
+    check_fonts(&fonts, p.inputs.strict_fonts)?;
     if let (None, Some(sel)) = (
         &p.capture_canvas,
         inspection
@@ -105,7 +105,7 @@ pub async fn build_spec(
     let media = inspection.map(|i| i.media).unwrap_or_default();
     // Remote media whose sound is mixed are vendored too, loaded by the page or not.
     let mut remote = remote;
-    if !p.no_vendor {
+    if !p.inputs.no_vendor {
         for m in &media {
             let url = crate::render::browser::without_fragment(&m.source).to_string();
             if (url.starts_with("http://") || url.starts_with("https://")) && !remote.contains(&url)
@@ -132,7 +132,7 @@ pub async fn build_spec(
 
 /// The fonts a page used, as the spec records them: a machine font with the SHA-256 of the
 /// file fontconfig picks for its family (each family looked up once).
-pub(super) fn font_records(uses: &[crate::render::browser::FontUse]) -> Vec<FontRecord> {
+fn font_records(uses: &[crate::render::browser::FontUse]) -> Vec<FontRecord> {
     let mut hashes: std::collections::BTreeMap<String, Option<String>> = Default::default();
     uses.iter()
         .map(|f| FontRecord {
@@ -228,10 +228,14 @@ pub(super) async fn set_network(
     let Composition::Browser(b) = &mut spec.composition else {
         return Ok(());
     };
-    b.allow_network = p.allow_network || p.no_vendor;
-    if !p.no_vendor {
-        b.assets = super::vendor::vendor(remote, storage, p.max_asset_mb.saturating_mul(1_000_000))
-            .await?;
+    b.allow_network = p.inputs.allow_network || p.inputs.no_vendor;
+    if !p.inputs.no_vendor {
+        b.assets = super::vendor::vendor(
+            remote,
+            storage,
+            p.inputs.max_asset_mb.saturating_mul(1_000_000),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -480,7 +484,7 @@ impl Source {
         let wants_metadata =
             (p.frames.is_none() && p.duration.is_none()) || p.fps.is_none() || p.size.is_none();
         self.page.is_some()
-            && (wants_metadata || self.props.is_some() || !p.no_media_audio || !p.no_vendor)
+            && (wants_metadata || self.props.is_some() || !p.no_media_audio || !p.inputs.no_vendor)
     }
 
     /// The folder packed as the job's bundle.
@@ -661,21 +665,8 @@ async fn inspect_page(
         .map_err(failed)?;
     let looked = async {
         let inspection = inspector.inspect(!p.no_media_audio).await.map_err(failed)?;
-        // What the page loads, and the fonts its text uses, at a few frames of the job.
-        if let Ok(range) =
-            Resolved::new(p, inspection.helios.as_ref()).and_then(|r| r.range_for(target.still))
-        {
-            // A page that fails at one of them is left to fail in its chunk, where the
-            // error is reported as the render's.
-            if let Err(e) = inspector.visit(&sample_frames(range)).await {
-                tracing::debug!(error = %e, "the page failed while planned; using what it showed");
-            }
-        }
-        let remote = match p.no_vendor {
-            true => Vec::new(),
-            false => inspector.remote_requests(),
-        };
-        let fonts = font_records(inspector.fonts());
+        let (remote, fonts) =
+            look_around(&mut inspector, p, inspection.helios.as_ref(), target.still).await;
         Ok::<_, anyhow::Error>((inspection, remote, fonts))
     }
     .await;
@@ -683,8 +674,30 @@ async fn inspect_page(
     looked
 }
 
+/// Shows an inspected page at a few frames of the job and returns what it showed there:
+/// the remote URLs it requested (none with `--no-vendor`) and the fonts its text used. A
+/// page that fails at one of the frames is left to fail in its chunk, where the error is
+/// reported as the render's; what it showed until then is kept.
+pub(super) async fn look_around(
+    inspector: &mut crate::render::browser::Inspector,
+    p: &PlanSettings,
+    helios: Option<&HeliosMetadata>,
+    still: Option<StillFrame>,
+) -> (Vec<String>, Vec<FontRecord>) {
+    if let Ok(range) = Resolved::new(p, helios).and_then(|r| r.range_for(still)) {
+        if let Err(e) = inspector.visit(&sample_frames(range)).await {
+            tracing::debug!(error = %e, "the page failed while planned; using what it showed");
+        }
+    }
+    let remote = match p.inputs.no_vendor {
+        true => Vec::new(),
+        false => inspector.remote_requests(),
+    };
+    (remote, font_records(inspector.fonts()))
+}
+
 /// Up to five frames spread over a range (its first and last included).
-pub(super) fn sample_frames(range: FrameRange) -> Vec<u64> {
+fn sample_frames(range: FrameRange) -> Vec<u64> {
     if range.end == u64::MAX || range.is_empty() {
         return vec![range.start];
     }
@@ -919,23 +932,15 @@ pub async fn check_audio(
 ) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir().context("cannot make a temporary folder")?;
     for (i, t) in spec.audio.iter().enumerate() {
-        let vendored = match (&spec.composition, t.source()) {
-            (Composition::Browser(b), AudioSource::Url(u)) => b.assets.get(&u).cloned(),
-            _ => None,
-        };
-        let location = match t.source() {
-            AudioSource::Url(_) if vendored.is_some() && storage.is_some() => {
-                let (Some(a), Some(st)) = (vendored, storage) else {
-                    continue;
-                };
-                st.fetch_to_dir(&a.key, scratch.path())
-                    .await
-                    .with_context(|| format!("audio track {i}: the vendored copy of {}", t.source))?
-                    .display()
-                    .to_string()
-            }
-            AudioSource::Url(u) => u,
-            AudioSource::Path(p) => {
+        let location = match (t.source(), spec.vendored_audio(t).zip(storage)) {
+            (AudioSource::Url(_), Some((a, st))) => st
+                .fetch_to_dir(&a.key, scratch.path())
+                .await
+                .with_context(|| format!("audio track {i}: the vendored copy of {}", t.source))?
+                .display()
+                .to_string(),
+            (AudioSource::Url(u), _) => u,
+            (AudioSource::Path(p), _) => {
                 if !p.is_file() {
                     bail!(
                         "audio track {i}: {} does not exist or is not a file",
@@ -944,7 +949,7 @@ pub async fn check_audio(
                 }
                 p.display().to_string()
             }
-            AudioSource::Bundle(rel) => match bundle {
+            (AudioSource::Bundle(rel), _) => match bundle {
                 Some(dir) => {
                     let p = dir.join(&rel);
                     if !p.is_file() {

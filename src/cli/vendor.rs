@@ -66,7 +66,7 @@ async fn fetch(
         .get(url)
         .send()
         .await
-        .map_err(|e| fail(error_chain(&e)))?;
+        .map_err(|e| fail(super::error_chain(&anyhow::Error::new(e))))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(fail(format!("HTTP {status}")));
@@ -87,7 +87,11 @@ async fn fetch(
         .map(str::to_string);
     let mut body = Vec::new();
     let mut resp = resp;
-    while let Some(chunk) = resp.chunk().await.map_err(|e| fail(error_chain(&e)))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| fail(super::error_chain(&anyhow::Error::new(e))))?
+    {
         if (body.len() + chunk.len()) as u64 > max_bytes {
             return Err(too_big());
         }
@@ -108,21 +112,6 @@ async fn fetch(
         bytes,
         content_type,
     })
-}
-
-/// An error and its causes, each once.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(c) = source {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        source = c.source();
-    }
-    s
 }
 
 fn human_bytes(n: u64) -> String {

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
+use sha2::{Digest, Sha256};
 
 use super::{ChunkRecord, JobRecord, Orchestrator, OrchestratorError};
 use crate::adapters::{ChunkRequest, FailureKind, WorkerFailure};
 use crate::media::gif;
 use crate::stitch::{check_segments, SegmentProblem};
 use crate::storage::{keys, Storage};
-use crate::worker::hash_file;
 
 impl Orchestrator {
     /// Makes the job's palette (`jobs/<id>/palette.png`) unless it is there: the palette
@@ -145,11 +145,9 @@ impl Orchestrator {
             out.extend_from_slice(&gif::loop_extension(n.min(u32::from(u16::MAX)) as u16));
         }
         for (c, seg, _) in &reported {
-            let path = storage.fetch_to_dir(&seg.key, tmp).await?;
-            let (sha, _) = hash_file(&path).await.map_err(|e| OrchestratorError::Io {
-                context: format!("cannot read {}", path.display()),
-                source: e,
-            })?;
+            // Read once: hashed and joined from the same bytes.
+            let bytes = storage.get(&seg.key).await?;
+            let sha = hex::encode(Sha256::digest(&bytes));
             if sha != seg.sha256 {
                 problems.push(SegmentProblem {
                     index: c.chunk.index as usize,
@@ -160,14 +158,7 @@ impl Orchestrator {
                 });
                 continue;
             }
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(|e| OrchestratorError::Io {
-                    context: format!("cannot read {}", path.display()),
-                    source: e,
-                })?;
             out.extend_from_slice(&bytes);
-            let _ = tokio::fs::remove_file(&path).await;
         }
         if !problems.is_empty() {
             return Ok(Err(problems));

@@ -1077,15 +1077,7 @@ async fn verify_report(
         }
         Err(e) => return Err(e.to_string()),
     }
-    Ok(CommittedSegment {
-        attempt,
-        key: report.segment.clone(),
-        sha256: report.sha256.clone(),
-        bytes: report.bytes,
-        frames: report.frames,
-        worker_ms: report.timings.total_ms,
-        media: report.media.as_deref().cloned(),
-    })
+    Ok(CommittedSegment::from_report(report, attempt))
 }
 
 /// Checks an image attempt's report: one file per frame of the chunk, in order, under the
@@ -1148,15 +1140,7 @@ async fn verify_images(
     .collect::<Vec<_>>()
     .await;
     sizes.into_iter().collect::<Result<Vec<()>, String>>()?;
-    Ok(CommittedSegment {
-        attempt,
-        key: report.segment.clone(),
-        sha256: report.sha256.clone(),
-        bytes: report.bytes,
-        frames: report.frames,
-        worker_ms: report.timings.total_ms,
-        media: report.media.as_deref().cloned(),
-    })
+    Ok(CommittedSegment::from_report(report, attempt))
 }
 
 /// Locates and probes every audio track: a file in the bundle is unpacked next to the
@@ -1172,11 +1156,7 @@ async fn prepare_audio(
     let mut bundle_dir: Option<PathBuf> = None;
     let mut inputs = Vec::new();
     for (i, track) in job.spec.audio.iter().enumerate() {
-        let vendored = match (&job.spec.composition, track.source()) {
-            (spec::Composition::Browser(b), AudioSource::Url(u)) => b.assets.get(&u).cloned(),
-            _ => None,
-        };
-        let location = match (vendored, track.source()) {
+        let location = match (job.spec.vendored_audio(track), track.source()) {
             // The copy vendored at plan time, not the origin.
             (Some(asset), _) => storage
                 .fetch_to_dir(&asset.key, tmp)

@@ -218,6 +218,21 @@ pub struct CommittedSegment {
     pub media: Option<crate::worker::SegmentMedia>,
 }
 
+impl CommittedSegment {
+    /// What a verified report of attempt `attempt` commits.
+    pub fn from_report(report: &crate::worker::ChunkReport, attempt: u32) -> Self {
+        Self {
+            attempt,
+            key: report.segment.clone(),
+            sha256: report.sha256.clone(),
+            bytes: report.bytes,
+            frames: report.frames,
+            worker_ms: report.timings.total_ms,
+            media: report.media.as_deref().cloned(),
+        }
+    }
+}
+
 /// Persistence of jobs and chunks. SQLite is the implementation; the trait is the seam the
 /// orchestrator is written against. Reads are synchronous; every write is durable when its
 /// future resolves.

@@ -87,6 +87,14 @@ impl JobSpec {
         self.video.frames.len()
     }
 
+    /// The copy vendored at plan time of an audio track read from a URL, if there is one.
+    pub fn vendored_audio(&self, track: &AudioTrack) -> Option<&Asset> {
+        match (&self.composition, track.source()) {
+            (Composition::Browser(b), AudioSource::Url(u)) => b.assets.get(&u),
+            _ => None,
+        }
+    }
+
     /// The chunk with this index, if any.
     pub fn chunk(&self, index: u32) -> Option<&Chunk> {
         // Validated plans are numbered 0..n in order, so the index is the position; the

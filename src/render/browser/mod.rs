@@ -132,18 +132,6 @@ impl Renderer for BrowserRenderer {
     }
 
     async fn render(&self, req: &RenderRequest<'_>) -> Result<RenderedSegment, RenderError> {
-        let bundle = req.bundle_dir.ok_or_else(|| {
-            RenderError::BadOutput("a browser composition needs its bundle".into())
-        })?;
-        let entry = bundle.join(&self.composition.entry);
-        if !entry.is_file() {
-            return Err(RenderError::Composition(format!(
-                "entry {} is not in the bundle",
-                self.composition.entry
-            )));
-        }
-        let path = page::chromium_path()?;
-        let server = serve_bundle(bundle).await?;
         let v = &req.spec.video;
         let frames = req.chunk.len();
         let asked = self.composition.browsers.unwrap_or_else(default_browsers);
@@ -164,18 +152,7 @@ impl Renderer for BrowserRenderer {
         // The machine's fonts first: a worker with other fonts renders nothing.
         fonts::check_files(&self.composition.fonts).map_err(RenderError::FontMismatch)?;
         let started = Instant::now();
-        let pages = open_pages(
-            &path,
-            n,
-            req.workdir,
-            &server,
-            &self.composition,
-            v,
-            req.spec.output.alpha,
-            self.vendored.clone(),
-        )
-        .await?;
-        let mut pages = pages;
+        let (_server, mut pages) = self.launch(req, n).await?;
         if !self.composition.fonts.is_empty() {
             // And the fonts the page's text takes here, before the first frame.
             let seen = match pages.first_mut() {
@@ -235,6 +212,39 @@ impl Renderer for BrowserRenderer {
 }
 
 impl BrowserRenderer {
+    /// Serves the bundle and starts `n` browsers with the composition loaded (transparent
+    /// when the output keeps alpha, answering from the vendored assets); the server must be
+    /// kept as long as the pages.
+    async fn launch(
+        &self,
+        req: &RenderRequest<'_>,
+        n: u32,
+    ) -> Result<(serve::BundleServer, Vec<FramePage>), RenderError> {
+        let bundle = req.bundle_dir.ok_or_else(|| {
+            RenderError::BadOutput("a browser composition needs its bundle".into())
+        })?;
+        if !bundle.join(&self.composition.entry).is_file() {
+            return Err(RenderError::Composition(format!(
+                "entry {} is not in the bundle",
+                self.composition.entry
+            )));
+        }
+        let path = page::chromium_path()?;
+        let server = serve_bundle(bundle).await?;
+        let pages = open_pages(
+            &path,
+            n,
+            req.workdir,
+            &server,
+            &self.composition,
+            &req.spec.video,
+            req.spec.output.alpha,
+            self.vendored.clone(),
+        )
+        .await?;
+        Ok((server, pages))
+    }
+
     /// One browser renders each frame in turn (a seek each, the frames before it drawn
     /// first as after any jump), each written as an image of `req.spec`'s output.
     async fn frames_in_one_browser(
@@ -242,23 +252,8 @@ impl BrowserRenderer {
         req: &RenderRequest<'_>,
         frames: &[u64],
     ) -> Result<Vec<std::path::PathBuf>, RenderError> {
-        let bundle = req.bundle_dir.ok_or_else(|| {
-            RenderError::BadOutput("a browser composition needs its bundle".into())
-        })?;
-        let path = page::chromium_path()?;
-        let server = serve_bundle(bundle).await?;
         let v = &req.spec.video;
-        let mut pages = open_pages(
-            &path,
-            1,
-            req.workdir,
-            &server,
-            &self.composition,
-            v,
-            req.spec.output.alpha,
-            self.vendored.clone(),
-        )
-        .await?;
+        let (_server, mut pages) = self.launch(req, 1).await?;
         let mut out = Vec::with_capacity(frames.len());
         let mut failed = None;
         for &f in frames {
