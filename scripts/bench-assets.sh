@@ -17,12 +17,7 @@ reps=${REPS:-2}
 # shellcheck source=scripts/lib/bench.sh
 source scripts/lib/bench.sh
 
-started=$(date -u '+%Y-%m-%d %H:%M UTC')
-rev=$(git rev-parse --short HEAD)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock || rev+=" + uncommitted changes"
-target=${CARGO_TARGET_DIR:-target}
-[[ $target == /* ]] || target=$root/$target
-export CARGO_TARGET_DIR=$target
+bench_context
 work=$(mktemp -d)
 origin_pid=
 trap '[[ -n $origin_pid ]] && kill "$origin_pid" 2>/dev/null; rm -rf "$work"' EXIT

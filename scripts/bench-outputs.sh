@@ -27,12 +27,7 @@ comp=${COMP:-$root/examples/compositions/dom-css}
 # shellcheck source=scripts/lib/bench.sh
 source scripts/lib/bench.sh
 
-started=$(date -u '+%Y-%m-%d %H:%M UTC')
-rev=$(git rev-parse --short HEAD)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock || rev+=" + uncommitted changes"
-target=${CARGO_TARGET_DIR:-target}
-[[ $target == /* ]] || target=$root/$target
-export CARGO_TARGET_DIR=$target
+bench_context
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -29,18 +29,11 @@ reps=${REPS:-3}
 frames=${FRAMES:-300}
 read -r -a clocks <<<"${CLOCKS:-clock vue svelte react react-framer-motion}"
 
-log() { echo "bench-settle: $*" >&2; }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { print $* }"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 comp_of() { if [[ $1 == clock ]]; then echo "$root/examples/compositions/clock"; else echo "$root/examples/compositions/clocks/$1"; fi; }
 
-started=$(date -u '+%Y-%m-%d %H:%M UTC')
-rev=$(git rev-parse --short HEAD)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock || rev+=" + uncommitted changes"
-target=${CARGO_TARGET_DIR:-target}
-[[ $target == /* ]] || target=$root/$target
-export CARGO_TARGET_DIR=$target
+bench_context
 work=$(mktemp -d)
 trap 'git worktree remove --force "$work/prev-src" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 

@@ -7,3 +7,14 @@ now() { date +%s.%N; }
 calc() { awk "BEGIN { print $* }"; }
 # median N…: the median of numbers.
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# bench_context: sets `started` (UTC), `rev` (this revision, marked when src/ or the
+# manifests have uncommitted changes) and `target` (absolute $CARGO_TARGET_DIR, default
+# $root/target, exported). Needs $root.
+bench_context() {
+  started=$(date -u '+%Y-%m-%d %H:%M UTC')
+  rev=$(git rev-parse --short HEAD)
+  git diff --quiet HEAD -- src Cargo.toml Cargo.lock || rev+=" + uncommitted changes"
+  target=${CARGO_TARGET_DIR:-target}
+  [[ $target == /* ]] || target=$root/$target
+  export CARGO_TARGET_DIR=$target
+}
