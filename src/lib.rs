@@ -6,6 +6,8 @@
 
 pub mod adapters;
 pub mod cli;
+pub mod cost;
+pub mod deploy;
 pub mod failpoint;
 pub mod media;
 pub mod model;

@@ -26,10 +26,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-/// AWS Lambda x86 list price per GB-second (USD), also used by `status`.
-pub const LAMBDA_GB_SECOND: f64 = 0.000_016_666_7;
-/// AWS Lambda list price per request (USD), also used by `status`.
-pub const LAMBDA_REQUEST: f64 = 0.000_000_2;
+pub use crate::cost::{LAMBDA_GB_SECOND, LAMBDA_REQUEST};
 
 /// A job and the workers that render it.
 #[derive(Debug, Clone, PartialEq)]

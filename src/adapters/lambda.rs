@@ -58,6 +58,11 @@ impl LambdaAdapter {
         }
     }
 
+    /// The Lambda client (`doctor` and `deploy` use the adapter's own client).
+    pub fn client(&self) -> &aws_sdk_lambda::Client {
+        &self.client
+    }
+
     /// Replaces the throttling policy (tests use short delays).
     pub fn with_throttle(mut self, throttle: ThrottlePolicy) -> Self {
         self.throttle = throttle;

@@ -58,6 +58,9 @@ impl WorkerAdapter for LocalAdapter {
         if req.palette {
             cmd.arg("--palette");
         }
+        if req.ping {
+            cmd.arg("--ping");
+        }
         process::die_with_parent(&mut cmd);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())

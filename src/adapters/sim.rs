@@ -237,6 +237,7 @@ impl WorkerAdapter for SimAdapter {
             stats: Default::default(),
             stages: None,
             media: None,
+            ping: None,
         })
     }
 }

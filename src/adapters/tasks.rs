@@ -37,9 +37,10 @@ pub(crate) fn fail_all(waiters: Vec<Waiter>, f: WorkerFailure) {
 pub(crate) fn task_list(waiters: &[Waiter]) -> String {
     waiters
         .iter()
-        .map(|w| match (w.req.assemble, w.req.palette) {
-            (true, _) => format!("{}:{}:assemble", w.req.chunk, w.req.attempt),
-            (_, true) => format!("{}:{}:palette", w.req.chunk, w.req.attempt),
+        .map(|w| match (w.req.assemble, w.req.palette, w.req.ping) {
+            (true, _, _) => format!("{}:{}:assemble", w.req.chunk, w.req.attempt),
+            (_, true, _) => format!("{}:{}:palette", w.req.chunk, w.req.attempt),
+            (_, _, true) => format!("{}:{}:ping", w.req.chunk, w.req.attempt),
             _ => format!("{}:{}", w.req.chunk, w.req.attempt),
         })
         .collect::<Vec<_>>()

@@ -15,6 +15,7 @@ use crate::adapters::kubernetes::{load_template, KubernetesAdapter, KubernetesOp
 use crate::adapters::lambda::{LambdaAdapter, LambdaOptions};
 use crate::adapters::local::LocalAdapter;
 use crate::adapters::WorkerAdapter;
+use crate::cost::Price;
 
 /// The engines chunks can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
@@ -84,6 +85,31 @@ pub struct AdapterConfig {
     /// Price of one pod-hour in USD, for cost estimates (kubernetes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_hour_usd: Option<f64>,
+    /// Price of one worker-hour in USD (local and HTTP workers; they are free without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_hour_usd: Option<f64>,
+}
+
+impl AdapterConfig {
+    /// What one worker's time costs on this engine.
+    pub fn price(&self) -> Price {
+        let memory_mb = self.memory_mb.unwrap_or(4096);
+        let vcpu = self.vcpu.unwrap_or(2.0);
+        match self.kind {
+            AdapterKind::Local | AdapterKind::Http => Price::worker_hour(self.worker_hour_usd),
+            AdapterKind::Lambda => Price::lambda(memory_mb),
+            AdapterKind::Cloudrun => Price::cloud_run(vcpu, memory_mb, false),
+            AdapterKind::CloudrunJob => Price::cloud_run(vcpu, memory_mb, true),
+            AdapterKind::Kubernetes => {
+                Price::pod_hour(self.pod_hour_usd.unwrap_or(DEFAULT_POD_HOUR_USD))
+            }
+        }
+    }
+
+    /// Whether the workers share this machine's cores.
+    pub fn is_local(&self) -> bool {
+        self.kind == AdapterKind::Local
+    }
 }
 
 /// Adapter flags of `render`, `run` and `resume`.
@@ -143,6 +169,11 @@ pub struct AdapterArgs {
     /// nodes' price divided by the pods one node runs).
     #[arg(long, value_name = "USD")]
     pub k8s_pod_hour_usd: Option<f64>,
+    /// Price of one worker-hour in USD, for estimates, the spend ledger and --max-cost with
+    /// local and HTTP workers (which otherwise cost nothing): e.g. your machines' hourly
+    /// price divided by the workers one runs.
+    #[arg(long, value_name = "USD")]
+    pub worker_hour_usd: Option<f64>,
     /// Memory of one worker in MB, for the cost estimate in `status` (lambda: the function's
     /// memory size, default 4096; cloudrun: default 4096).
     #[arg(long)]
@@ -258,6 +289,14 @@ impl AdapterArgs {
             None if same => recorded.pod_hour_usd,
             None => None,
         };
+        let worker_hour_usd = match self.worker_hour_usd {
+            Some(p) if !(p.is_finite() && p >= 0.0) => {
+                bail!("--worker-hour-usd must be a non-negative price")
+            }
+            Some(p) => Some(p),
+            None if same => recorded.worker_hour_usd,
+            None => None,
+        };
         let memory_mb = self
             .memory_mb
             .or(if same { recorded.memory_mb } else { None });
@@ -299,6 +338,7 @@ impl AdapterArgs {
             _ => AdapterConfig {
                 kind,
                 workers,
+                worker_hour_usd,
                 ..AdapterConfig::default()
             },
         })

@@ -61,6 +61,18 @@ pub enum Command {
     Stitch(StitchArgs),
     /// Render one frame as an image (.png, .jpg or .webp): the poster of a composition.
     Still(StillArgs),
+    /// Create or update, idempotently, the cloud resources workers need (a second run that
+    /// finds them as wanted changes nothing), then print the `render` flags that use them.
+    #[command(subcommand)]
+    Deploy(DeployCommand),
+    /// Remove what `deploy` made.
+    #[command(subcommand)]
+    Destroy(DestroyCommand),
+    /// Check everything a render needs, each check passing or saying what to fix:
+    /// credentials and whose they are, the storage (a test object written, read and
+    /// removed), the adapter's workers (a Lambda function's state and settings) and a ping
+    /// answered by a worker. Exit 0 only when every check passes.
+    Doctor(DoctorArgs),
     /// Serve a web dashboard of the job store: jobs, live progress, each chunk's attempts
     /// on a timeline, errors, output, cancel and resume.
     Ui(UiArgs),
@@ -253,6 +265,9 @@ pub struct RenderArgs {
     /// Where chunks run.
     #[command(flatten)]
     pub adapter: AdapterArgs,
+    /// Cost cap and estimate.
+    #[command(flatten)]
+    pub budget: BudgetArgs,
     /// What to render.
     #[command(flatten)]
     pub plan: PlanSettings,
@@ -299,6 +314,12 @@ pub struct PlanArgs {
     /// its container, .gif, or an image sequence such as frames/%05d.png) [default: a video].
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Where the job would run (for its estimate).
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
+    /// Cost cap and estimate.
+    #[command(flatten)]
+    pub budget: BudgetArgs,
     /// What to render.
     #[command(flatten)]
     pub plan: PlanSettings,
@@ -330,6 +351,9 @@ pub struct BatchArgs {
     /// Where chunks run.
     #[command(flatten)]
     pub adapter: AdapterArgs,
+    /// Cost cap (for the whole batch) and estimate.
+    #[command(flatten)]
+    pub budget: BudgetArgs,
     /// What to render (`--props` gives props every row starts from).
     #[command(flatten)]
     pub plan: PlanSettings,
@@ -430,6 +454,9 @@ pub struct RunArgs {
     /// Where chunks run.
     #[command(flatten)]
     pub adapter: AdapterArgs,
+    /// Cost cap and estimate.
+    #[command(flatten)]
+    pub budget: BudgetArgs,
 }
 
 /// `resume`
@@ -438,6 +465,117 @@ pub struct ResumeArgs {
     /// Job id (see `helios-infra status`).
     pub id: String,
     /// Where chunks run (default: where the job ran before).
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
+    /// Cost cap and estimate.
+    #[command(flatten)]
+    pub budget: BudgetArgs,
+}
+
+/// What a render may cost, and how its cost is estimated (`render`, `batch`, `run`,
+/// `resume`, `plan`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BudgetArgs {
+    /// Hard cost cap in USD for the job (a batch: for all its rows together): no worker task
+    /// starts whose expected cost would take the spend over it; tasks already running
+    /// finish and the job stops as `stopped` (reason `budget`), resumable with a higher cap.
+    /// With `resume` it replaces the cap the job had.
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
+    /// Start even when the estimate is over --max-cost (the cap still stops the job).
+    #[arg(long)]
+    pub start_anyway: bool,
+    /// Render time of one frame on a worker, in milliseconds, for the estimate (instead of
+    /// a probe that renders a few frames on this machine).
+    #[arg(long, value_name = "MS")]
+    pub frame_ms: Option<f64>,
+    /// Do not probe the composition for the estimate (it then assumes 100 ms a frame
+    /// unless --frame-ms says otherwise).
+    #[arg(long)]
+    pub no_probe: bool,
+}
+
+/// `deploy`
+#[derive(Debug, Subcommand)]
+pub enum DeployCommand {
+    /// AWS: a bucket, the workers' role (trusted by Lambda, with an inline policy scoped to
+    /// the bucket's prefix) and the Lambda function running `worker lambda` from the image.
+    Aws(DeployAwsArgs),
+}
+
+/// `deploy aws`
+#[derive(Debug, Args)]
+pub struct DeployAwsArgs {
+    /// Bucket for specs, bundles, segments and outputs (created if missing).
+    #[arg(long)]
+    pub bucket: String,
+    /// Container image URI (ECR) built from this repository's Dockerfile.
+    #[arg(long)]
+    pub image: String,
+    /// Key prefix under the bucket; the workers' policy covers only it.
+    #[arg(long, default_value = "helios")]
+    pub prefix: String,
+    /// Function name.
+    #[arg(long, default_value = "helios-worker")]
+    pub function: String,
+    /// Role name of the workers.
+    #[arg(long, default_value = "helios-worker")]
+    pub role: String,
+    /// Memory of the function in MB (Lambda gives CPU in proportion: 1 vCPU per ~1,769 MB).
+    #[arg(long, default_value_t = 4096)]
+    pub memory: i32,
+    /// Timeout of the function in seconds (at most 900).
+    #[arg(long, default_value_t = 900)]
+    pub timeout: i32,
+    /// Space in /tmp in MB.
+    #[arg(long, default_value_t = 4096)]
+    pub ephemeral_storage: i32,
+    /// Region (default: AWS_REGION / the AWS config).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Reserve this many concurrent executions for the function.
+    #[arg(long)]
+    pub concurrency: Option<i32>,
+    /// Print every resource and policy document and what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `destroy`
+#[derive(Debug, Subcommand)]
+pub enum DestroyCommand {
+    /// AWS: the function, then the role and its policy; the bucket only with
+    /// --delete-bucket.
+    Aws(DestroyAwsArgs),
+}
+
+/// `destroy aws`
+#[derive(Debug, Args)]
+pub struct DestroyAwsArgs {
+    /// Function name.
+    #[arg(long, default_value = "helios-worker")]
+    pub function: String,
+    /// Role name of the workers.
+    #[arg(long, default_value = "helios-worker")]
+    pub role: String,
+    /// The deployment's bucket (kept unless --delete-bucket).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Delete the bucket too; refused when it holds objects, unless --force.
+    #[arg(long, requires = "bucket")]
+    pub delete_bucket: bool,
+    /// With --delete-bucket: delete every object in it first.
+    #[arg(long, requires = "delete_bucket")]
+    pub force: bool,
+    /// Region (default: AWS_REGION / the AWS config).
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+/// `doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The adapter to check, with the flags `render` would get.
     #[command(flatten)]
     pub adapter: AdapterArgs,
 }
@@ -489,8 +627,8 @@ pub enum WorkerCommand {
     /// Jobs (`JOB_COMPLETION_INDEX`), with the job URL in `HELIOS_JOB_URL`.
     Run {
         /// Storage URL of the job's job.json.
-        #[arg(long, env = "HELIOS_JOB_URL")]
-        job: String,
+        #[arg(long, env = "HELIOS_JOB_URL", required_unless_present = "ping")]
+        job: Option<String>,
         /// Chunk index (default: the batch engine's task index).
         #[arg(long)]
         chunk: Option<u32>,
@@ -505,6 +643,10 @@ pub enum WorkerCommand {
         /// palette every chunk draws with) instead of rendering a chunk.
         #[arg(long, conflicts_with = "assemble")]
         palette: bool,
+        /// Answer a ping: print this worker's versions and capabilities (helios-infra,
+        /// Chromium, FFmpeg and its encoders, fonts, free temporary space) and exit.
+        #[arg(long, conflicts_with_all = ["assemble", "palette"])]
+        ping: bool,
     },
     /// Run as an AWS Lambda function (custom runtime): the event is the chunk request, the
     /// answer the report or {"error": …}. Needs AWS_LAMBDA_RUNTIME_API (set by Lambda).

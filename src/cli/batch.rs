@@ -225,7 +225,6 @@ pub async fn submit(
         }
     }
 
-    let batch = ulid::Ulid::new().to_string();
     let mut jobs = Vec::with_capacity(planned.len());
     // One fetch per URL for the whole batch: vendored into the first row's spec, copied
     // into the others'.
@@ -247,6 +246,30 @@ pub async fn submit(
             b.fonts = fonts.clone();
         }
     }
+    // The estimate of every row together, which the batch's cap covers.
+    let budgeted = match planned.iter().find(|r| r.refused.is_none()) {
+        Some(first) => {
+            let chunks: Vec<crate::spec::Chunk> = planned
+                .iter()
+                .filter(|r| r.refused.is_none())
+                .flat_map(|r| r.spec.chunks.iter().copied())
+                .collect();
+            let config = a.adapter.config(None)?;
+            Some(
+                super::estimate::Budgeted::new(
+                    cli.json,
+                    &ctx.storage,
+                    &a.budget,
+                    &config,
+                    &first.spec,
+                    &chunks,
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+    let batch = ulid::Ulid::new().to_string();
     for mut r in planned {
         r.spec.video.segments = a.stitch.segments(&r.output, &r.spec.video);
         let job = orch
@@ -280,6 +303,9 @@ pub async fn submit(
             "batch {batch}: {} rows ({refused} refused); `helios-infra status {batch}` shows it, `helios-infra resume {batch}` continues it",
             jobs.len()
         );
+    }
+    if let Some(b) = &budgeted {
+        b.record(&*ctx.store, &batch, true).await?;
     }
     Ok((batch, jobs))
 }
@@ -358,6 +384,7 @@ pub async fn run(
     }))
     .buffer_unordered(parallel);
     let mut cancelled = false;
+    let (mut stopped, mut stop_message) = (0usize, None::<String>);
     while let Some((job, r)) = runs.next().await {
         match r {
             Ok(o) => {
@@ -373,6 +400,13 @@ pub async fn run(
                 cancelled = true;
                 report(cli, batch, &job, "cancelled", None, None);
             }
+            Err(e @ OrchestratorError::OverBudget { .. }) => {
+                stopped += 1;
+                if stop_message.is_none() {
+                    stop_message = Some(e.to_string());
+                }
+                report(cli, batch, &job, "stopped", None, Some(format!("{e}")));
+            }
             Err(e) => {
                 failed += 1;
                 report(cli, batch, &job, "failed", None, Some(format!("{e}")));
@@ -384,7 +418,7 @@ pub async fn run(
     if cli.json {
         println!(
             "{}",
-            json!({"event": "batch_done", "batch": batch, "succeeded": succeeded, "failed": failed, "cancelled": cancelled})
+            json!({"event": "batch_done", "batch": batch, "succeeded": succeeded, "failed": failed, "cancelled": cancelled, "stopped": stopped})
         );
     } else {
         eprintln!(
@@ -396,10 +430,15 @@ pub async fn run(
             }
         );
     }
+    if let Some(m) = &stop_message {
+        eprintln!("batch {batch}: {stopped} row(s) stopped by the cost cap: {m}");
+    }
     Ok(if cancelled {
         super::EXIT_CANCELLED
     } else if failed > 0 {
         1
+    } else if stopped > 0 {
+        super::EXIT_STOPPED
     } else {
         0
     })
@@ -474,10 +513,11 @@ pub fn show(ctx: &State, batch: &str, jobs: &[JobRecord], json_out: bool) -> any
         match job.state {
             JobState::Succeeded => done += 1,
             JobState::Failed => failed += 1,
-            JobState::Cancelled => cancelled += 1,
+            JobState::Cancelled | JobState::Stopped => cancelled += 1,
             _ => pending += 1,
         }
         let mut v = status::job_json(job, &chunks, &locks, false);
+        status::add_spend(&mut v, &*ctx.store, job);
         v["row"] = json!(job.batch.as_ref().map(|b| b.row));
         rows.push((v, state, chunks));
     }

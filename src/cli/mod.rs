@@ -4,6 +4,9 @@
 pub mod adapter;
 pub mod args;
 mod batch;
+mod deploy;
+pub mod doctor;
+pub mod estimate;
 mod helios_job;
 mod plan;
 pub mod progress;
@@ -35,6 +38,8 @@ use args::{Cli, Command, WorkerCommand};
 
 /// Exit code for a job that was cancelled (as after Ctrl-C).
 pub const EXIT_CANCELLED: i32 = 130;
+/// Exit code for a job (or batch) stopped by its cost cap (`--max-cost`).
+pub const EXIT_STOPPED: i32 = 3;
 /// Worker exit code for a retryable failure (EX_TEMPFAIL).
 pub const EXIT_RETRYABLE: i32 = 75;
 /// Worker exit code for a fatal failure (EX_DATAERR).
@@ -60,6 +65,7 @@ pub fn main() -> i32 {
             eprintln!("error: {}", error_chain(&e));
             match e.downcast_ref::<OrchestratorError>() {
                 Some(OrchestratorError::Cancelled { .. }) => EXIT_CANCELLED,
+                Some(OrchestratorError::OverBudget { .. }) => EXIT_STOPPED,
                 _ => 1,
             }
         }
@@ -105,7 +111,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             attempt,
             assemble,
             palette,
+            ping,
         }) => {
+            if *ping {
+                let answer = worker::run(&ChunkRequest::ping()).await;
+                println!("{}", serde_json::to_string(&WorkerResponse::from(answer))?);
+                return Ok(0);
+            }
+            let job = job.clone().unwrap_or_default();
             let env_u32 = |name: &str| {
                 std::env::var(name)
                     .ok()
@@ -138,7 +151,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let req = ChunkRequest {
                 assemble: task_kind == TaskKind::Assemble,
                 palette: task_kind == TaskKind::Palette,
-                ..ChunkRequest::render(job.clone(), chunk, attempt)
+                ping: task_kind == TaskKind::Ping,
+                ..ChunkRequest::render(job, chunk, attempt)
             };
             let result = worker::run(&req).await;
             if let (true, Err(f)) = (batch, &result) {
@@ -206,10 +220,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             plan::check_output(&output, &spec)?;
             spec.video.segments = a.stitch.segments(&output, &spec.video);
             preflight()?;
+            let config = a.adapter.config(None)?;
+            let budgeted = estimate::Budgeted::new(
+                cli.json,
+                &ctx.storage,
+                &a.budget,
+                &config,
+                &spec,
+                &spec.chunks,
+            )
+            .await?;
             let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
             let job = orch
                 .submit_with(spec, &ctx.storage, &output, !a.no_download)
                 .await?;
+            budgeted.record(&*ctx.store, &job.id, false).await?;
             run_job(&cli, orch, rx, &job.id).await
         }
         Command::Still(a) => {
@@ -248,7 +273,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 output: a.output.as_deref(),
                 still: None,
             };
-            let spec = plan::build_spec(&a.plan, &ctx.storage, true, &target).await?;
+            let local = matches!(a.adapter.adapter, None | Some(AdapterKind::Local));
+            let spec = plan::build_spec(&a.plan, &ctx.storage, local, &target).await?;
+            let config = a.adapter.config(None)?;
+            estimate::Budgeted::new(false, &ctx.storage, &a.budget, &config, &spec, &spec.chunks)
+                .await?;
             let json = serde_json::to_string_pretty(&spec)? + "\n";
             if a.emit.as_os_str() == "-" {
                 print!("{json}");
@@ -294,10 +323,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             preflight()?;
             let ctx = State::open(&cli)?;
             plan::check_audio(&spec, None, Some(&ctx.storage)).await?;
+            let config = a.adapter.config(None)?;
+            let budgeted = estimate::Budgeted::new(
+                cli.json,
+                &ctx.storage,
+                &a.budget,
+                &config,
+                &spec,
+                &spec.chunks,
+            )
+            .await?;
             let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
             let job = orch
                 .submit_with(spec, &ctx.storage, &output, !a.no_download)
                 .await?;
+            budgeted.record(&*ctx.store, &job.id, false).await?;
             run_job(&cli, orch, rx, &job.id).await
         }
         Command::Resume(a) => {
@@ -305,6 +345,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             if let Some(jobs) = ctx.batch(&a.id)? {
                 preflight()?;
                 let recorded = jobs.first().map(|j| j.adapter_config.clone());
+                let config = a.adapter.config(recorded.as_deref())?;
+                estimate::before_resume(cli.json, &*ctx.store, &a.budget, &config, &a.id, &jobs)
+                    .await?;
                 let (orch, _rx) = ctx.orchestrator(&a.adapter, recorded.as_deref()).await?;
                 return batch::run(&cli, orch, &a.id, jobs).await;
             }
@@ -317,6 +360,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 );
             }
             preflight()?;
+            let config = a.adapter.config(Some(&job.adapter_config))?;
+            let scope = crate::orchestrator::spend::scope_of(&job).to_string();
+            estimate::before_resume(
+                cli.json,
+                &*ctx.store,
+                &a.budget,
+                &config,
+                &scope,
+                std::slice::from_ref(&job),
+            )
+            .await?;
             let (orch, rx) = ctx
                 .orchestrator(&a.adapter, Some(&job.adapter_config))
                 .await?;
@@ -399,13 +453,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 let chunks = ctx.store.chunks(&job.id)?;
                 if cli.json {
                     let mut v = status::job_json(job, &chunks, &locks, a.id.is_some());
+                    status::add_spend(&mut v, &*ctx.store, job);
                     if a.id.is_some() {
                         status::add_attempts(&mut v, &ctx.store.attempts(&job.id)?);
+                        v["spend"]["ledger"] = ctx
+                            .store
+                            .ledger(&job.id)?
+                            .iter()
+                            .map(|e| {
+                                serde_json::json!({"task": e.task, "billed_ms": e.billed_ms, "usd": e.usd, "frames": e.frames})
+                            })
+                            .collect();
                         status::add_reports(&mut v, job, &chunks).await;
                     }
                     values.push(v);
                 } else if a.id.is_some() {
-                    stdout(&status::job_detail(job, &chunks, &locks))?;
+                    let mut text = status::job_detail(job, &chunks, &locks);
+                    if let Some(line) = status::spend_line(&*ctx.store, job) {
+                        // After the job's first lines, before the chunk table.
+                        let at = text.find("chunk  frames").unwrap_or(text.len());
+                        text.insert_str(at, &format!("{line}\n"));
+                    }
+                    stdout(&text)?;
                 } else {
                     stdout(&format!("{}\n", status::job_line(job, &chunks, &locks)))?;
                 }
@@ -420,6 +489,30 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 eprintln!("no jobs in {}", ctx.home.join("jobs.db").display());
             }
             Ok(0)
+        }
+        Command::Deploy(args::DeployCommand::Aws(a)) => deploy::aws(a, cli.json).await,
+        Command::Destroy(args::DestroyCommand::Aws(a)) => deploy::destroy_aws(a, cli.json).await,
+        Command::Doctor(a) => {
+            let storage = match &cli.storage {
+                Some(u) => u.clone(),
+                None => cli.home.join("storage").display().to_string(),
+            };
+            let checks = doctor::run(&storage, &a.adapter).await;
+            for c in &checks {
+                if cli.json {
+                    println!("{}", serde_json::to_string(c)?);
+                } else {
+                    eprintln!("{}", c.line());
+                }
+            }
+            let failed = checks.iter().filter(|c| !c.ok).count();
+            if failed > 0 {
+                eprintln!("{failed} of {} checks failed", checks.len());
+                Ok(1)
+            } else {
+                eprintln!("all {} checks passed", checks.len());
+                Ok(0)
+            }
         }
         Command::Stitch(a) => {
             preflight()?;
@@ -502,6 +595,7 @@ impl State {
                 events: Some(tx),
                 webhook_secret: self.webhook_secret.clone(),
                 speculation: args.speculation(&config),
+                meter: crate::orchestrator::spend::Meter::new(config.price()),
                 ..Orchestrator::new(self.store.clone(), adapter, self.home.clone())
             },
             rx,
@@ -569,10 +663,21 @@ async fn run_helios_job(
     spec.video.segments = a.stitch.segments(&output, &spec.video);
     preflight()?;
     plan::check_audio(&spec, mapped.bundle_dir.as_deref(), Some(&ctx.storage)).await?;
+    let config = a.adapter.config(None)?;
+    let budgeted = estimate::Budgeted::new(
+        cli.json,
+        &ctx.storage,
+        &a.budget,
+        &config,
+        &spec,
+        &spec.chunks,
+    )
+    .await?;
     let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
     let job = orch
         .submit_with(spec, &ctx.storage, &output, !a.no_download)
         .await?;
+    budgeted.record(&*ctx.store, &job.id, false).await?;
     run_job(cli, orch, rx, &job.id).await
 }
 
@@ -674,6 +779,8 @@ enum TaskKind {
     Assemble,
     /// Make a GIF job's palette.
     Palette,
+    /// Answer a ping (through storage, for batch engines).
+    Ping,
 }
 
 /// Entry `task` of a `HELIOS_TASKS` list ("chunk:attempt,…", an assembly task being
@@ -692,6 +799,7 @@ fn task_entry(list: &str, task: u32) -> anyhow::Result<(u32, u32, TaskKind)> {
         None => TaskKind::Chunk,
         Some("assemble") => TaskKind::Assemble,
         Some("palette") => TaskKind::Palette,
+        Some("ping") => TaskKind::Ping,
         Some(_) => return Err(bad()),
     };
     Ok((chunk, attempt, kind))

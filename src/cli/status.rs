@@ -7,25 +7,17 @@ use serde_json::json;
 use super::adapter::{AdapterConfig, AdapterKind};
 use crate::orchestrator::{AttemptRecord, ChunkRecord, ChunkState, JobLock, JobRecord, JobState};
 
-use crate::model::{LAMBDA_GB_SECOND, LAMBDA_REQUEST};
+use crate::orchestrator::spend::scope_of;
+use crate::orchestrator::JobStore;
 
-/// List prices used for estimates (USD; Lambda's are shared with the scale model): Cloud
-/// Run request-based billing per vCPU-second, per GiB-second and per request.
-const RUN_VCPU_SECOND: f64 = 0.000_024;
-const RUN_GIB_SECOND: f64 = 0.000_002_5;
-const RUN_REQUEST: f64 = 0.000_000_4;
-
-/// Compute used by a job on a pay-per-use engine and what it costs at list prices.
-/// Worker time is known for committed attempts; failed attempts count as requests only.
+/// Compute used by a job's committed attempts on a priced engine, and what it costs at
+/// its price (`--worker-hour-usd` for local and HTTP workers). Worker time is known for
+/// committed attempts; failed attempts count as requests only. The spend ledger
+/// ([`spend_json`]) counts every attempt.
 pub fn cost(job: &JobRecord, chunks: &[ChunkRecord]) -> Option<serde_json::Value> {
     let config: AdapterConfig = serde_json::from_str(&job.adapter_config).ok()?;
-    if !matches!(
-        config.kind,
-        AdapterKind::Lambda
-            | AdapterKind::Cloudrun
-            | AdapterKind::CloudrunJob
-            | AdapterKind::Kubernetes
-    ) {
+    let price = config.price();
+    if price.is_free() {
         return None;
     }
     let seconds: f64 = chunks
@@ -36,51 +28,82 @@ pub fn cost(job: &JobRecord, chunks: &[ChunkRecord]) -> Option<serde_json::Value
     let requests: u64 = chunks.iter().map(|c| c.attempts as u64).sum();
     let memory_mb = config.memory_mb.unwrap_or(4096);
     let gb_seconds = seconds * memory_mb as f64 / 1024.0;
-    let (usd, basis) = match config.kind {
-        AdapterKind::Lambda => (
-            gb_seconds * LAMBDA_GB_SECOND + requests as f64 * LAMBDA_REQUEST,
-            format!("AWS Lambda x86 list price, {memory_mb} MB"),
-        ),
-        AdapterKind::Kubernetes => {
-            // Pods are paid for by the node, whatever they do: pod-seconds at a price the
-            // user gives (their nodes' price over the pods a node runs).
-            let price = config
-                .pod_hour_usd
-                .unwrap_or(super::adapter::DEFAULT_POD_HOUR_USD);
-            (
-                seconds / 3600.0 * price,
-                format!("Kubernetes pod-seconds at {price} USD a pod-hour (--k8s-pod-hour-usd)"),
-            )
-        }
-        AdapterKind::CloudrunJob => {
-            // Jobs are billed for instance time only; there is no per-request fee.
-            let vcpu = config.vcpu.unwrap_or(2.0);
-            (
-                seconds * vcpu * RUN_VCPU_SECOND + gb_seconds * RUN_GIB_SECOND,
-                format!("Cloud Run Jobs list price, {vcpu} vCPU / {memory_mb} MiB"),
-            )
-        }
-        _ => {
-            let vcpu = config.vcpu.unwrap_or(2.0);
-            (
-                seconds * vcpu * RUN_VCPU_SECOND
-                    + gb_seconds * RUN_GIB_SECOND
-                    + requests as f64 * RUN_REQUEST,
-                format!("Cloud Run request-based list price, {vcpu} vCPU / {memory_mb} MiB"),
-            )
-        }
-    };
+    let usd = price.of(seconds, requests as f64);
     let mut v = json!({
         "worker_seconds": (seconds * 1000.0).round() / 1000.0,
         "gb_seconds": (gb_seconds * 1000.0).round() / 1000.0,
         "requests": requests,
         "estimated_usd": (usd * 1e6).round() / 1e6,
-        "basis": basis,
+        "basis": price.basis,
     });
     if config.kind == AdapterKind::Kubernetes {
         v["pod_seconds"] = v["worker_seconds"].clone();
     }
     Some(v)
+}
+
+/// What a job has spent (its ledger: every billed task, failed and superseded ones
+/// included), its cap (its own, or its batch's) and the estimate made before it ran.
+pub fn spend_json(store: &dyn JobStore, job: &JobRecord) -> serde_json::Value {
+    let scope = scope_of(job);
+    let spent = store.spent(&job.id).unwrap_or_default();
+    let plan = store.cost_plan(scope).unwrap_or_default();
+    let estimate = store
+        .cost_plan(&job.id)
+        .ok()
+        .and_then(|p| p.estimate)
+        .or(plan.estimate)
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok());
+    let mut v = json!({
+        "spent_usd": (spent.usd * 1e9).round() / 1e9,
+        "tasks": spent.tasks,
+        "worker_seconds": spent.billed_ms as f64 / 1000.0,
+        "cap_usd": plan.cap_usd,
+        "scope": scope,
+        "estimate": estimate,
+    });
+    if scope != job.id {
+        let all = store.spent(scope).unwrap_or_default();
+        v["scope_spent_usd"] = json!((all.usd * 1e9).round() / 1e9);
+    }
+    v
+}
+
+/// Adds `spend` (see [`spend_json`]) and, for a job stopped by its cap, `stop_reason`.
+pub fn add_spend(v: &mut serde_json::Value, store: &dyn JobStore, job: &JobRecord) {
+    v["spend"] = spend_json(store, job);
+    if job.state == JobState::Stopped {
+        v["stop_reason"] = json!("budget");
+    }
+}
+
+/// The spend of a job in one line for people.
+pub fn spend_line(store: &dyn JobStore, job: &JobRecord) -> Option<String> {
+    let s = spend_json(store, job);
+    let spent = s["spent_usd"].as_f64().unwrap_or(0.0);
+    let cap = s["cap_usd"].as_f64();
+    let est = s["estimate"]["usd"].as_f64();
+    if spent == 0.0 && cap.is_none() && est.is_none_or(|e| e == 0.0) {
+        return None;
+    }
+    let mut line = format!("spend: {} spent", crate::cost::format_usd(spent));
+    if let Some(all) = s["scope_spent_usd"].as_f64() {
+        line.push_str(&format!(
+            " ({} by batch {})",
+            crate::cost::format_usd(all),
+            s["scope"].as_str().unwrap_or_default()
+        ));
+    }
+    if let Some(c) = cap {
+        line.push_str(&format!(", cap {}", crate::cost::format_usd(c)));
+    }
+    if let (Some(e), Some(w)) = (est, s["estimate"]["wall_s"].as_f64()) {
+        line.push_str(&format!(
+            ", estimate {} and {w:.1} s",
+            crate::cost::format_usd(e)
+        ));
+    }
+    Some(line)
 }
 
 /// The state to show: a `running` job whose orchestrator is gone is `interrupted`.
@@ -342,7 +365,12 @@ pub fn job_detail(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> Stri
             c["basis"].as_str().unwrap_or("")
         ));
     }
-    if shown_state(job, locks) == "interrupted"
+    if job.state == JobState::Stopped {
+        s.push_str(&format!(
+            "stopped by its cost cap: resume with a higher one: helios-infra resume {} --max-cost USD\n",
+            scope_of(job)
+        ));
+    } else if shown_state(job, locks) == "interrupted"
         || matches!(job.state, JobState::Failed | JobState::Cancelled)
     {
         s.push_str(&format!("resume with: helios-infra resume {}\n", job.id));

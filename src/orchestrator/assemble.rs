@@ -21,6 +21,7 @@ use futures::StreamExt;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
+use super::spend::Work;
 use super::{JobRecord, Orchestrator, OrchestratorError};
 use crate::adapters::{ChunkRequest, FailureKind, WorkerFailure};
 use crate::media::fmp4::{self, IndexEntry};
@@ -653,6 +654,15 @@ impl Orchestrator {
                     job: job.id.clone(),
                 }));
             }
+            let _ticket = self
+                .meter
+                .admit(
+                    &*self.store,
+                    job,
+                    format!("assemble {task} attempt {attempt} ({})", ulid::Ulid::new()),
+                    Work::Fixed,
+                )
+                .map_err(|over| Stop::Failed(self.over_budget(job, over)))?;
             let req = ChunkRequest {
                 assemble: true,
                 ..ChunkRequest::render(job_url.clone(), task, attempt)

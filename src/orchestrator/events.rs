@@ -97,6 +97,37 @@ pub enum Event {
         /// Job id.
         job: String,
     },
+    /// The job stopped before it could finish: its cost cap was reached (`reason`
+    /// "budget"). Finished chunks are kept; `resume` with a higher cap continues it.
+    JobStopped {
+        /// Job id.
+        job: String,
+        /// Why: "budget".
+        reason: String,
+        /// The cap, USD.
+        cap_usd: f64,
+        /// Spent when the next task was refused, USD.
+        spent_usd: f64,
+        /// Expected cost of what is left, USD.
+        remaining_usd: f64,
+        /// The whole message, with the command that continues.
+        message: String,
+    },
+    /// The plan's expected time and cost, before anything runs.
+    Estimate {
+        /// Job (or batch) id.
+        job: String,
+        /// Expected wall time, seconds.
+        wall_s: f64,
+        /// Expected cost, USD.
+        usd: f64,
+        /// The cap, USD, if there is one.
+        cap_usd: Option<f64>,
+        /// Spent so far (a resumed job), USD.
+        spent_usd: f64,
+        /// The estimate in words.
+        text: String,
+    },
 }
 
 /// Where events go.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use super::spend::Work;
 use super::{ChunkRecord, JobRecord, Orchestrator, OrchestratorError};
 use crate::adapters::{ChunkRequest, FailureKind, WorkerFailure};
 use crate::media::gif;
@@ -40,6 +41,16 @@ impl Orchestrator {
             if attempt > 1 {
                 tokio::time::sleep(super::backoff::delay(&job.spec.retry, attempt - 1)).await;
             }
+            // Task names carry a run-unique id: palette attempts count from 1 every run.
+            let _ticket = self
+                .meter
+                .admit(
+                    &*self.store,
+                    job,
+                    format!("palette attempt {attempt} ({})", ulid::Ulid::new()),
+                    Work::Frames(crate::spec::palette_samples(job.spec.video.frames).len() as u64),
+                )
+                .map_err(|over| self.over_budget(job, over))?;
             let req = ChunkRequest {
                 palette: true,
                 ..ChunkRequest::render(job_url.clone(), 0, attempt)

@@ -10,6 +10,7 @@ mod gif;
 pub mod lock;
 mod place;
 mod run;
+pub mod spend;
 pub mod store;
 pub mod webhook;
 
@@ -26,8 +27,8 @@ use crate::storage::StorageError;
 pub use events::{Event, EventSink};
 pub use lock::{JobLock, LockError};
 pub use store::{
-    AttemptOutcome, AttemptRecord, BatchRow, ChunkRecord, ChunkState, CommittedSegment, JobRecord,
-    JobState, JobStore, SqliteStore, StoreError, StoreStats,
+    AttemptOutcome, AttemptRecord, BatchRow, ChunkRecord, ChunkState, CommittedSegment, CostPlan,
+    JobRecord, JobState, JobStore, SpendEntry, Spent, SqliteStore, StoreError, StoreStats,
 };
 
 /// Why a job did not finish.
@@ -100,6 +101,21 @@ pub enum OrchestratorError {
         /// The last failure.
         message: String,
     },
+    /// The job's cost cap (or its batch's) stopped it: no task starts that would pass the
+    /// cap; finished chunks are kept; resumable with a higher cap.
+    #[error("job {job} stopped: its cost cap was reached: {over}.\nFinished chunks are kept; `helios-infra resume {scope} --max-cost {suggested}` continues it (about {} of work is left).", crate::cost::format_usd(*.remaining_usd))]
+    OverBudget {
+        /// Job id.
+        job: String,
+        /// The job or batch the cap covers (what `resume` takes).
+        scope: String,
+        /// What was refused and why.
+        over: Box<spend::OverCap>,
+        /// Expected cost of what is left, USD.
+        remaining_usd: f64,
+        /// A cap that covers what is spent and what is left, with a margin.
+        suggested: f64,
+    },
     /// Cancelled by the user; resumable.
     #[error("job {job} was cancelled; finished chunks are kept (`helios-infra resume {job}` continues it)")]
     Cancelled {
@@ -158,6 +174,8 @@ pub struct Orchestrator {
     /// Worker slots shared by every job this orchestrator runs (a batch: one concurrency
     /// limit for all its variants); without it each job has its spec's `concurrency`.
     pub slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// Prices workers' time, keeps the spend ledger and holds jobs to their cost caps.
+    pub meter: Arc<spend::Meter>,
 }
 
 impl Orchestrator {
@@ -179,6 +197,7 @@ impl Orchestrator {
             webhook_secret: None,
             speculation: None,
             slots: None,
+            meter: spend::Meter::new(crate::cost::Price::worker_hour(None)),
         }
     }
 }

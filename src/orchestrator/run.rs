@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::spend::{Meter, OverCap, Ticket, Work};
 use super::{
     backoff, webhook, AttemptOutcome, ChunkState, CommittedSegment, Event, JobLock, JobRecord,
     JobState, JobStore, Orchestrator, OrchestratorError, Outcome, Speculation, StoreError,
@@ -167,6 +168,28 @@ impl Orchestrator {
                     job: id.to_string(),
                 });
             }
+            Err(OrchestratorError::OverBudget {
+                over,
+                remaining_usd,
+                ..
+            }) => {
+                let msg = result
+                    .as_ref()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                self.store
+                    .set_job_state(id, JobState::Stopped, Some(&msg))
+                    .await?;
+                self.emit(Event::JobStopped {
+                    job: id.to_string(),
+                    reason: "budget".into(),
+                    cap_usd: over.cap_usd,
+                    spent_usd: over.spent_usd,
+                    remaining_usd: *remaining_usd,
+                    message: msg,
+                });
+            }
             Err(OrchestratorError::Lock(_)) => {}
             Err(e) => {
                 let msg = e.to_string();
@@ -197,6 +220,9 @@ impl Orchestrator {
                 None,
             ),
             Err(OrchestratorError::Cancelled { .. }) => ("job.cancelled", "cancelled", None, None),
+            Err(e @ OrchestratorError::OverBudget { .. }) => {
+                ("job.stopped", "stopped", None, Some(e.to_string()))
+            }
             Err(OrchestratorError::Lock(_)) => return,
             Err(e) => ("job.failed", "failed", None, Some(e.to_string())),
         };
@@ -265,6 +291,31 @@ impl Orchestrator {
         })
     }
 
+    /// The error of a job stopped by its cost cap, with what is left and a cap that
+    /// covers it.
+    pub(super) fn over_budget(&self, job: &JobRecord, over: OverCap) -> OrchestratorError {
+        let remaining_usd: f64 = self
+            .store
+            .chunks(&job.id)
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| c.state != ChunkState::Done)
+            .map(|c| {
+                self.meter
+                    .expected(&*self.store, job, Work::Frames(c.chunk.len()))
+            })
+            .sum();
+        let spent = self.meter.spent(&*self.store, &over.scope);
+        OrchestratorError::OverBudget {
+            job: job.id.clone(),
+            scope: over.scope.clone(),
+            suggested: crate::cost::round_up_cap((spent + remaining_usd) * 1.25)
+                .max(crate::cost::round_up_cap(over.cap_usd * 1.01)),
+            remaining_usd,
+            over: Box::new(over),
+        }
+    }
+
     /// Crash recovery: a chunk left `running` (or `failed` by an earlier run) either has a
     /// finished attempt in storage, which is verified and committed, or goes back to pending.
     async fn recover(&self, job: &JobRecord, storage: &Storage) -> Result<(), OrchestratorError> {
@@ -311,7 +362,26 @@ impl Orchestrator {
                     .await?;
             }
         }
-        // Whatever was still in flight when the last run stopped did not finish under it.
+        // Whatever was still in flight when the last run stopped did not finish under it,
+        // but its worker may have run to the end: it is billed up to the timeout.
+        let limit_ms = (job.spec.retry.timeout_s * 1000.0) as i64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        for a in self.store.attempts(&job.id)? {
+            if a.outcome != AttemptOutcome::Running {
+                continue;
+            }
+            let ms = (now - a.started_ms).clamp(0, limit_ms.max(0)) as u64;
+            let entry = super::SpendEntry {
+                task: format!("chunk {} attempt {}", a.index, a.attempt),
+                billed_ms: ms,
+                usd: self.meter.price().attempt(ms as f64 / 1000.0),
+                frames: 0,
+            };
+            self.store.record_spend(&job.id, &entry).await?;
+        }
         self.store
             .end_running_attempts(&job.id, None, AttemptOutcome::Interrupted)
             .await?;
@@ -344,6 +414,24 @@ impl Orchestrator {
             frames_done,
             pending: pending.len() as u32,
         });
+        // The estimate made before the job started, with its cap and what is spent.
+        let scope = super::spend::scope_of(job);
+        if let Ok(plan) = self.store.cost_plan(&job.id) {
+            let estimate = plan
+                .estimate
+                .and_then(|e| serde_json::from_str::<crate::cost::Estimate>(&e).ok());
+            if let Some(e) = estimate {
+                let cap = self.store.cost_plan(scope).ok().and_then(|p| p.cap_usd);
+                self.emit(Event::Estimate {
+                    job: job.id.clone(),
+                    wall_s: e.wall_s,
+                    usd: e.usd,
+                    cap_usd: cap,
+                    spent_usd: self.meter.spent(&*self.store, scope),
+                    text: e.describe(),
+                });
+            }
+        }
         let ctx = Arc::new(ChunkCtx {
             store: self.store.clone(),
             adapter: self.adapter.clone(),
@@ -357,6 +445,9 @@ impl Orchestrator {
             speculation: self.speculation.clone(),
             done: AtomicU32::new(0),
             durations: std::sync::Mutex::new(Vec::new()),
+            meter: self.meter.clone(),
+            record: job.clone(),
+            over: std::sync::Mutex::new(None),
         });
         let sem = self
             .slots
@@ -374,8 +465,9 @@ impl Orchestrator {
             while let Some(joined) = tasks.try_join_next() {
                 outcome.add(joined);
             }
-            // After a chunk failed for good, start nothing new; running chunks finish.
-            if ctx.failed.load(Ordering::SeqCst) {
+            // After a chunk failed for good, or the cost cap refused a task, start nothing
+            // new; running chunks finish.
+            if ctx.failed.load(Ordering::SeqCst) || ctx.is_over() {
                 break;
             }
             let ctx = ctx.clone();
@@ -388,6 +480,9 @@ impl Orchestrator {
         while let Some(joined) = tasks.join_next().await {
             outcome.add(joined);
         }
+        if let Err(e) = self.meter.flush(&*self.store).await {
+            tracing::warn!(job = %job.id, error = %e, "could not write the spend ledger");
+        }
         let Tally {
             rendered,
             first_error,
@@ -399,6 +494,10 @@ impl Orchestrator {
             return Err(OrchestratorError::Cancelled {
                 job: job.id.clone(),
             });
+        }
+        let over = ctx.over.lock().ok().and_then(|mut o| o.take());
+        if let Some(over) = over {
+            return Err(self.over_budget(job, over));
         }
         Ok(rendered)
     }
@@ -689,12 +788,49 @@ struct ChunkCtx {
     /// Chunks committed in this run, and how long their successful attempts took.
     done: AtomicU32,
     durations: std::sync::Mutex<Vec<Duration>>,
+    meter: Arc<Meter>,
+    record: JobRecord,
+    /// The task the cost cap refused, once one was.
+    over: std::sync::Mutex<Option<OverCap>>,
 }
 
 impl ChunkCtx {
     fn emit(&self, e: Event) {
         if let Some(sink) = &self.events {
             let _ = sink.send(e);
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        self.over.lock().map(|o| o.is_some()).unwrap_or(true)
+    }
+
+    /// Admits the next task of a chunk against the cost cap; a refusal stops the job from
+    /// starting anything else.
+    async fn admit(&self, chunk: Chunk, what: &str) -> Option<Ticket> {
+        if self.is_over() {
+            return None;
+        }
+        let admitted = self
+            .meter
+            .admit_when_room(
+                &*self.store,
+                &self.record,
+                format!("chunk {} {what}", chunk.index),
+                Work::Frames(chunk.len()),
+                &self.cancel,
+            )
+            .await;
+        match admitted {
+            Ok(t) => Some(t),
+            Err(_) if self.cancel.is_cancelled() => None,
+            Err(over) => {
+                tracing::warn!(job = %self.job, chunk = chunk.index, %over, "cost cap reached");
+                if let Ok(mut o) = self.over.lock() {
+                    o.get_or_insert(over);
+                }
+                None
+            }
         }
     }
 
@@ -817,9 +953,23 @@ impl ChunkCtx {
                 }
             }
         }
+        // A duplicate is a task like any other: the cost cap may refuse it.
+        let Some(mut dup_ticket) = self
+            .meter
+            .admit(
+                &*self.store,
+                &self.record,
+                format!("chunk {} duplicate", chunk.index),
+                Work::Frames(chunk.len()),
+            )
+            .ok()
+        else {
+            return (attempt, first.await);
+        };
         let Ok(duplicate) = self.store.begin_attempt(&self.job, chunk.index).await else {
             return (attempt, first.await);
         };
+        dup_ticket.name(format!("chunk {} attempt {duplicate}", chunk.index));
         tracing::info!(job = %self.job, chunk = chunk.index, attempt, duplicate, "straggler: starting a duplicate attempt");
         self.emit(Event::ChunkSpeculated {
             chunk: chunk.index,
@@ -840,6 +990,9 @@ impl ChunkCtx {
                 },
             };
             if let Some((winner, seg)) = won {
+                if winner == duplicate {
+                    dup_ticket.rendered(seg.frames);
+                }
                 // The other attempt is dropped (its worker stopped) as it stands.
                 let _ = self
                     .store
@@ -854,23 +1007,39 @@ impl ChunkCtx {
     }
 
     /// Attempts a chunk until it is committed, fails fatally or runs out of attempts.
-    async fn render_chunk(&self, chunk: Chunk) -> Result<(), OrchestratorError> {
+    /// Returns whether the chunk was committed (false: the cost cap stopped it first).
+    async fn render_chunk(&self, chunk: Chunk) -> Result<bool, OrchestratorError> {
         let policy = &self.spec.retry;
         let timeout = Duration::from_secs_f64(policy.timeout_s);
         for n in 1..=policy.max_attempts {
             if self.cancel.is_cancelled() {
                 return Err(self.cancelled(chunk.index).await);
             }
+            let Some(mut ticket) = self.admit(chunk, "next attempt").await else {
+                // Stopped by the cost cap: the chunk stays pending for `resume`.
+                return Ok(false);
+            };
             let attempt = self.store.begin_attempt(&self.job, chunk.index).await?;
+            ticket.name(format!("chunk {} attempt {attempt}", chunk.index));
             self.emit(Event::ChunkStarted {
                 chunk: chunk.index,
                 attempt,
             });
             let started = Instant::now();
             let (winner, outcome) = tokio::select! {
-                _ = self.cancel.cancelled() => return Err(self.cancelled(chunk.index).await),
+                _ = self.cancel.cancelled() => {
+                    drop(ticket);
+                    return Err(self.cancelled(chunk.index).await);
+                }
                 r = self.attempt_with_speculation(chunk, attempt, timeout) => r,
             };
+            if let (Ok(seg), true) = (&outcome, winner == attempt) {
+                ticket.rendered(seg.frames);
+            }
+            drop(ticket);
+            if let Err(e) = self.meter.flush(&*self.store).await {
+                tracing::warn!(job = %self.job, error = %e, "could not write the spend ledger");
+            }
             let failure = match outcome {
                 Ok(seg) => {
                     self.store
@@ -886,7 +1055,7 @@ impl ChunkCtx {
                         frames: seg.frames,
                         worker_ms: seg.worker_ms,
                     });
-                    return Ok(());
+                    return Ok(true);
                 }
                 Err(failure) => failure,
             };
@@ -946,9 +1115,10 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, joined: Result<Result<(), OrchestratorError>, tokio::task::JoinError>) {
+    fn add(&mut self, joined: Result<Result<bool, OrchestratorError>, tokio::task::JoinError>) {
         match joined {
-            Ok(Ok(())) => self.rendered += 1,
+            Ok(Ok(true)) => self.rendered += 1,
+            Ok(Ok(false)) => {}
             Ok(Err(e)) => {
                 // A real failure outranks the cancellations it caused.
                 let replace = matches!(

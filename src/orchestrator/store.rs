@@ -32,6 +32,9 @@ pub enum JobState {
     Failed,
     /// Stopped by the user; resumable.
     Cancelled,
+    /// Stopped by its cost cap before it could finish (`--max-cost`); resumable with a
+    /// higher cap.
+    Stopped,
 }
 
 /// Chunk states: `pending → running → done | failed`.
@@ -61,7 +64,7 @@ macro_rules! names {
         }
     };
 }
-names!(JobState { Queued => "queued", Running => "running", Stitching => "stitching", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled" });
+names!(JobState { Queued => "queued", Running => "running", Stitching => "stitching", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled", Stopped => "stopped" });
 names!(ChunkState { Pending => "pending", Running => "running", Done => "done", Failed => "failed" });
 names!(AttemptOutcome { Running => "running", Succeeded => "succeeded", Failed => "failed", Fatal => "fatal", TimedOut => "timed_out", Superseded => "superseded", Cancelled => "cancelled", Interrupted => "interrupted" });
 
@@ -111,7 +114,7 @@ impl JobState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled | JobState::Stopped
         )
     }
 }
@@ -299,6 +302,58 @@ pub trait JobStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Every attempt of a job, by chunk, then attempt number.
     fn attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
+    /// Adds a billed task (a chunk's attempt, a palette or assembly task) to the job's
+    /// spend ledger; a task already in the ledger keeps its first entry.
+    async fn record_spend(&self, id: &str, entry: &SpendEntry) -> Result<(), StoreError>;
+    /// What the ledger holds for `scope`: a job id, or a batch id (all its jobs).
+    fn spent(&self, scope: &str) -> Result<Spent, StoreError>;
+    /// A job's spend ledger, in the order its tasks ended.
+    fn ledger(&self, id: &str) -> Result<Vec<SpendEntry>, StoreError>;
+    /// Sets (or, with `None`, removes) the cost cap of `scope` in USD.
+    async fn set_cap(&self, scope: &str, usd: Option<f64>) -> Result<(), StoreError>;
+    /// Records the estimate made before `scope` (a job or a batch) ran (JSON).
+    async fn set_estimate(&self, scope: &str, estimate: &str) -> Result<(), StoreError>;
+    /// The cost cap and the estimate recorded for `scope`.
+    fn cost_plan(&self, scope: &str) -> Result<CostPlan, StoreError>;
+}
+
+/// One billed task in a job's spend ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpendEntry {
+    /// The task: `chunk 3 attempt 2`, `palette attempt 1`, `assemble 0 attempt 1`.
+    pub task: String,
+    /// Time the task kept its worker (measured by the orchestrator, from dispatch to the
+    /// end: never less than what the engine bills), in milliseconds.
+    pub billed_ms: u64,
+    /// Its price in USD.
+    pub usd: f64,
+    /// Frames it rendered, for a chunk's successful attempt (the job's observed pace);
+    /// 0 otherwise.
+    pub frames: u64,
+}
+
+/// The sum of a spend ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spent {
+    /// USD.
+    pub usd: f64,
+    /// Billed tasks.
+    pub tasks: u64,
+    /// Worker time in milliseconds.
+    pub billed_ms: u64,
+    /// Time of the successful chunk attempts, in milliseconds…
+    pub rendered_ms: u64,
+    /// …and the frames they rendered.
+    pub rendered_frames: u64,
+}
+
+/// The cost cap and the estimate of a job or a batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CostPlan {
+    /// The cap in USD, if there is one.
+    pub cap_usd: Option<f64>,
+    /// The estimate made before it ran (JSON of [`crate::cost::Estimate`]).
+    pub estimate: Option<String>,
 }
 
 /// A change queued for the writer: applied inside the group's transaction (or told why
@@ -393,6 +448,20 @@ CREATE TABLE IF NOT EXISTS attempts (
     kind TEXT,
     error TEXT,
     PRIMARY KEY (job_id, idx, attempt)
+);
+CREATE TABLE IF NOT EXISTS spend (
+    job_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    billed_ms INTEGER NOT NULL,
+    usd REAL NOT NULL,
+    frames INTEGER NOT NULL DEFAULT 0,
+    recorded_ms INTEGER NOT NULL,
+    PRIMARY KEY (job_id, task)
+);
+CREATE TABLE IF NOT EXISTS costs (
+    scope TEXT PRIMARY KEY,
+    cap_usd REAL,
+    estimate TEXT
 );
 ";
 
@@ -984,6 +1053,108 @@ impl JobStore for SqliteStore {
                 });
             }
             Ok(out)
+        })
+    }
+
+    async fn record_spend(&self, id: &str, entry: &SpendEntry) -> Result<(), StoreError> {
+        let (id, e) = (id.to_string(), entry.clone());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO spend (job_id, task, billed_ms, usd, frames, recorded_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                id,
+                e.task,
+                e.billed_ms as i64,
+                e.usd,
+                e.frames as i64,
+                now_ms()
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn spent(&self, scope: &str) -> Result<Spent, StoreError> {
+        self.with(|conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(usd), 0), COUNT(*), COALESCE(SUM(billed_ms), 0),
+                            COALESCE(SUM(CASE WHEN frames > 0 THEN billed_ms END), 0),
+                            COALESCE(SUM(frames), 0)
+                     FROM spend
+                     WHERE job_id = ?1 OR job_id IN (SELECT id FROM jobs WHERE batch = ?1)",
+                )?
+                .query_row([scope], |r| {
+                    Ok(Spent {
+                        usd: r.get(0)?,
+                        tasks: r.get::<_, i64>(1)? as u64,
+                        billed_ms: r.get::<_, i64>(2)? as u64,
+                        rendered_ms: r.get::<_, i64>(3)? as u64,
+                        rendered_frames: r.get::<_, i64>(4)? as u64,
+                    })
+                })?;
+            Ok(row)
+        })
+    }
+
+    fn ledger(&self, id: &str) -> Result<Vec<SpendEntry>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT task, billed_ms, usd, frames FROM spend WHERE job_id = ?1
+                 ORDER BY recorded_ms, rowid",
+            )?;
+            let rows = stmt.query_map([id], |r| {
+                Ok(SpendEntry {
+                    task: r.get(0)?,
+                    billed_ms: r.get::<_, i64>(1)? as u64,
+                    usd: r.get(2)?,
+                    frames: r.get::<_, i64>(3)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    async fn set_cap(&self, scope: &str, usd: Option<f64>) -> Result<(), StoreError> {
+        let scope = scope.to_string();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO costs (scope, cap_usd) VALUES (?1, ?2)
+                 ON CONFLICT(scope) DO UPDATE SET cap_usd = excluded.cap_usd",
+            )?
+            .execute(params![scope, usd])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_estimate(&self, scope: &str, estimate: &str) -> Result<(), StoreError> {
+        let (scope, estimate) = (scope.to_string(), estimate.to_string());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO costs (scope, estimate) VALUES (?1, ?2)
+                 ON CONFLICT(scope) DO UPDATE SET estimate = excluded.estimate",
+            )?
+            .execute(params![scope, estimate])?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn cost_plan(&self, scope: &str) -> Result<CostPlan, StoreError> {
+        self.with(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT cap_usd, estimate FROM costs WHERE scope = ?1")?
+                .query_row([scope], |r| {
+                    Ok(CostPlan {
+                        cap_usd: r.get(0)?,
+                        estimate: r.get(1)?,
+                    })
+                })
+                .optional()?
+                .unwrap_or_default())
         })
     }
 

@@ -48,15 +48,23 @@ where
 impl S3Bucket {
     /// Opens the bucket of an `s3://bucket/prefix` URL, or `None` for any other URL.
     pub async fn open(url: &str) -> Result<Option<Self>, StorageError> {
+        Self::open_in(url, None).await
+    }
+
+    /// [`S3Bucket::open`] in `region` (else the environment's).
+    pub async fn open_in(url: &str, region: Option<&str>) -> Result<Option<Self>, StorageError> {
         let Some(rest) = url.strip_prefix("s3://") else {
             return Ok(None);
         };
         let rest = rest.trim_end_matches('/');
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Ok(region) =
-            std::env::var("AWS_REGION").or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-        {
+        let region = region.map(str::to_string).or_else(|| {
+            std::env::var("AWS_REGION")
+                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                .ok()
+        });
+        if let Some(region) = region {
             loader = loader.region(aws_config::Region::new(region));
         }
         let shared = loader.load().await;
@@ -74,6 +82,16 @@ impl S3Bucket {
             prefix: prefix.to_string(),
             url: url.trim_end_matches('/').to_string(),
         }))
+    }
+
+    /// The S3 client (deploy uses the storage's own client).
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
     }
 
     /// The object key of a storage key.

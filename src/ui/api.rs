@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
@@ -34,6 +34,7 @@ fn job_value(
 ) -> Result<Value, StoreError> {
     let locks = ctx.home.join("locks");
     let mut v = status::job_json(job, chunks, &locks, detail);
+    status::add_spend(&mut v, &*ctx.store, job);
     v["display_state"] = v["state"].clone();
     v["state"] = json!(job.state.as_str());
     if let Some(b) = &job.batch {
@@ -242,19 +243,36 @@ pub async fn cancel(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Resp
 /// `POST /api/jobs/{id}/resume`: starts `helios-infra resume ID` in its own process
 /// group, detached from the request (and from this server: it finishes if the dashboard
 /// stops).
-pub async fn resume(State(ctx): State<Arc<Ctx>>, Path(id): Path<String>) -> Response {
+/// With `?max_cost=USD`, the job's cost cap is replaced (a job stopped by its cap).
+pub async fn resume(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let job = match ctx.store.job(&id) {
         Ok(j) => j,
         Err(e) => return store_error(e),
     };
+    let max_cost = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "max_cost")
+        .map(|(_, v)| v.parse::<f64>().unwrap_or(f64::NAN));
+    if let Some(c) = max_cost {
+        if !(c.is_finite() && c > 0.0) {
+            return done(
+                StatusCode::BAD_REQUEST,
+                format!("max_cost must be a positive amount in USD, not {c}"),
+            );
+        }
+    }
     if crate::orchestrator::JobLock::is_held(&ctx.home.join("locks"), &id) {
         return done(StatusCode::CONFLICT, format!("job {id} is already running"));
     }
     let mut cmd = std::process::Command::new(&ctx.exe);
-    cmd.arg("--home")
-        .arg(&ctx.home)
-        .args(["resume", &id])
-        .stdin(std::process::Stdio::null())
+    cmd.arg("--home").arg(&ctx.home).args(["resume", &id]);
+    if let Some(c) = max_cost {
+        cmd.args(["--max-cost", &c.to_string()]);
+    }
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);

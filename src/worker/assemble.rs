@@ -119,6 +119,7 @@ pub async fn run_task(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> 
         stats: [("sources".to_string(), task.sources.len() as u64)].into(),
         stages: None,
         media: None,
+        ping: None,
     };
     let json = serde_json::to_vec(&report)
         .map_err(|e| WorkerFailure::retryable(FailureKind::Internal, e.to_string()))?;

@@ -7,6 +7,7 @@
 pub mod assemble;
 pub mod lambda;
 pub mod palette;
+pub mod ping;
 pub mod protocol;
 pub mod server;
 
@@ -29,7 +30,9 @@ pub use protocol::{
 
 /// Runs what a request asks: an assembly task or a chunk attempt.
 pub async fn run(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> {
-    if req.assemble {
+    if req.ping {
+        ping::answer(req).await
+    } else if req.assemble {
         assemble::run_task(req).await
     } else if req.palette {
         palette::run_task(req).await
@@ -309,6 +312,7 @@ pub async fn run_chunk(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure>
         stats: segment.stats,
         stages: segment.stages.map(Box::new),
         media: Some(Box::new(media)),
+        ping: None,
     };
     let json = serde_json::to_vec(&report)
         .map_err(|e| WorkerFailure::retryable(FailureKind::Internal, e.to_string()))?;

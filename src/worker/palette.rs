@@ -118,6 +118,7 @@ pub async fn run_task(req: &ChunkRequest) -> Result<ChunkReport, WorkerFailure> 
         stats: Default::default(),
         stages: None,
         media: None,
+        ping: None,
     })
 }
 

@@ -8,9 +8,11 @@ use crate::render::RenderError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChunkRequest {
-    /// Storage URL of the job's `job.json`.
+    /// Storage URL of the job's `job.json` (empty for a ping).
+    #[serde(default)]
     pub job: String,
     /// Chunk index.
+    #[serde(default)]
     pub chunk: u32,
     /// Attempt number (from 1); names the attempt's storage keys.
     #[serde(default = "first_attempt")]
@@ -24,6 +26,10 @@ pub struct ChunkRequest {
     /// frames and compute the one palette every chunk draws with (see `worker::palette`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub palette: bool,
+    /// A ping (`{"ping": true}`): answer with the worker's versions and capabilities
+    /// ([`super::ping::PingInfo`]) and do nothing else.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ping: bool,
 }
 
 impl ChunkRequest {
@@ -35,6 +41,15 @@ impl ChunkRequest {
             attempt,
             assemble: false,
             palette: false,
+            ping: false,
+        }
+    }
+
+    /// A ping: `{"ping": true}`.
+    pub fn ping() -> Self {
+        Self {
+            ping: true,
+            ..Self::render("", 0, 1)
         }
     }
 }
@@ -79,6 +94,9 @@ pub struct ChunkReport {
     /// What the worker found in its own segment, so the orchestrator never probes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<Box<SegmentMedia>>,
+    /// The answer to a ping: the worker's versions and capabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<Box<super::ping::PingInfo>>,
 }
 
 /// A segment as its worker verified it: probed, and for fragmented media parsed and placed

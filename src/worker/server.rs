@@ -114,6 +114,13 @@ async fn chunks(
             )
         }
     };
+    // A ping is answered even while a chunk renders: it only says what this worker is.
+    if req.ping {
+        return match run(&req).await {
+            Ok(report) => (StatusCode::OK, Json(WorkerResponse::Report(report))).into_response(),
+            Err(f) => failure(StatusCode::SERVICE_UNAVAILABLE, f),
+        };
+    }
     let Ok(_permit) = state.slot.clone().try_acquire_owned() else {
         let mut r = failure(
             StatusCode::TOO_MANY_REQUESTS,

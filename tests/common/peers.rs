@@ -389,3 +389,82 @@ pub fn gcs_objects(peer: &Peer, bucket: &str, prefix: &str) -> Vec<serde_json::V
     ));
     v["items"].as_array().cloned().unwrap_or_default()
 }
+
+/// What a [`rule_proxy`] does with a request, by its head (request line and headers).
+pub enum Route {
+    /// Forward it to this `http://host:port`.
+    To(String),
+    /// Answer with this whole HTTP response.
+    Answer(String),
+}
+
+/// An HTTP proxy that sends each request where `route` says (one API's calls to one peer,
+/// another's to another), or answers it itself (an injected error). `route` sees the head
+/// (request line and headers) and the body.
+pub fn rule_proxy(route: impl Fn(&str, &[u8]) -> Route + Send + Sync + 'static) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let route = std::sync::Arc::new(route);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let route = route.clone();
+            std::thread::spawn(move || {
+                let Some((head, body)) = super::read_request(&mut conn) else {
+                    return;
+                };
+                let upstream = match route(&head, &body) {
+                    Route::Answer(resp) => {
+                        let _ = conn.write_all(resp.as_bytes());
+                        return;
+                    }
+                    Route::To(u) => u.trim_start_matches("http://").to_string(),
+                };
+                let head = head
+                    .lines()
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+                let head = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
+                let Ok(mut up) = std::net::TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let _ = up.write_all(head.as_bytes());
+                let _ = up.write_all(&body);
+                let mut answer = Vec::new();
+                let _ = up.read_to_end(&mut answer);
+                let _ = conn.write_all(&answer);
+            });
+        }
+    });
+    endpoint
+}
+
+/// S3's answer to a request the caller's policy does not allow.
+pub fn s3_access_denied() -> String {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>T</RequestId></Error>";
+    format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Runs a boto3 snippet with `iam`, `lam` (Lambda) and `sts` clients of `peer` (moto) and
+/// returns what it prints.
+pub fn boto3_aws(peer: &Peer, code: &str) -> String {
+    let script = format!(
+        "import boto3, json\nkw = dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\niam = boto3.client('iam', **kw)\nlam = boto3.client('lambda', **kw)\nsts = boto3.client('sts', **kw)\ns3 = boto3.client('s3', **kw)\n{code}",
+        peer.endpoint
+    );
+    let out = Command::new(peers_bin().join("python"))
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

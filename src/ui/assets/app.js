@@ -16,7 +16,19 @@ const dur = (ms) => {
   const m = Math.floor(s / 60);
   return m < 60 ? `${m} min ${s % 60} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
 };
-const money = (c) => (c && typeof c.estimated_usd === 'number') ? '$' + c.estimated_usd.toFixed(4) : '—';
+// The spend ledger (every billed attempt) with its cap, else the compute of committed chunks.
+const usd = (v) => '$' + (v >= 1 ? v.toFixed(2) : v.toPrecision(3));
+const money = (j) => {
+  const s = j.spend || {};
+  if (typeof s.spent_usd === 'number' && (s.spent_usd > 0 || s.cap_usd)) {
+    let t = usd(s.spent_usd);
+    if (typeof s.cap_usd === 'number') t += ' of ' + usd(s.cap_usd) + ' cap';
+    if (s.estimate && typeof s.estimate.usd === 'number') t += ' (est. ' + usd(s.estimate.usd) + ')';
+    return t;
+  }
+  const c = j.cost;
+  return (c && typeof c.estimated_usd === 'number') ? '$' + c.estimated_usd.toFixed(4) : '—';
+};
 const pct = (j) => j.frames ? (100 * j.frames_done / j.frames).toFixed(1) + '%' : '—';
 
 async function listJobs() {
@@ -39,7 +51,7 @@ async function listJobs() {
     tr.append(el('td', {}, j.adapter));
     tr.append(el('td', {}, dur(j.elapsed_ms)));
     tr.append(el('td', {}, dur(j.eta_ms)));
-    tr.append(el('td', {}, money(j.cost)));
+    tr.append(el('td', {}, money(j)));
     body.append(tr);
   }
   // Batches: their rows' jobs, counted by state.
@@ -48,7 +60,8 @@ async function listJobs() {
     if (!j.batch) continue;
     const b = batches.get(j.batch) || { rows: 0, succeeded: 0, failed: 0, cancelled: 0, other: 0, frames: 0, done: 0 };
     b.rows += 1;
-    if (['succeeded', 'failed', 'cancelled'].includes(j.state)) b[j.state] += 1; else b.other += 1;
+    if (['succeeded', 'failed', 'cancelled'].includes(j.state)) b[j.state] += 1;
+    else if (j.state === 'stopped') b.cancelled += 1; else b.other += 1;
     b.frames += j.frames; b.done += j.frames_done;
     batches.set(j.batch, b);
   }
@@ -113,11 +126,11 @@ function renderJob(job) {
   $('#eta').textContent = dur(job.eta_ms);
   $('#adapter').textContent = job.adapter;
   $('#stitch').textContent = job.stitch_method || job.stitch || '—';
-  $('#cost').textContent = money(job.cost);
+  $('#cost').textContent = money(job);
   const err = $('#error');
   err.hidden = !job.error;
   err.textContent = job.error || '';
-  const ended = ['succeeded', 'failed', 'cancelled'].includes(job.state);
+  const ended = ['succeeded', 'failed', 'cancelled', 'stopped'].includes(job.state);
   $('#cancel').disabled = ended;
   $('#resume').disabled = job.state === 'succeeded' || !ended;
   renderTimeline(job);
@@ -165,7 +178,14 @@ function renderJob(job) {
 }
 
 async function act(id, what) {
-  const r = await fetch(`/api/jobs/${encodeURIComponent(id)}/${what}`, { method: 'POST', credentials: 'same-origin' });
+  let query = '';
+  // A job stopped by its cost cap continues only under a higher one.
+  if (what === 'resume' && $('#state').dataset.state === 'stopped') {
+    const cap = window.prompt('This job was stopped by its cost cap. New cap in USD:', '');
+    if (!cap) return;
+    query = '?max_cost=' + encodeURIComponent(cap);
+  }
+  const r = await fetch(`/api/jobs/${encodeURIComponent(id)}/${what}${query}`, { method: 'POST', credentials: 'same-origin' });
   let msg = r.statusText;
   try { msg = (await r.json()).message; } catch (e) { /* not JSON */ }
   $('#action-result').textContent = msg;

@@ -1,0 +1,386 @@
+//! What a render will take and cost, said before it starts: a short probe of the
+//! composition on this machine gives the pace of a worker, the adapter gives the price, and
+//! [`crate::cost::estimate`] (the scale model) the rest. A plan over `--max-cost` is refused
+//! here, before anything runs, unless `--start-anyway`.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+use super::adapter::AdapterConfig;
+use super::args::BudgetArgs;
+use crate::adapters::local::LocalAdapter;
+use crate::adapters::{ChunkRequest, WorkerAdapter};
+use crate::cost::{self, format_usd, Estimate, Pace, PlanShape};
+use crate::orchestrator::spend::ASSUMED_PACE;
+use crate::orchestrator::{ChunkState, JobRecord, JobState, JobStore};
+use crate::spec::{Chunk, JobSpec, OutputKind, OutputSpec};
+use crate::storage::{keys, Storage};
+
+/// Frames a probe renders.
+const PROBE_FRAMES: u64 = 12;
+
+/// Start-up assumed with `--frame-ms` (what a local worker takes to start a browser and
+/// load a page on a 2-core machine).
+const STARTUP_MS_WITH_FRAME_MS: f64 = 1500.0;
+
+/// The pace of one worker for `spec`: from `--frame-ms`, assumed with `--no-probe`, or
+/// measured by rendering a few of its frames in one worker process on this machine.
+pub async fn pace(
+    budget: &BudgetArgs,
+    spec: &JobSpec,
+    storage: &Storage,
+) -> anyhow::Result<(Pace, String)> {
+    if let Some(ms) = budget.frame_ms {
+        if !(ms.is_finite() && ms > 0.0) {
+            bail!("--frame-ms must be a positive number of milliseconds, not {ms}");
+        }
+        let pace = Pace {
+            startup_ms: STARTUP_MS_WITH_FRAME_MS,
+            frame_ms: ms,
+            cores: 1.0,
+        };
+        return Ok((pace, "--frame-ms".into()));
+    }
+    if budget.no_probe {
+        return Ok((ASSUMED_PACE, "an assumption (--no-probe)".into()));
+    }
+    // A renderer command is the user's program: running it once more than asked could
+    // cost money or have effects, so its pace is given (--frame-ms), never probed.
+    if matches!(spec.composition, crate::spec::Composition::Command(_)) {
+        return Ok((
+            ASSUMED_PACE,
+            "an assumption (renderer commands are not probed; --frame-ms gives their pace)".into(),
+        ));
+    }
+    if spec.frame_count() <= 1 {
+        return Ok((ASSUMED_PACE, "an assumption (one frame)".into()));
+    }
+    match probe(spec, storage).await {
+        Ok(p) => Ok(p),
+        // The estimate is advice: a probe that fails never stops the render itself.
+        Err(e) => {
+            eprintln!("warning: {}", super::error_chain(&e));
+            Ok((ASSUMED_PACE, "an assumption (the probe failed)".into()))
+        }
+    }
+}
+
+/// Renders the first frames of `spec` as a throw-away job in one local worker process and
+/// times it: start-up (process, spec and bundle, browser launch, upload) and time per
+/// frame, and the cores it kept busy.
+pub async fn probe(spec: &JobSpec, storage: &Storage) -> anyhow::Result<(Pace, String)> {
+    let frames = spec.video.frames;
+    let n = frames.len().min(PROBE_FRAMES);
+    let mut probe = spec.clone();
+    let id = format!("probe-{}", ulid::Ulid::new());
+    probe.id = Some(id.clone());
+    probe.video.frames = crate::spec::FrameRange::new(frames.start, frames.start + n);
+    probe.chunks = vec![Chunk {
+        index: 0,
+        start: frames.start,
+        end: frames.start + n,
+    }];
+    probe.audio.clear();
+    probe.webhook = None;
+    // A GIF chunk needs the job's palette: it is probed as the video it is drawn from.
+    let note = if probe.output.kind == OutputKind::Gif {
+        probe.output = OutputSpec::default();
+        ", as video"
+    } else {
+        ""
+    };
+    let key = keys::job_spec(&id);
+    storage
+        .put(&key, serde_json::to_vec(&probe)?.into())
+        .await
+        .context("cannot store the probe's job spec")?;
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let worker = LocalAdapter::new(exe);
+    let cpu_before = children_cpu();
+    let started = Instant::now();
+    let result = worker
+        .run_chunk(&ChunkRequest::render(storage.url_for(&key), 0, 1))
+        .await;
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let cpu_ms = (children_cpu() - cpu_before).max(0.0) * 1000.0;
+    let prefix = format!("jobs/{id}");
+    for k in storage.list(&prefix).await.unwrap_or_default() {
+        let _ = storage.delete(&k).await;
+    }
+    // A folder leaves its (now empty) directories behind.
+    if let Some(dir) = storage.local_path(&prefix) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let report = result.map_err(|f| {
+        anyhow::anyhow!(
+            "the probe of {n} frames failed: {}\n(--no-probe or --frame-ms MS skip the probe)",
+            f.message
+        )
+    })?;
+    // The browser's own account of its frames: wall time from launch to a verified
+    // segment over the frames; the rest of the attempt is start-up.
+    let frames_ms = match &report.stages {
+        Some(st) if st.frames_per_s > 0.0 => {
+            (n as f64 * 1000.0 / st.frames_per_s - st.launch_ms as f64).max(0.0)
+        }
+        _ => (report.timings.render_ms + report.timings.encode_ms) as f64,
+    };
+    let frame_ms = (frames_ms / n.max(1) as f64).max(0.1);
+    let startup_ms = (wall_ms - frames_ms).max(0.0);
+    let pace = Pace {
+        startup_ms,
+        frame_ms,
+        cores: (cpu_ms / wall_ms.max(1.0)).max(0.1),
+    };
+    Ok((pace, format!("a probe of {n} frames on this machine{note}")))
+}
+
+/// CPU seconds this machine has been busy (all processes, from `/proc/stat`): a worker's
+/// browser and encoder are not all children it waits for, so their time is counted where
+/// the kernel counts it. Falls back to this process's ended children elsewhere.
+fn children_cpu() -> f64 {
+    if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
+        if let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) {
+            let v: Vec<f64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal: busy is all but idle, iowait.
+            if v.len() >= 8 {
+                let busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+                // USER_HZ is 100 on every Linux build that matters.
+                return busy / 100.0;
+            }
+        }
+    }
+    rusage_children()
+}
+
+/// CPU seconds (user and system) of this process's children that have ended.
+fn rusage_children() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_CHILDREN) {
+        Ok(u) => {
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            t(u.user_time()) + t(u.system_time())
+        }
+        Err(_) => 0.0,
+    }
+}
+
+/// The estimate of rendering `chunks` (those still to do) of `spec` on `config`'s workers.
+pub fn of_chunks(
+    spec: &JobSpec,
+    chunks: &[Chunk],
+    config: &AdapterConfig,
+    pace: Pace,
+    pace_from: &str,
+) -> anyhow::Result<Estimate> {
+    let frames: u64 = chunks.iter().map(|c| c.len()).sum();
+    let shape = PlanShape {
+        frames: frames.max(1),
+        chunks: (chunks.len() as u32).max(1),
+        concurrency: spec.concurrency.max(1),
+        shared_cores: config.is_local().then(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1)
+        }),
+    };
+    let mut e = cost::estimate(shape, pace, pace_from, &config.price())?;
+    if frames == 0 {
+        e.wall_s = 0.0;
+        e.worker_s = 0.0;
+        e.usd = 0.0;
+    }
+    Ok(e)
+}
+
+/// The estimate of a whole job.
+pub fn of_spec(
+    spec: &JobSpec,
+    config: &AdapterConfig,
+    pace: Pace,
+    pace_from: &str,
+) -> anyhow::Result<Estimate> {
+    of_chunks(spec, &spec.chunks, config, pace, pace_from)
+}
+
+/// Says the estimate, and refuses a plan whose estimate (with what is already spent) is
+/// over the cap, unless `--start-anyway`.
+pub fn check(
+    e: &Estimate,
+    spent: f64,
+    budget: &BudgetArgs,
+    cap: Option<f64>,
+    json: bool,
+    id: &str,
+) -> anyhow::Result<()> {
+    let cap_note = match cap {
+        Some(c) => format!(
+            "; cap {}{}",
+            format_usd(c),
+            if spent > 0.0 {
+                format!(", {} spent", format_usd(spent))
+            } else {
+                String::new()
+            }
+        ),
+        None => String::new(),
+    };
+    eprintln!("{}{cap_note}", e.describe());
+    if json && !id.is_empty() {
+        print_event(e, id, cap, spent);
+    }
+    if let Some(c) = cap {
+        if spent + e.usd > c && !budget.start_anyway {
+            bail!(
+                "the estimate ({}{}) is over the cost cap of {}: nothing was started.\n\
+                 Raise --max-cost (to about {} USD), render less or on cheaper workers, or pass \
+                 --start-anyway to start and stop at the cap.",
+                format_usd(e.usd),
+                if spent > 0.0 {
+                    format!(" on top of {} spent", format_usd(spent))
+                } else {
+                    String::new()
+                },
+                format_usd(c),
+                cost::round_up_cap((spent + e.usd) * 1.25)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The estimate as a `--json` event line.
+fn print_event(e: &Estimate, id: &str, cap: Option<f64>, spent: f64) {
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "estimate", "job": id, "wall_s": e.wall_s, "usd": e.usd,
+            "cap_usd": cap, "spent_usd": spent, "estimate": e,
+        })
+    );
+}
+
+/// Checks a `--max-cost` value.
+pub fn cap(budget: &BudgetArgs) -> anyhow::Result<Option<f64>> {
+    match budget.max_cost {
+        Some(c) if !(c.is_finite() && c > 0.0) => {
+            bail!("--max-cost must be a positive amount in USD, not {c}")
+        }
+        c => Ok(c),
+    }
+}
+
+/// A new job's (or batch's) cap and estimate, recorded once it is submitted.
+pub struct Budgeted {
+    /// `--max-cost`.
+    pub cap: Option<f64>,
+    /// The estimate said before it was submitted.
+    pub estimate: Estimate,
+    /// Whether events are printed as JSON lines.
+    json: bool,
+}
+
+impl Budgeted {
+    /// Estimates `chunks` of `spec` (a job's, or every row's of a batch) on the adapter
+    /// chosen by `adapter`, says it, and refuses a plan over `--max-cost`.
+    pub async fn new(
+        json: bool,
+        storage: &Storage,
+        budget: &BudgetArgs,
+        config: &AdapterConfig,
+        spec: &JobSpec,
+        chunks: &[Chunk],
+    ) -> anyhow::Result<Self> {
+        let cap = cap(budget)?;
+        let (pace, from) = pace(budget, spec, storage).await?;
+        let estimate = of_chunks(spec, chunks, config, pace, &from)?;
+        if cap.is_some() && config.price().is_free() {
+            eprintln!(
+                "warning: --max-cost has nothing to count: local and HTTP workers cost nothing unless --worker-hour-usd gives their price"
+            );
+        }
+        check(&estimate, 0.0, budget, cap, false, "")?;
+        Ok(Self {
+            cap,
+            estimate,
+            json,
+        })
+    }
+
+    /// Records the cap and the estimate of `scope` (a job id or a batch id). A job's
+    /// estimate reaches `--json` as the orchestrator's `estimate` event, after
+    /// `job_started`; a batch's is printed here (`batch` has no progress events).
+    pub async fn record(
+        &self,
+        store: &dyn JobStore,
+        scope: &str,
+        print_json: bool,
+    ) -> anyhow::Result<()> {
+        store.set_cap(scope, self.cap).await?;
+        store
+            .set_estimate(scope, &serde_json::to_string(&self.estimate)?)
+            .await?;
+        if self.json && print_json {
+            print_event(&self.estimate, scope, self.cap, 0.0);
+        }
+        Ok(())
+    }
+}
+
+/// Before `resume`: a new `--max-cost` replaces the recorded cap; the estimate of what is
+/// left is said and, with what is already spent, held to the cap.
+pub async fn before_resume(
+    json: bool,
+    store: &dyn JobStore,
+    budget: &BudgetArgs,
+    config: &AdapterConfig,
+    scope: &str,
+    jobs: &[JobRecord],
+) -> anyhow::Result<()> {
+    let new_cap = cap(budget)?;
+    let Some(first) = jobs.first() else {
+        return Ok(());
+    };
+    let meter = crate::orchestrator::spend::Meter::new(config.price());
+    let pace = match budget.frame_ms {
+        Some(_) => {
+            pace(budget, &first.spec, &Storage::open(&first.storage_url)?)
+                .await?
+                .0
+        }
+        None => meter.pace(store, first),
+    };
+    let mut left = Vec::new();
+    for job in jobs {
+        if job.state == JobState::Succeeded {
+            continue;
+        }
+        left.extend(
+            store
+                .chunks(&job.id)?
+                .into_iter()
+                .filter(|c| c.state != ChunkState::Done)
+                .map(|c| c.chunk),
+        );
+    }
+    let e = of_chunks(
+        &first.spec,
+        &left,
+        config,
+        pace,
+        "this job's attempts or its estimate",
+    )?;
+    let spent = store.spent(scope)?.usd;
+    let cap = new_cap.or(store.cost_plan(scope)?.cap_usd);
+    check(&e, spent, budget, cap, json, scope)?;
+    // Only a cap the plan fits under (or one started anyway) replaces the old one.
+    if new_cap.is_some() {
+        store.set_cap(scope, new_cap).await?;
+    }
+    Ok(())
+}
