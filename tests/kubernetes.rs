@@ -970,3 +970,49 @@ fn an_api_server_older_than_1_29_is_refused_and_its_job_deleted() {
     );
     assert_eq!(fake.creates.load(Ordering::SeqCst), 1, "not retried");
 }
+
+#[test]
+fn doctor_pings_a_worker_pod_whose_answer_comes_through_storage() {
+    let env = Env::new();
+    let (server, fake) = start_fake(fake_with(&["helios"]));
+    let kc = kubeconfig(&env, &server, TOKEN);
+    let out = env
+        .cmd(&[
+            "--json",
+            "doctor",
+            "--adapter",
+            "kubernetes",
+            "--k8s-image",
+            IMAGE,
+        ])
+        .env("KUBECONFIG", &kc)
+        .env("HELIOS_K8S_POLL_MS", "100")
+        .output()
+        .unwrap();
+    let checks: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        out.status.success(),
+        "{checks:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ping = checks
+        .iter()
+        .find(|c| c["name"] == "ping (kubernetes job)")
+        .unwrap();
+    assert!(
+        ping["detail"].as_str().unwrap().contains("Chromium"),
+        "{ping}"
+    );
+    // One Indexed Job with one ping task ran, and left nothing in storage.
+    let tasks = posted_tasks(&fake);
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].1, "0:1:ping");
+    let jobs = env.home().join("storage/jobs");
+    let left: Vec<_> = std::fs::read_dir(&jobs)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}

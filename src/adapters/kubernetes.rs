@@ -158,29 +158,36 @@ pub struct KubernetesAdapter {
     gatherer: Arc<Gatherer>,
 }
 
+/// A client from the kubeconfig (`context`, else the current one) or the in-cluster
+/// service account, and the namespace it defaults to. `deploy kubernetes` uses it too.
+pub async fn client(context: Option<&str>) -> Result<(kube::Client, String), SetupError> {
+    // Both of rustls' crypto back ends are compiled in (the AWS SDK brings aws-lc, the
+    // rest ring), so the kube client's TLS needs a process default chosen for it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = match context {
+        Some(ctx) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
+            context: Some(ctx.to_string()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| SetupError::Config(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| SetupError::Config(e.to_string()))?,
+    };
+    let namespace = config.default_namespace.clone();
+    let client = kube::Client::try_from(config).map_err(|e| SetupError::Config(e.to_string()))?;
+    Ok((client, namespace))
+}
+
 impl KubernetesAdapter {
     /// Finds the credentials (kubeconfig, or the in-cluster service account) and checks
     /// that the Jobs can be built. Nothing is sent to the API server yet.
     pub async fn new(mut opts: KubernetesOptions) -> Result<Self, SetupError> {
-        // Both of rustls' crypto back ends are compiled in (the AWS SDK brings aws-lc, the
-        // rest ring), so the kube client's TLS needs a process default chosen for it.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = match &opts.context {
-            Some(ctx) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
-                context: Some(ctx.clone()),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| SetupError::Config(e.to_string()))?,
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| SetupError::Config(e.to_string()))?,
-        };
+        let (client, namespace) = client(opts.context.as_deref()).await?;
         if opts.namespace.is_empty() {
-            opts.namespace = config.default_namespace.clone();
+            opts.namespace = namespace;
         }
-        let client =
-            kube::Client::try_from(config).map_err(|e| SetupError::Config(e.to_string()))?;
         // Fail now, not at the first chunk, when there is no image to run.
         job_manifest(&opts, "probe", "0:1", "x")?;
         Ok(Self {

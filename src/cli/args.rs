@@ -501,6 +501,26 @@ pub enum DeployCommand {
     /// AWS: a bucket, the workers' role (trusted by Lambda, with an inline policy scoped to
     /// the bucket's prefix) and the Lambda function running `worker lambda` from the image.
     Aws(DeployAwsArgs),
+    /// Kubernetes: the namespace and the orchestrator's ServiceAccount, Role and
+    /// RoleBinding (as docs/deploy-kubernetes.md shows them), applied server-side.
+    Kubernetes(DeployKubernetesArgs),
+}
+
+/// `deploy kubernetes`
+#[derive(Debug, Args)]
+pub struct DeployKubernetesArgs {
+    /// Namespace of the render Jobs (created if missing).
+    #[arg(long)]
+    pub namespace: String,
+    /// The worker image (for the printed `render` flags).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// kubeconfig context (default: the current one, or the in-cluster service account).
+    #[arg(long)]
+    pub k8s_context: Option<String>,
+    /// Say what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `deploy aws`

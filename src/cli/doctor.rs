@@ -127,8 +127,12 @@ pub async fn run(storage_url: &str, args: &AdapterArgs) -> Vec<Check> {
                         .unwrap_or_default();
                     checks.push(ping(name, adapter.as_ref(), Some(url)).await);
                     if let Ok(s) = Storage::open(storage_url) {
-                        for k in s.list(&format!("jobs/{id}")).await.unwrap_or_default() {
+                        let prefix = format!("jobs/{id}");
+                        for k in s.list(&prefix).await.unwrap_or_default() {
                             let _ = s.delete(&k).await;
+                        }
+                        if let Some(dir) = s.local_path(&prefix) {
+                            let _ = std::fs::remove_dir_all(dir);
                         }
                     }
                 }

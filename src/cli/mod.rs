@@ -491,6 +491,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Deploy(args::DeployCommand::Aws(a)) => deploy::aws(a, cli.json).await,
+        Command::Deploy(args::DeployCommand::Kubernetes(a)) => {
+            deploy::kubernetes(a, cli.json).await
+        }
         Command::Destroy(args::DestroyCommand::Aws(a)) => deploy::destroy_aws(a, cli.json).await,
         Command::Doctor(a) => {
             let storage = match &cli.storage {
