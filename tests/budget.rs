@@ -221,7 +221,7 @@ fn an_html_render_is_probed_and_its_estimate_is_kept_with_the_job() {
         e["pace_from"]
             .as_str()
             .unwrap()
-            .contains("a probe of 12 frames"),
+            .contains("a probe of 30 frames"),
         "{e}"
     );
     assert!(e["pace"]["frame_ms"].as_f64().unwrap() > 0.0, "{e}");

@@ -386,3 +386,40 @@ fn cancel_cancels_the_running_execution() {
     );
     assert_eq!(env.status(&id)["state"], "cancelled");
 }
+
+#[test]
+fn doctor_pings_a_cloud_run_job_task_whose_answer_comes_through_storage() {
+    let env = Env::new();
+    let (endpoint, fake) = start_fake();
+    let out = env.run(&[
+        "--json",
+        "doctor",
+        "--adapter",
+        "cloudrun-job",
+        "--cloud-run-job",
+        JOB,
+        "--cloud-run-endpoint",
+        &endpoint,
+    ]);
+    let checks: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        out.status.success(),
+        "{checks:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ping = checks
+        .iter()
+        .find(|c| c["name"] == "ping (cloud run job)")
+        .unwrap();
+    assert!(
+        ping["detail"].as_str().unwrap().contains("ffmpeg"),
+        "{ping}"
+    );
+    let runs = fake.runs.lock().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].0, 1, "one task");
+    assert_eq!(runs[0].1, "0:1:ping");
+}

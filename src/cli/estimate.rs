@@ -18,7 +18,7 @@ use crate::spec::{Chunk, JobSpec, OutputKind, OutputSpec};
 use crate::storage::{keys, Storage};
 
 /// Frames a probe renders.
-const PROBE_FRAMES: u64 = 12;
+const PROBE_FRAMES: u64 = 30;
 
 /// Start-up assumed with `--frame-ms` (what a local worker takes to start a browser and
 /// load a page on a 2-core machine).
@@ -120,14 +120,22 @@ pub async fn probe(spec: &JobSpec, storage: &Storage) -> anyhow::Result<(Pace, S
     })?;
     // The browser's own account of its frames: wall time from launch to a verified
     // segment over the frames; the rest of the attempt is start-up.
-    let frames_ms = match &report.stages {
-        Some(st) if st.frames_per_s > 0.0 => {
-            (n as f64 * 1000.0 / st.frames_per_s - st.launch_ms as f64).max(0.0)
+    // A frame's time, as a longer chunk would pace it: the pace at which frames arrive from
+    // the browsers once they are warm (the probe's second half), plus the encoder's time per
+    // frame, which runs beside capture on the same cores. A short probe's frames all sit in
+    // the encoder's lookahead when the last one arrives, so the encoder's tail after it is
+    // their encoding time. What is left of the attempt is start-up.
+    let frame_ms = match &report.stages {
+        Some(st) if st.steady_frame_ms > 0.0 => {
+            st.steady_frame_ms + st.encode_finish_ms as f64 / n as f64
         }
-        _ => (report.timings.render_ms + report.timings.encode_ms) as f64,
-    };
-    let frame_ms = (frames_ms / n.max(1) as f64).max(0.1);
-    let startup_ms = (wall_ms - frames_ms).max(0.0);
+        Some(st) if st.frames_per_s > 0.0 => {
+            (n as f64 * 1000.0 / st.frames_per_s - st.launch_ms as f64) / n as f64
+        }
+        _ => (report.timings.render_ms + report.timings.encode_ms) as f64 / n.max(1) as f64,
+    }
+    .max(0.1);
+    let startup_ms = (wall_ms - n as f64 * frame_ms).max(0.0);
     let pace = Pace {
         startup_ms,
         frame_ms,

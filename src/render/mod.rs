@@ -73,6 +73,10 @@ pub struct StageTimings {
     pub encode_finish_ms: u64,
     /// Frames of the chunk ÷ wall time from browser launch to a verified segment.
     pub frames_per_s: f64,
+    /// The pace at which frames arrived from the browsers over the chunk's second half,
+    /// once they are warm, in milliseconds a frame (0 for chunks under 4 frames).
+    #[serde(default)]
+    pub steady_frame_ms: f64,
 }
 
 /// Renders chunks.

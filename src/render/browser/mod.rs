@@ -206,6 +206,10 @@ impl Renderer for BrowserRenderer {
                 encode_wait_ms: ms(totals.encode_wait),
                 encode_finish_ms: ms(totals.encode_finish),
                 frames_per_s: frames as f64 / wall.as_secs_f64().max(1e-9),
+                steady_frame_ms: totals
+                    .steady_frame
+                    .map(|d| d.as_secs_f64() * 1000.0)
+                    .unwrap_or(0.0),
             }),
         })
     }

@@ -88,6 +88,9 @@ pub(super) struct Totals {
     pub frame_wait: Duration,
     /// From the last frame written to FFmpeg's exit (the encoder's tail).
     pub encode_finish: Duration,
+    /// The pace at which frames arrived from the browsers over the chunk's second half,
+    /// once every browser is warm, when the chunk has at least 4 frames.
+    pub steady_frame: Option<Duration>,
     /// Page counters after the chunk's first frame.
     pub page_stats: BTreeMap<String, u64>,
 }
@@ -211,6 +214,7 @@ pub(super) async fn capture(
             totals.encode_wait = w.encode_wait;
             totals.frame_wait = w.frame_wait;
             totals.encode_finish = w.finish;
+            totals.steady_frame = w.steady_frame;
             Ok(totals)
         }
     };
@@ -298,6 +302,7 @@ struct Written {
     encode_wait: Duration,
     frame_wait: Duration,
     finish: Duration,
+    steady_frame: Option<Duration>,
 }
 
 /// Takes decoded frames in order and streams them into FFmpeg, started at the first frame
@@ -316,7 +321,13 @@ async fn write(
         encode_wait: Duration::ZERO,
         frame_wait: Duration::ZERO,
         finish: Duration::ZERO,
+        steady_frame: None,
     };
+    // The pace of the second half of the frames, as they arrive from the browsers (in any
+    // order): from the arrival that completes the first half to the last arrival.
+    let total = end - start;
+    let half = total / 2;
+    let (mut arrived, mut half_at, mut last_at) = (0u64, None::<Instant>, None::<Instant>);
     let mut next = start;
     let mut failure = None;
     while next < end {
@@ -327,7 +338,15 @@ async fn write(
             }
             tokio::select! {
                 got = rx.recv() => match got {
-                    Some((f, d)) => { pending.insert(f, d); }
+                    Some((f, d)) => {
+                        pending.insert(f, d);
+                        arrived += 1;
+                        let now = Instant::now();
+                        if arrived == half {
+                            half_at = Some(now);
+                        }
+                        last_at = Some(now);
+                    }
                     None => break None,
                 },
                 _ = token.cancelled() => break None,
@@ -399,6 +418,9 @@ async fn write(
         out.encode_wait += writing.elapsed();
         next += 1;
         written.send_replace(next);
+    }
+    if let (Some(h), Some(l), true) = (half_at, last_at, total >= 4 && arrived == total) {
+        out.steady_frame = Some(l.duration_since(h) / (total - half) as u32);
     }
     // Decodes still running are detached; their results are dropped.
     drop(pending);
