@@ -73,6 +73,15 @@ table=$(
       "$ex" "$frames" "$chunks" "$ew" "$w" "$(calc "$ew / $w")" "$eu" "$u" "$(calc "$eu / $u")" "$fm" "$su" "$co"
   done
 )
+# How many of the ratios are on target.
+inside=0 all=0
+for row in "${rows[@]}"; do
+  read -r _ _ _ ew w eu u _ <<<"$row"
+  for ratio in "$(calc "$ew / $w")" "$(calc "$eu / $u")"; do
+    all=$((all + 1))
+    awk "BEGIN { exit !($ratio >= 0.8 && $ratio <= 1.25) }" && inside=$((inside + 1))
+  done
+done
 block=$(
   echo "<!-- estimate:start -->"
   echo "Run $started on $(nproc) cores, revision $rev: \`bash scripts/bench-estimate.sh\` (REPS=$reps,"
@@ -85,6 +94,8 @@ block=$(
   echo "both ratios within 0.8–1.25."
   echo
   echo "$table"
+  echo
+  echo "$inside of $all ratios within 0.8–1.25."
   echo "<!-- estimate:end -->"
 )
 printf '%s\n' "$block" >"$work/block.md"
