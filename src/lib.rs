@@ -19,3 +19,16 @@ pub mod stitch;
 pub mod storage;
 pub mod ui;
 pub mod worker;
+
+/// An error and its sources on one line, `: `-separated (an SDK's service error names its
+/// code in a source).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

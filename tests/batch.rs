@@ -28,14 +28,6 @@ fn score_shown(video: &Path) -> u32 {
     title_card_score(&rgb)
 }
 
-/// JSON lines printed by `--json`, parsed.
-fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 fn batch_status(env: &Env, id: &str) -> serde_json::Value {
     let out = env.ok(&["--json", "status", id]);
     serde_json::from_slice(&out.stdout).unwrap()

@@ -9,14 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 
-/// Parsed `--json` lines.
-fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 /// A webhook receiver on loopback: every body it got.
 fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     let got = Arc::new(Mutex::new(Vec::new()));

@@ -401,10 +401,7 @@ fn doctor_pings_a_cloud_run_job_task_whose_answer_comes_through_storage() {
         "--cloud-run-endpoint",
         &endpoint,
     ]);
-    let checks: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let checks = json_lines(&out.stdout);
     assert!(
         out.status.success(),
         "{checks:?} {}",

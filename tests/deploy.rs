@@ -23,10 +23,7 @@ fn is_write(head: &str, body: &[u8]) -> bool {
 }
 
 fn lines(out: &std::process::Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    json_lines(&out.stdout)
 }
 
 #[test]

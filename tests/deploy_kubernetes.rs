@@ -173,10 +173,7 @@ fn kubeconfig(env: &Env, server: &str) -> String {
 }
 
 fn lines(out: &std::process::Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    json_lines(&out.stdout)
 }
 
 fn changes(out: &std::process::Output) -> Vec<(String, String)> {

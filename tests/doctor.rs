@@ -21,10 +21,7 @@ fn doctor(
         .envs(vars.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
-    let checks = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let checks = json_lines(&out.stdout);
     (
         out.status.code().unwrap_or(-1),
         checks,

@@ -989,10 +989,7 @@ fn doctor_pings_a_worker_pod_whose_answer_comes_through_storage() {
         .env("HELIOS_K8S_POLL_MS", "100")
         .output()
         .unwrap();
-    let checks: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let checks = json_lines(&out.stdout);
     assert!(
         out.status.success(),
         "{checks:?} {}",

@@ -172,7 +172,7 @@ impl LambdaAdapter {
 fn classify<E, R>(function: &str, err: SdkError<E, R>) -> Outcome
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let status = match &err {
         SdkError::ServiceError(s) => Some(raw_status(s.raw())),
@@ -182,7 +182,7 @@ where
     let message = err
         .message()
         .map(str::to_string)
-        .unwrap_or_else(|| error_chain(&err));
+        .unwrap_or_else(|| crate::error_chain(&err));
     let why = format!("{code} {message}").trim().to_string();
     let throttling = code == "TooManyRequestsException"
         || code.contains("Throttl")
@@ -199,7 +199,7 @@ where
         // Dispatch, timeout and response errors: the network or the service hiccuped.
         other => Outcome::Done(Err(WorkerFailure::retryable(
             FailureKind::LostWorker,
-            format!("invoking {function} failed: {}", error_chain(&other)),
+            format!("invoking {function} failed: {}", crate::error_chain(&other)),
         ))),
     }
 }
@@ -212,15 +212,4 @@ fn raw_status<R: std::fmt::Debug>(raw: &R) -> u16 {
         .and_then(|s| s.split(')').next())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
-}
-
-fn error_chain<E: std::error::Error + 'static, R: std::fmt::Debug>(err: &SdkError<E, R>) -> String {
-    let mut s = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        source = e.source();
-    }
-    s
 }

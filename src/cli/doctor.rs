@@ -12,6 +12,7 @@ use super::adapter::{AdapterArgs, AdapterConfig, AdapterKind};
 use crate::adapters::http::{ClientAuth, HttpAdapter};
 use crate::adapters::lambda::{LambdaAdapter, LambdaOptions};
 use crate::adapters::{ChunkRequest, WorkerAdapter};
+use crate::error_chain as chain;
 use crate::storage::{keys, Storage};
 use crate::worker::ping::PingInfo;
 
@@ -478,16 +479,4 @@ async fn lambda_function(
             ),
         )
     }
-}
-
-/// An error and its sources, on one line (an SDK's service error names its code there).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }

@@ -220,22 +220,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             plan::check_output(&output, &spec)?;
             spec.video.segments = a.stitch.segments(&output, &spec.video);
             preflight()?;
-            let config = a.adapter.config(None)?;
-            let budgeted = estimate::Budgeted::new(
-                cli.json,
-                &ctx.storage,
+            submit_and_run(
+                &cli,
+                &ctx,
+                &a.adapter,
                 &a.budget,
-                &config,
-                &spec,
-                &spec.chunks,
+                spec,
+                &output,
+                !a.no_download,
             )
-            .await?;
-            let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
-            let job = orch
-                .submit_with(spec, &ctx.storage, &output, !a.no_download)
-                .await?;
-            budgeted.record(&*ctx.store, &job.id, false).await?;
-            run_job(&cli, orch, rx, &job.id).await
+            .await
         }
         Command::Still(a) => {
             let ctx = State::open(&cli)?;
@@ -323,22 +317,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             preflight()?;
             let ctx = State::open(&cli)?;
             plan::check_audio(&spec, None, Some(&ctx.storage)).await?;
-            let config = a.adapter.config(None)?;
-            let budgeted = estimate::Budgeted::new(
-                cli.json,
-                &ctx.storage,
+            submit_and_run(
+                &cli,
+                &ctx,
+                &a.adapter,
                 &a.budget,
-                &config,
-                &spec,
-                &spec.chunks,
+                spec,
+                &output,
+                !a.no_download,
             )
-            .await?;
-            let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
-            let job = orch
-                .submit_with(spec, &ctx.storage, &output, !a.no_download)
-                .await?;
-            budgeted.record(&*ctx.store, &job.id, false).await?;
-            run_job(&cli, orch, rx, &job.id).await
+            .await
         }
         Command::Resume(a) => {
             let ctx = State::open(&cli)?;
@@ -666,19 +654,36 @@ async fn run_helios_job(
     spec.video.segments = a.stitch.segments(&output, &spec.video);
     preflight()?;
     plan::check_audio(&spec, mapped.bundle_dir.as_deref(), Some(&ctx.storage)).await?;
-    let config = a.adapter.config(None)?;
-    let budgeted = estimate::Budgeted::new(
-        cli.json,
-        &ctx.storage,
+    submit_and_run(
+        cli,
+        &ctx,
+        &a.adapter,
         &a.budget,
-        &config,
-        &spec,
-        &spec.chunks,
+        spec,
+        &output,
+        !a.no_download,
     )
-    .await?;
-    let (orch, rx) = ctx.orchestrator(&a.adapter, None).await?;
+    .await
+}
+
+/// Estimates a new job (refusing one whose estimate is over its cap), submits it with its
+/// cap and estimate, and runs it.
+async fn submit_and_run(
+    cli: &Cli,
+    ctx: &State,
+    adapter: &AdapterArgs,
+    budget: &args::BudgetArgs,
+    spec: spec::JobSpec,
+    output: &Path,
+    download: bool,
+) -> anyhow::Result<i32> {
+    let config = adapter.config(None)?;
+    let budgeted =
+        estimate::Budgeted::new(cli.json, &ctx.storage, budget, &config, &spec, &spec.chunks)
+            .await?;
+    let (orch, rx) = ctx.orchestrator(adapter, None).await?;
     let job = orch
-        .submit_with(spec, &ctx.storage, &output, !a.no_download)
+        .submit_with(spec, &ctx.storage, output, download)
         .await?;
     budgeted.record(&*ctx.store, &job.id, false).await?;
     run_job(cli, orch, rx, &job.id).await

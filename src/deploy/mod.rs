@@ -79,14 +79,4 @@ pub enum DeployError {
     Invalid(String),
 }
 
-/// An error and its sources on one line (an SDK's service error names its code there).
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}
+pub(crate) use crate::error_chain as chain;

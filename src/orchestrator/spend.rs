@@ -321,36 +321,8 @@ impl Meter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::{JobState, SqliteStore};
-    use crate::spec::{ChunkPlan, Fps, FrameRange, JobSpec};
-
-    fn job(id: &str) -> JobRecord {
-        JobRecord {
-            id: id.into(),
-            spec: JobSpec {
-                id: Some(id.into()),
-                ..JobSpec::command(
-                    &["x", "{output}"],
-                    64,
-                    64,
-                    Fps::new(30, 1),
-                    FrameRange::new(0, 20),
-                    ChunkPlan::Count(2),
-                )
-            },
-            storage_url: "memory://t".into(),
-            output: "/tmp/o.mp4".into(),
-            adapter: "local".into(),
-            adapter_config: "{}".into(),
-            download: true,
-            state: JobState::Queued,
-            error: None,
-            cancel_requested: false,
-            created_ms: 0,
-            updated_ms: 0,
-            batch: None,
-        }
-    }
+    use crate::orchestrator::store::tests::job;
+    use crate::orchestrator::SqliteStore;
 
     #[tokio::test]
     async fn tasks_past_the_cap_are_refused_and_every_task_is_billed() {

@@ -1243,11 +1243,12 @@ impl JobStore for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::spec::*;
 
-    fn job(id: &str) -> JobRecord {
+    /// A job of 90 frames in 3 chunks (a command renderer), for tests.
+    pub(crate) fn job(id: &str) -> JobRecord {
         let frames = FrameRange::new(0, 90);
         JobRecord {
             id: id.into(),

@@ -32,17 +32,9 @@ fn failed(what: &str, key: &str, e: impl std::fmt::Display) -> StorageError {
 fn sdk_error<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
 where
     E: std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
-    use std::error::Error as _;
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
+    crate::error_chain(e)
 }
 
 impl S3Bucket {

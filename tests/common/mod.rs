@@ -56,6 +56,14 @@ pub fn title_card_score(rgb: &[u8]) -> u32 {
     })
 }
 
+/// The JSON lines of a `--json` output (other lines skipped).
+pub fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// Asserts that a finished process succeeded, showing its stderr if not.
 pub fn assert_ok(out: &Output) {
     assert!(

@@ -181,50 +181,21 @@ pub struct ThrottlingProxy {
 }
 
 pub fn throttling_proxy(upstream: &str, refuse: usize) -> ThrottlingProxy {
-    use std::io::{Read, Write};
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let upstream = upstream.trim_start_matches("http://").to_string();
     let refused = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = refused.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { break };
-            let upstream = upstream.clone();
-            let counter = counter.clone();
-            std::thread::spawn(move || {
-                let Some((head, body)) = super::read_request(&mut conn) else {
-                    return;
-                };
-                if counter.fetch_add(1, Ordering::SeqCst) < refuse {
-                    let body = r#"{"Type":"User","message":"Rate exceeded","__type":"TooManyRequestsException","Reason":"ConcurrentInvocationLimitExceeded"}"#;
-                    let resp = format!(
-                        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nx-amzn-ErrorType: TooManyRequestsException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = conn.write_all(resp.as_bytes());
-                    return;
-                }
-                // Forwarded requests do not count as refused.
-                counter.fetch_sub(1, Ordering::SeqCst);
-                // Forward with Connection: close and relay the answer until the upstream closes.
-                let head = head
-                    .lines()
-                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-                    .collect::<Vec<_>>()
-                    .join("\r\n");
-                let head = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
-                let Ok(mut up) = std::net::TcpStream::connect(&upstream) else {
-                    return;
-                };
-                let _ = up.write_all(head.as_bytes());
-                let _ = up.write_all(&body);
-                let mut answer = Vec::new();
-                let _ = up.read_to_end(&mut answer);
-                let _ = conn.write_all(&answer);
-            });
+    let upstream = upstream.to_string();
+    let endpoint = rule_proxy(move |_, _| {
+        // Forwarded requests do not count as refused.
+        if counter.fetch_add(1, Ordering::SeqCst) < refuse {
+            let body = r#"{"Type":"User","message":"Rate exceeded","__type":"TooManyRequestsException","Reason":"ConcurrentInvocationLimitExceeded"}"#;
+            return Route::Answer(format!(
+                "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nx-amzn-ErrorType: TooManyRequestsException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ));
         }
+        counter.fetch_sub(1, Ordering::SeqCst);
+        Route::To(upstream.clone())
     });
     ThrottlingProxy { endpoint, refused }
 }
