@@ -475,3 +475,51 @@ async fn the_job_page_follows_a_live_job_and_its_buttons_cancel_and_resume_it() 
     browser.close().await.ok();
     events.abort();
 }
+
+#[test]
+fn a_job_stopped_by_its_cost_cap_shows_why_and_resumes_under_a_higher_cap() {
+    let env = Env::new();
+    let r = env.renderer("slow:0.3");
+    let args = small_render_args(
+        "capped.mp4",
+        &[
+            "--concurrency",
+            "1",
+            "--worker-hour-usd",
+            "36",
+            "--frame-ms",
+            "20",
+            "--max-cost",
+            "0.02",
+            "--start-anyway",
+        ],
+    );
+    let out = env.run(&with_renderer(&args, &r));
+    assert_eq!(out.status.code(), Some(3));
+    let id = env.only_job();
+    let ui = Ui::start(&env, &[]);
+    let job = ui.json(&format!("/api/jobs/{id}"));
+    assert_eq!(job["state"], "stopped");
+    assert_eq!(job["stop_reason"], "budget");
+    assert_eq!(job["spend"]["cap_usd"].as_f64(), Some(0.02));
+    assert!(
+        job["error"].as_str().unwrap().contains("--max-cost"),
+        "{job}"
+    );
+    let resume = format!("/api/jobs/{id}/resume");
+    let (status, body) = http(&ui.addr, "POST", &format!("{resume}?max_cost=-1"), &[], b"");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http(&ui.addr, "POST", &format!("{resume}?max_cost=1"), &[], b"");
+    assert_eq!(status, 202, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let job = ui.json(&format!("/api/jobs/{id}"));
+        if job["state"] == "succeeded" {
+            assert_eq!(job["spend"]["cap_usd"].as_f64(), Some(1.0));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(env.path("capped.mp4").exists());
+}
