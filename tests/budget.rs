@@ -200,7 +200,7 @@ fn an_html_render_is_probed_and_its_estimate_is_kept_with_the_job() {
         "-o",
         "p.mp4",
         "--frames",
-        "0..30",
+        "0..90",
         "--size",
         "320x180",
         "--worker-hour-usd",
@@ -219,12 +219,27 @@ fn an_html_render_is_probed_and_its_estimate_is_kept_with_the_job() {
     assert!(e["pace"]["frame_ms"].as_f64().unwrap() > 0.0, "{e}");
     assert!(e["usd"].as_f64().unwrap() > 0.0, "{e}");
     assert!(st["spend"]["spent_usd"].as_f64().unwrap() > 0.0, "{st}");
+    // A short job is not probed: its probe would render much of it again.
+    env.ok(&[
+        "render", &comp, "-o", "s.mp4", "--frames", "0..60", "--size", "320x180",
+    ]);
+    let short = env.status(&env.status_ids().pop().unwrap());
+    assert!(
+        short["spend"]["estimate"]["pace_from"]
+            .as_str()
+            .unwrap()
+            .contains("not probed"),
+        "{short}"
+    );
     // The probe leaves nothing in storage.
-    let jobs: Vec<_> = std::fs::read_dir(env.home().join("storage/jobs"))
+    let mut jobs: Vec<_> = std::fs::read_dir(env.home().join("storage/jobs"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(jobs, [id]);
+    jobs.sort();
+    let mut ids = env.status_ids();
+    ids.sort();
+    assert_eq!(jobs, ids);
 }
 
 #[test]

@@ -53,8 +53,15 @@ pub async fn pace(
             "an assumption (renderer commands are not probed; --frame-ms gives their pace)".into(),
         ));
     }
-    if spec.frame_count() <= 1 {
-        return Ok((ASSUMED_PACE, "an assumption (one frame)".into()));
+    // A short job would be rendered again, in good part, by its own probe.
+    if spec.frame_count() < 3 * PROBE_FRAMES {
+        return Ok((
+            ASSUMED_PACE,
+            format!(
+                "an assumption (jobs under {} frames are not probed)",
+                3 * PROBE_FRAMES
+            ),
+        ));
     }
     match probe(spec, storage).await {
         Ok(p) => Ok(p),
