@@ -227,3 +227,41 @@ lam.create_function(FunctionName='helios-infra', PackageType='Image', Code={'Ima
     assert_eq!(st["ok"], false, "{st}");
     assert!(st["fix"].as_str().unwrap().contains("PutObject"), "{st}");
 }
+
+#[test]
+fn a_cloud_run_setup_with_gcs_storage_passes_against_fake_gcs_and_a_worker_service() {
+    let gcs = fake_gcs("doctor-gcs");
+    let vars = vec![("STORAGE_EMULATOR_HOST", gcs.endpoint.clone())];
+    // A `worker serve` standing in for the Cloud Run service (a token instead of Google ID
+    // tokens), reaching the same bucket.
+    let worker = WorkerServer::start_with_env(Some("sesame"), &vars);
+    let env = Env::new();
+    let (code, checks, stderr) = doctor(
+        &env,
+        &[
+            "--storage",
+            "gs://doctor-gcs/team",
+            "--adapter",
+            "cloudrun",
+            "--service",
+            &worker.url,
+            "--worker-token",
+            "sesame",
+        ],
+        &vars,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        check(&checks, "google credentials")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("emulator"),
+        "{checks:?}"
+    );
+    assert_eq!(check(&checks, "storage")["ok"], true);
+    assert_eq!(check(&checks, "ping (")["ok"], true, "{checks:?}");
+    assert!(
+        gcs_objects(&gcs, "doctor-gcs", "team/").is_empty(),
+        "the test object was removed"
+    );
+}
