@@ -407,10 +407,7 @@ fn doctor_pings_a_cloud_run_job_task_whose_answer_comes_through_storage() {
         "{checks:?} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ping = checks
-        .iter()
-        .find(|c| c["name"] == "ping (cloud run job)")
-        .unwrap();
+    let ping = named(&checks, "ping (cloud run job)");
     assert!(
         ping["detail"].as_str().unwrap().contains("ffmpeg"),
         "{ping}"

@@ -31,16 +31,6 @@ struct Fake {
     applies: Mutex<Vec<(String, String)>>,
 }
 
-fn status(code: u16, reason: &str, message: String) -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::from_u16(code).unwrap(),
-        Json(json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": message, "reason": reason, "code": code,
-        })),
-    )
-}
-
 /// Checks a body against the typed resource: it deserialises and round-trips unchanged.
 fn strict<T: serde::de::DeserializeOwned + serde::Serialize>(raw: &Value) -> Result<(), String> {
     let typed: T = serde_json::from_value(raw.clone()).map_err(|e| e.to_string())?;
@@ -63,7 +53,7 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if auth != format!("Bearer {TOKEN}") {
-        return status(401, "Unauthorized", "Unauthorized".into());
+        return k8s_status(401, "Unauthorized", "Unauthorized".into());
     }
     let path = uri.path().trim_end_matches('/').to_string();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -78,12 +68,12 @@ async fn handle(
         ["apis", "rbac.authorization.k8s.io", "v1", "namespaces", ns, "rolebindings", name] => {
             ("RoleBinding", Some(*ns), *name)
         }
-        _ => return status(404, "NotFound", format!("the server could not find {path}")),
+        _ => return k8s_status(404, "NotFound", format!("the server could not find {path}")),
     };
     match method {
         Method::GET => match fake.objects.lock().unwrap().get(&path) {
             Some(v) => (StatusCode::OK, Json(v.clone())),
-            None => status(404, "NotFound", format!("{kind} \"{name}\" not found")),
+            None => k8s_status(404, "NotFound", format!("{kind} \"{name}\" not found")),
         },
         Method::PATCH => {
             let ct = headers
@@ -91,7 +81,7 @@ async fn handle(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
             if ct != "application/apply-patch+yaml" {
-                return status(
+                return k8s_status(
                     415,
                     "UnsupportedMediaType",
                     format!("not a server-side apply: {ct}"),
@@ -105,7 +95,7 @@ async fn handle(
                 .unwrap_or_default()
                 .to_string();
             if manager.is_empty() {
-                return status(
+                return k8s_status(
                     400,
                     "BadRequest",
                     "PATCH with apply requires a fieldManager".into(),
@@ -113,7 +103,7 @@ async fn handle(
             }
             let raw: Value = match serde_json::from_slice(&body) {
                 Ok(v) => v,
-                Err(e) => return status(400, "BadRequest", format!("invalid body: {e}")),
+                Err(e) => return k8s_status(400, "BadRequest", format!("invalid body: {e}")),
             };
             let checked = match kind {
                 "Namespace" => strict::<Namespace>(&raw),
@@ -122,10 +112,10 @@ async fn handle(
                 _ => strict::<RoleBinding>(&raw),
             };
             if let Err(e) = checked {
-                return status(400, "BadRequest", e);
+                return k8s_status(400, "BadRequest", e);
             }
             if raw["kind"] != kind || raw["metadata"]["name"] != name {
-                return status(
+                return k8s_status(
                     400,
                     "BadRequest",
                     format!("the body is not {kind} {name}: {raw}"),
@@ -133,7 +123,7 @@ async fn handle(
             }
             if let Some(ns) = ns {
                 if raw["metadata"]["namespace"] != ns {
-                    return status(
+                    return k8s_status(
                         400,
                         "BadRequest",
                         "the namespace of the body does not match the URL".into(),
@@ -145,14 +135,14 @@ async fn handle(
                     .unwrap()
                     .contains_key(&format!("/api/v1/namespaces/{ns}"))
                 {
-                    return status(404, "NotFound", format!("namespaces \"{ns}\" not found"));
+                    return k8s_status(404, "NotFound", format!("namespaces \"{ns}\" not found"));
                 }
             }
             fake.applies.lock().unwrap().push((path.clone(), manager));
             fake.objects.lock().unwrap().insert(path, raw.clone());
             (StatusCode::OK, Json(raw))
         }
-        _ => status(
+        _ => k8s_status(
             405,
             "MethodNotAllowed",
             format!("{method} is not served here"),

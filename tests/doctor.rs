@@ -29,12 +29,7 @@ fn doctor(
     )
 }
 
-fn check<'a>(checks: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
-    checks
-        .iter()
-        .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(name)))
-        .unwrap_or_else(|| panic!("no check {name} in {checks:?}"))
-}
+use common::named as check;
 
 #[test]
 fn a_local_setup_passes_and_a_worker_that_does_not_answer_is_named() {

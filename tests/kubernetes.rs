@@ -76,16 +76,6 @@ struct Fake {
     names: AtomicU32,
 }
 
-fn status(code: u16, reason: &str, message: String) -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::from_u16(code).unwrap(),
-        Json(json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": message, "reason": reason, "code": code,
-        })),
-    )
-}
-
 fn dns_label(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
@@ -399,7 +389,7 @@ async fn handle(
         .unwrap_or_default()
         .to_string();
     if bearer != TOKEN && Some(&bearer) != fake.forbidden_token.as_ref() {
-        return status(401, "Unauthorized", "Unauthorized".into());
+        return k8s_status(401, "Unauthorized", "Unauthorized".into());
     }
     let parts: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let (ns, resource, name) = match parts.as_slice() {
@@ -407,7 +397,7 @@ async fn handle(
         ["apis", "batch", "v1", "namespaces", ns, "jobs", name] => (*ns, "jobs", Some(*name)),
         ["api", "v1", "namespaces", ns, "pods"] => (*ns, "pods", None),
         _ => {
-            return status(
+            return k8s_status(
                 404,
                 "NotFound",
                 format!("the server could not find {}", uri.path()),
@@ -420,7 +410,7 @@ async fn handle(
             Method::DELETE => "delete",
             _ => "get",
         };
-        return status(
+        return k8s_status(
             403,
             "Forbidden",
             format!("{resource} is forbidden: User \"system:serviceaccount:{ns}:default\" cannot {verb} resource \"{resource}\" in API group \"batch\" in the namespace \"{ns}\""),
@@ -431,7 +421,7 @@ async fn handle(
     }
     if !fake.namespaces.iter().any(|n| n == ns) {
         if method == Method::POST {
-            return status(404, "NotFound", format!("namespaces \"{ns}\" not found"));
+            return k8s_status(404, "NotFound", format!("namespaces \"{ns}\" not found"));
         }
         if name.is_none() {
             // Listing in a namespace that does not exist is an empty list on a real server.
@@ -445,13 +435,13 @@ async fn handle(
         (Method::POST, "jobs", None) => {
             let raw: Value = match serde_json::from_slice(&body) {
                 Ok(v) => v,
-                Err(e) => return status(400, "BadRequest", format!("invalid JSON: {e}")),
+                Err(e) => return k8s_status(400, "BadRequest", format!("invalid JSON: {e}")),
             };
             fake.posted.lock().unwrap().push(raw.clone());
             let job: Job = match serde_json::from_value(raw.clone()) {
                 Ok(j) => j,
                 Err(e) => {
-                    return status(
+                    return k8s_status(
                         400,
                         "BadRequest",
                         format!("Job in version \"v1\" cannot be handled as a Job: {e}"),
@@ -459,7 +449,7 @@ async fn handle(
                 }
             };
             if serde_json::to_value(&job).unwrap() != raw {
-                return status(
+                return k8s_status(
                     400,
                     "BadRequest",
                     format!(
@@ -469,7 +459,7 @@ async fn handle(
             }
             let errs = validate(&job);
             if !errs.is_empty() {
-                return status(
+                return k8s_status(
                     422,
                     "Invalid",
                     format!("Job.batch is invalid: {}", errs.join(", ")),
@@ -503,7 +493,7 @@ async fn handle(
         }
         (Method::GET, "jobs", Some(name)) => match fake.jobs.lock().unwrap().get(name) {
             Some(j) if !j.deleted => (StatusCode::OK, Json(j.job.clone())),
-            _ => status(404, "NotFound", format!("jobs.batch \"{name}\" not found")),
+            _ => k8s_status(404, "NotFound", format!("jobs.batch \"{name}\" not found")),
         },
         (Method::DELETE, "jobs", Some(name)) => {
             let opts: k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions =
@@ -515,7 +505,7 @@ async fn handle(
                 .push((name.to_string(), policy.clone()));
             let mut jobs = fake.jobs.lock().unwrap();
             let Some(j) = jobs.get_mut(name).filter(|j| !j.deleted) else {
-                return status(404, "NotFound", format!("jobs.batch \"{name}\" not found"));
+                return k8s_status(404, "NotFound", format!("jobs.batch \"{name}\" not found"));
             };
             j.deleted = true;
             if policy != "Orphan" {
@@ -536,7 +526,7 @@ async fn handle(
                 .map(|s| s.replace("%3D", "=").replace("%2F", "/"))
                 .unwrap_or_default();
             let Some(job_name) = selector.strip_prefix("batch.kubernetes.io/job-name=") else {
-                return status(
+                return k8s_status(
                     400,
                     "BadRequest",
                     format!("unexpected selector {selector:?}"),
@@ -555,7 +545,7 @@ async fn handle(
                 ),
             )
         }
-        (m, r, n) => status(405, "MethodNotAllowed", format!("{m} {r} {n:?}")),
+        (m, r, n) => k8s_status(405, "MethodNotAllowed", format!("{m} {r} {n:?}")),
     }
 }
 
@@ -995,10 +985,7 @@ fn doctor_pings_a_worker_pod_whose_answer_comes_through_storage() {
         "{checks:?} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ping = checks
-        .iter()
-        .find(|c| c["name"] == "ping (kubernetes job)")
-        .unwrap();
+    let ping = named(&checks, "ping (kubernetes job)");
     assert!(
         ping["detail"].as_str().unwrap().contains("Chromium"),
         "{ping}"

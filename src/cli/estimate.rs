@@ -104,13 +104,13 @@ pub async fn probe(spec: &JobSpec, storage: &Storage) -> anyhow::Result<(Pace, S
         .context("cannot store the probe's job spec")?;
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let worker = LocalAdapter::new(exe);
-    let cpu_before = children_cpu();
+    let cpu_before = busy_cpu_seconds();
     let started = Instant::now();
     let result = worker
         .run_chunk(&ChunkRequest::render(storage.url_for(&key), 0, 1))
         .await;
     let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let cpu_ms = (children_cpu() - cpu_before).max(0.0) * 1000.0;
+    let cpu_ms = (busy_cpu_seconds() - cpu_before).max(0.0) * 1000.0;
     let prefix = format!("jobs/{id}");
     for k in storage.list(&prefix).await.unwrap_or_default() {
         let _ = storage.delete(&k).await;
@@ -154,7 +154,7 @@ pub async fn probe(spec: &JobSpec, storage: &Storage) -> anyhow::Result<(Pace, S
 /// CPU seconds this machine has been busy (all processes, from `/proc/stat`): a worker's
 /// browser and encoder are not all children it waits for, so their time is counted where
 /// the kernel counts it. Falls back to this process's ended children elsewhere.
-fn children_cpu() -> f64 {
+fn busy_cpu_seconds() -> f64 {
     if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
         if let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) {
             let v: Vec<f64> = line

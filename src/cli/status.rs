@@ -47,11 +47,15 @@ pub fn cost(job: &JobRecord, chunks: &[ChunkRecord]) -> Option<serde_json::Value
 pub fn spend_json(store: &dyn JobStore, job: &JobRecord) -> serde_json::Value {
     let scope = scope_of(job);
     let spent = store.spent(&job.id).unwrap_or_default();
-    let plan = store.cost_plan(scope).unwrap_or_default();
-    let estimate = store
-        .cost_plan(&job.id)
-        .ok()
-        .and_then(|p| p.estimate)
+    let own = store.cost_plan(&job.id).unwrap_or_default();
+    // A row of a batch has the batch's cap; a job alone, its own (one lookup).
+    let plan = if scope == job.id {
+        own.clone()
+    } else {
+        store.cost_plan(scope).unwrap_or_default()
+    };
+    let estimate = own
+        .estimate
         .or(plan.estimate)
         .and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok());
     let mut v = json!({

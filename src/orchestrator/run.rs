@@ -294,16 +294,15 @@ impl Orchestrator {
     /// The error of a job stopped by its cost cap, with what is left and a cap that
     /// covers it.
     pub(super) fn over_budget(&self, job: &JobRecord, over: OverCap) -> OrchestratorError {
+        // One pace for every chunk left (it is looked up in the store).
+        let pace = self.meter.pace(&*self.store, job);
         let remaining_usd: f64 = self
             .store
             .chunks(&job.id)
             .unwrap_or_default()
             .iter()
             .filter(|c| c.state != ChunkState::Done)
-            .map(|c| {
-                self.meter
-                    .expected(&*self.store, job, Work::Frames(c.chunk.len()))
-            })
+            .map(|c| self.meter.cost_at(pace, Work::Frames(c.chunk.len())))
             .sum();
         let spent = self.meter.spent(&*self.store, &over.scope);
         OrchestratorError::OverBudget {

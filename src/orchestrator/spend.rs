@@ -197,7 +197,11 @@ impl Meter {
 
     /// Expected cost of a task of `job`.
     pub fn expected(&self, store: &dyn JobStore, job: &JobRecord, work: Work) -> f64 {
-        let pace = self.pace(store, job);
+        self.cost_at(self.pace(store, job), work)
+    }
+
+    /// Expected cost of a task doing `work` at `pace`.
+    pub fn cost_at(&self, pace: Pace, work: Work) -> f64 {
         let seconds = match work {
             Work::Frames(n) => pace.seconds(n),
             Work::Fixed => pace.startup_ms.max(ASSUMED_PACE.startup_ms) / 1000.0,

@@ -1083,8 +1083,11 @@ impl JobStore for SqliteStore {
                     "SELECT COALESCE(SUM(usd), 0), COUNT(*), COALESCE(SUM(billed_ms), 0),
                             COALESCE(SUM(CASE WHEN frames > 0 THEN billed_ms END), 0),
                             COALESCE(SUM(frames), 0)
-                     FROM spend
-                     WHERE job_id = ?1 OR job_id IN (SELECT id FROM jobs WHERE batch = ?1)",
+                     FROM (SELECT usd, billed_ms, frames FROM spend WHERE job_id = ?1
+                           UNION ALL
+                           SELECT spend.usd, spend.billed_ms, spend.frames
+                           FROM jobs JOIN spend ON spend.job_id = jobs.id
+                           WHERE jobs.batch = ?1)",
                 )?
                 .query_row([scope], |r| {
                     Ok(Spent {

