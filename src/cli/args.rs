@@ -501,6 +501,10 @@ pub enum DeployCommand {
     /// AWS: a bucket, the workers' role (trusted by Lambda, with an inline policy scoped to
     /// the bucket's prefix) and the Lambda function running `worker lambda` from the image.
     Aws(DeployAwsArgs),
+    /// Google Cloud: the workers' service account, the bucket with roles/storage.objectUser
+    /// for the workers and the orchestrator, the Cloud Run service (`worker serve`), the
+    /// Cloud Run Job (`worker run`), and the orchestrator's invoker bindings on both.
+    Gcp(DeployGcpArgs),
     /// Kubernetes: the namespace and the orchestrator's ServiceAccount, Role and
     /// RoleBinding (as docs/deploy-kubernetes.md shows them), applied server-side.
     Kubernetes(DeployKubernetesArgs),
@@ -557,6 +561,58 @@ pub struct DeployAwsArgs {
     #[arg(long)]
     pub concurrency: Option<i32>,
     /// Print every resource and policy document and what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `deploy gcp`
+#[derive(Debug, Args)]
+pub struct DeployGcpArgs {
+    /// Project id.
+    #[arg(long, env = "GOOGLE_CLOUD_PROJECT")]
+    pub project: String,
+    /// Region of the service and the job (and of the bucket when it is created).
+    #[arg(long)]
+    pub region: String,
+    /// Container image (Artifact Registry) built from this repository's Dockerfile.
+    #[arg(long)]
+    pub image: String,
+    /// Bucket for specs, bundles, segments and outputs (created if missing).
+    #[arg(long)]
+    pub bucket: String,
+    /// Object prefix under the bucket, for the printed `--storage`.
+    #[arg(long, default_value = "helios")]
+    pub prefix: String,
+    /// Cloud Run service (for --adapter cloudrun).
+    #[arg(long, default_value = "helios-worker")]
+    pub service: String,
+    /// Cloud Run Job (for --adapter cloudrun-job).
+    #[arg(long, default_value = "helios-render")]
+    pub job: String,
+    /// CPUs of an instance or task.
+    #[arg(long, default_value = "2")]
+    pub cpu: String,
+    /// Memory of an instance or task.
+    #[arg(long, default_value = "4Gi")]
+    pub memory: String,
+    /// Request timeout of the service and task timeout of the job, in seconds (at most 3600).
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: i32,
+    /// Most instances of the service, and most parallel tasks of the job.
+    #[arg(long)]
+    pub max_instances: Option<i32>,
+    /// The identity that renders (serviceAccount:EMAIL or user:EMAIL): it gets
+    /// roles/run.invoker on the service, roles/run.developer on the job and
+    /// roles/storage.objectUser on the bucket. Default: the account of these credentials.
+    #[arg(long)]
+    pub invoker: Option<String>,
+    /// Cloud Run Admin API endpoint (default https://run.googleapis.com).
+    #[arg(long, env = "CLOUD_RUN_ENDPOINT")]
+    pub cloud_run_endpoint: Option<String>,
+    /// IAM API endpoint (default https://iam.googleapis.com).
+    #[arg(long, env = "HELIOS_IAM_ENDPOINT", hide = true)]
+    pub iam_endpoint: Option<String>,
+    /// Print every resource and document and what would change; change nothing.
     #[arg(long)]
     pub dry_run: bool,
 }

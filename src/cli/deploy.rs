@@ -1,7 +1,8 @@
 //! `deploy` and `destroy`: the command-line side of [`crate::deploy`].
 
-use super::args::{DeployAwsArgs, DeployKubernetesArgs, DestroyAwsArgs};
+use super::args::{DeployAwsArgs, DeployGcpArgs, DeployKubernetesArgs, DestroyAwsArgs};
 use crate::deploy::aws::{self, AwsDeployment, AwsDestroy};
+use crate::deploy::gcp::{self, GcpDeployment, GcpEndpoints};
 use crate::deploy::{policy, Change, Step};
 
 fn show(steps: &[Step], dry_run: bool, json: bool) {
@@ -33,15 +34,54 @@ pub async fn aws(a: &DeployAwsArgs, json: bool) -> anyhow::Result<i32> {
     };
     let steps = aws::apply(&d, a.dry_run).await?;
     show(&steps, a.dry_run, json);
-    if a.dry_run && !json {
-        // Every document it would apply, in full.
-        for s in &steps {
+    documents(&steps, a.dry_run, json);
+    finish(&steps, a.dry_run, json, &[("", d.render_flags())]);
+    Ok(0)
+}
+
+/// In a dry run, every document it would apply, in full.
+fn documents(steps: &[Step], dry_run: bool, json: bool) {
+    if dry_run && !json {
+        for s in steps {
             if let Some(doc) = &s.desired {
                 eprintln!("\n{}:\n{}", s.resource, policy::pretty(doc));
             }
         }
     }
-    finish(&steps, a.dry_run, json, &d.render_flags());
+}
+
+/// `deploy gcp`.
+pub async fn gcp(a: &DeployGcpArgs, json: bool) -> anyhow::Result<i32> {
+    let d = GcpDeployment {
+        project: a.project.clone(),
+        region: a.region.clone(),
+        image: a.image.clone(),
+        bucket: a.bucket.clone(),
+        prefix: a.prefix.trim_matches('/').to_string(),
+        service: a.service.clone(),
+        job: a.job.clone(),
+        cpu: a.cpu.clone(),
+        memory: a.memory.clone(),
+        timeout_s: a.timeout,
+        max_instances: a.max_instances,
+        invoker: a.invoker.clone(),
+        endpoints: GcpEndpoints {
+            cloud_run: a.cloud_run_endpoint.clone(),
+            iam: a.iam_endpoint.clone(),
+        },
+    };
+    let out = gcp::apply(&d, a.dry_run).await?;
+    show(&out.steps, a.dry_run, json);
+    documents(&out.steps, a.dry_run, json);
+    finish(
+        &out.steps,
+        a.dry_run,
+        json,
+        &[
+            ("", d.service_flags(out.service_uri.as_deref())),
+            ("job", d.job_flags()),
+        ],
+    );
     Ok(0)
 }
 
@@ -73,18 +113,26 @@ pub async fn kubernetes(a: &DeployKubernetesArgs, json: bool) -> anyhow::Result<
         flags.push_str(&format!(" --k8s-context {c}"));
     }
     flags.push_str(" --storage s3://BUCKET/PREFIX");
-    finish(&steps, a.dry_run, json, &flags);
+    finish(&steps, a.dry_run, json, &[("", flags)]);
     Ok(0)
 }
 
-/// The last lines of a deploy: whether anything changed, and the `render` flags.
-fn finish(steps: &[Step], dry_run: bool, json: bool, flags: &str) {
+/// The last lines of a deploy: whether anything changed, and the `render` flags — one set
+/// per way to render (the first is `render_flags` in JSON, the others `LABEL_render_flags`).
+fn finish(steps: &[Step], dry_run: bool, json: bool, flags: &[(&str, String)]) {
     let unchanged = steps.iter().all(|s| s.change == Change::Unchanged);
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"event": "deployed", "dry_run": dry_run, "unchanged": unchanged, "render_flags": flags})
-        );
+        let mut v =
+            serde_json::json!({"event": "deployed", "dry_run": dry_run, "unchanged": unchanged});
+        for (label, f) in flags {
+            let key = if label.is_empty() {
+                "render_flags".to_string()
+            } else {
+                format!("{label}_render_flags")
+            };
+            v[key] = serde_json::Value::String(f.clone());
+        }
+        println!("{v}");
     } else {
         if dry_run {
             eprintln!("dry run: nothing was changed");
@@ -92,6 +140,13 @@ fn finish(steps: &[Step], dry_run: bool, json: bool, flags: &str) {
         if unchanged {
             eprintln!("everything was already as asked: unchanged");
         }
-        eprintln!("render with:\n  helios-infra render COMPOSITION -o OUTPUT {flags}");
+        for (label, f) in flags {
+            let with = if label.is_empty() {
+                "render with".to_string()
+            } else {
+                format!("or, with the {label}")
+            };
+            eprintln!("{with}:\n  helios-infra render COMPOSITION -o OUTPUT {f}");
+        }
     }
 }

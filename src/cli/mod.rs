@@ -479,6 +479,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Deploy(args::DeployCommand::Aws(a)) => deploy::aws(a, cli.json).await,
+        Command::Deploy(args::DeployCommand::Gcp(a)) => deploy::gcp(a, cli.json).await,
         Command::Deploy(args::DeployCommand::Kubernetes(a)) => {
             deploy::kubernetes(a, cli.json).await
         }

@@ -5,6 +5,7 @@
 //! reads and says what it would do.
 
 pub mod aws;
+pub mod gcp;
 pub mod kubernetes;
 pub mod policy;
 

@@ -46,7 +46,7 @@ fn failed(what: &str, key: &str, e: impl std::fmt::Display) -> StorageError {
 }
 
 /// Percent-encodes an object name for a URL path segment.
-pub(super) fn encode(name: &str) -> String {
+pub(crate) fn encode(name: &str) -> String {
     let mut out = String::with_capacity(name.len() * 3);
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
