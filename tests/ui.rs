@@ -3,57 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Child;
 
 use common::*;
-
-/// A running `ui`, stopped when dropped.
-struct Ui {
-    child: Child,
-    addr: String,
-}
-
-impl Ui {
-    fn start(env: &Env, extra: &[&str]) -> Ui {
-        let mut args = vec!["ui", "--listen", "127.0.0.1:0", "--json"];
-        args.extend(extra);
-        let mut child = env
-            .cmd(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).expect("listening event");
-        let url = v["url"].as_str().unwrap();
-        let addr = url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        Ui { child, addr }
-    }
-
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        http(&self.addr, "GET", path, headers, b"")
-    }
-
-    fn json(&self, path: &str) -> serde_json::Value {
-        let (status, body) = self.get(path, &[]);
-        assert_eq!(status, 200, "{path}: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
-    }
-}
-
-impl Drop for Ui {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A finished 6-chunk job whose chunk 1 (frames 10..20) failed its first attempt.
 fn job_with_a_retry(env: &Env) -> String {
@@ -83,20 +35,7 @@ fn start_slow_job(env: &Env, secs: &str, chunks: u32, out: &str) -> (Child, Stri
         "--preset",
         "ultrafast",
     ];
-    let before = env.status_ids();
-    let child = env
-        .cmd(&with_renderer(&args, &r))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let id = loop {
-        if let Some(id) = env.status_ids().into_iter().find(|i| !before.contains(i)) {
-            break id;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    (child, id)
+    env.spawn_render(&with_renderer(&args, &r), &[])
 }
 
 #[test]
@@ -111,6 +50,16 @@ fn the_api_shows_jobs_chunks_and_every_attempt_from_the_store() {
     assert_eq!(jobs[0]["id"], id.as_str());
     assert_eq!(jobs[0]["state"], "succeeded");
     assert_eq!(jobs[0]["frames"], 60);
+    // What a person knows the job by: the command it ran, its output, when it was made.
+    let composition = jobs[0]["composition"].as_str().unwrap();
+    assert!(
+        composition.starts_with("bash ")
+            && composition.contains("renderer.sh")
+            && composition.contains(" fail-once:10 {start}"),
+        "{composition}"
+    );
+    assert!(jobs[0]["output"].as_str().unwrap().ends_with("/out.mp4"));
+    assert!(jobs[0]["created_ms"].as_i64().unwrap() > 1_700_000_000_000);
     assert_eq!(jobs[0]["chunk_count"], 6);
     assert!(jobs[0]["elapsed_ms"].as_i64().unwrap() > 0);
 
@@ -347,6 +296,7 @@ async fn the_job_page_follows_a_live_job_and_its_buttons_cancel_and_resume_it() 
         .chrome_executable(chromium)
         .no_sandbox()
         .arg("--disable-gpu")
+        .arg("--autoplay-policy=no-user-gesture-required")
         .user_data_dir(env.path("chromium-profile"))
         .viewport(chromiumoxide::handler::viewport::Viewport {
             width: 1280,
@@ -435,6 +385,33 @@ async fn the_job_page_follows_a_live_job_and_its_buttons_cancel_and_resume_it() 
     )
     .await;
     assert_eq!(rows, 12);
+
+    // The player plays the committed prefix while the job runs (Media Source Extensions):
+    // its position advances and what it has buffered grows, before the job has ended.
+    let buffered = "(() => { const v = document.querySelector('#preview'); return v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0; })()";
+    wait_until(
+        &page,
+        &format!("document.querySelector('#preview').dataset.live === 'true' && {buffered} > 0"),
+        60,
+        "live video buffered",
+    )
+    .await;
+    let (t0, b0): (f64, f64) = (
+        eval(&page, "document.querySelector('#preview').currentTime").await,
+        eval(&page, buffered).await,
+    );
+    wait_until(
+        &page,
+        &format!("document.querySelector('#preview').currentTime > {t0} && {buffered} > {b0}"),
+        60,
+        "the live video playing and growing",
+    )
+    .await;
+    let state: String = eval(&page, "document.querySelector('#state').dataset.state").await;
+    assert_eq!(
+        state, "running",
+        "the video grew while the job was still running"
+    );
 
     // Cancel stops it, and `status` agrees.
     page.find_element("#cancel")

@@ -405,6 +405,7 @@ fn job_spec(
         retry: RetryPolicy::default(),
         concurrency: 1,
         webhook: None,
+        source: None,
     }
 }
 

@@ -594,6 +594,10 @@ pub(super) fn assemble(
         },
         concurrency,
         webhook: p.webhook.clone(),
+        source: Some(match &p.composition {
+            Some(c) => c.display().to_string(),
+            None => shell_words(&p.argv),
+        }),
     };
     crate::spec::validate(&spec)?;
     if let (Some(n), Some(fewest)) = (p.browsers, spec.chunks.iter().map(|c| c.len()).min()) {
@@ -1129,4 +1133,22 @@ pub fn adopt_output(output: &Path, spec: &mut JobSpec) {
     if spec.output.kind == OutputKind::Images && FramePattern::is_pattern(&name) {
         spec.output.pattern = Some(name);
     }
+}
+
+/// A command as a person would type it (each word quoted only when it has to be), for
+/// showing; it is never run through a shell.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|w| {
+            let plain = !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,+@%{}".contains(&b));
+            if plain {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

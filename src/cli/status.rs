@@ -137,8 +137,17 @@ pub fn job_json(
     locks: &Path,
     with_chunks: bool,
 ) -> serde_json::Value {
+    let composition = job
+        .spec
+        .source
+        .clone()
+        .unwrap_or_else(|| match &job.spec.composition {
+            crate::spec::Composition::Browser(b) => b.entry.clone(),
+            crate::spec::Composition::Command(c) => c.argv.join(" "),
+        });
     let mut v = json!({
         "id": job.id,
+        "composition": composition,
         "state": shown_state(job, locks),
         "stored_state": job.state.as_str(),
         "adapter": job.adapter,
@@ -147,6 +156,11 @@ pub fn job_json(
         "storage": job.storage_url,
         "frames": job.spec.frame_count(),
         "frames_done": frames_done(chunks),
+        // The contiguous prefix of committed chunks from the first frame: what plays now.
+        "playable_frames": crate::orchestrator::playable_prefix(chunks)
+            .iter()
+            .map(|c| c.chunk.len())
+            .sum::<u64>(),
         "chunk_count": chunks.len(),
         "chunks_done": chunks.iter().filter(|c| c.state == ChunkState::Done).count(),
         "error": job.error,
@@ -359,6 +373,22 @@ pub fn job_detail(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> Stri
         stitch_method(job).1,
         assembly(job).1
     ));
+    let playable: u64 = crate::orchestrator::playable_prefix(chunks)
+        .iter()
+        .map(|c| c.chunk.len())
+        .sum();
+    if crate::ui::live::unavailable(job).is_none() {
+        s.push_str(&format!(
+            "playable: {playable} of {} frames (from the first; watch at /jobs/{}/live.m3u8 in `helios-infra ui`)\n",
+            job.spec.frame_count(),
+            job.id
+        ));
+    } else {
+        s.push_str(&format!(
+            "playable: {playable} of {} frames (from the first)\n",
+            job.spec.frame_count()
+        ));
+    }
     if let Some(c) = cost(job, chunks) {
         s.push_str(&format!(
             "compute: {} worker-seconds, {} GB-seconds, {} requests, about ${:.4} ({})\n",

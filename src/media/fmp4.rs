@@ -183,6 +183,42 @@ pub fn read_init(d: &[u8]) -> Result<InitInfo, Fmp4Error> {
     })
 }
 
+/// The RFC 6381 `codecs` string of an init's first track, as Media Source Extensions and
+/// HLS `CODECS` take it (`avc1.64001f`, `vp09.00.10.08`); `None` for codecs it does not
+/// describe.
+pub fn codecs(d: &[u8]) -> Option<String> {
+    let top = boxes(d, 0..d.len()).ok()?;
+    let moov = top.iter().find(|b| b.is(b"moov"))?;
+    let mk = children(d, moov).ok()?;
+    let trak = mk.iter().find(|b| b.is(b"trak"))?;
+    let mut level = children(d, trak).ok()?;
+    for kind in [b"mdia", b"minf", b"stbl"] {
+        let b = *level.iter().find(|b| b.is(kind))?;
+        level = children(d, &b).ok()?;
+    }
+    let stsd = level.iter().find(|b| b.is(b"stsd"))?;
+    // version/flags and entry count, then the sample entries.
+    let entries = boxes(d, stsd.body + 8..stsd.end).ok()?;
+    let entry = entries.first()?;
+    let name = entry.name();
+    match &entry.kind {
+        b"avc1" | b"avc3" | b"vp09" => {
+            // A visual sample entry's fixed fields take 78 bytes before its child boxes.
+            let kids = boxes(d, entry.body + 78..entry.end).ok()?;
+            if let Some(c) = kids.iter().find(|b| b.is(b"avcC")) {
+                let p = d.get(c.body + 1..c.body + 4)?;
+                return Some(format!("{name}.{:02x}{:02x}{:02x}", p[0], p[1], p[2]));
+            }
+            let c = kids.iter().find(|b| b.is(b"vpcC"))?;
+            // version/flags, profile, level, bit depth (high 4 bits).
+            let p = d.get(c.body + 4..c.body + 7)?;
+            Some(format!("vp09.{:02}.{:02}.{:02}", p[0], p[1], p[2] >> 4))
+        }
+        b"mp4a" => Some("mp4a.40.2".into()),
+        _ => None,
+    }
+}
+
 /// Where the tfdt and mfhd fields of one fragment are, and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FragmentFields {

@@ -4,6 +4,7 @@
 
 pub mod fmp4;
 pub mod gif;
+pub mod hls;
 mod probe;
 
 use std::path::PathBuf;

@@ -27,8 +27,9 @@ use crate::storage::StorageError;
 pub use events::{Event, EventSink};
 pub use lock::{JobLock, LockError};
 pub use store::{
-    AttemptOutcome, AttemptRecord, BatchRow, ChunkRecord, ChunkState, CommittedSegment, CostPlan,
-    JobRecord, JobState, JobStore, SpendEntry, Spent, SqliteStore, StoreError, StoreStats,
+    playable_prefix, AttemptOutcome, AttemptRecord, BatchRow, ChunkRecord, ChunkState,
+    CommittedSegment, CostPlan, JobRecord, JobState, JobStore, SpendEntry, Spent, SqliteStore,
+    StoreError, StoreStats,
 };
 
 /// Why a job did not finish.

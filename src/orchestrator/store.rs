@@ -202,6 +202,21 @@ pub struct ChunkRecord {
     pub error: Option<String>,
 }
 
+/// The chunks whose segments play now: committed, in order, from the first chunk, up to
+/// the first one that is not.
+pub fn playable_prefix(chunks: &[ChunkRecord]) -> Vec<&ChunkRecord> {
+    let mut sorted: Vec<&ChunkRecord> = chunks.iter().collect();
+    sorted.sort_by_key(|c| c.chunk.index);
+    sorted
+        .into_iter()
+        .enumerate()
+        .take_while(|(i, c)| {
+            c.chunk.index as usize == *i && c.state == ChunkState::Done && c.segment.is_some()
+        })
+        .map(|(_, c)| c)
+        .collect()
+}
+
 /// A verified attempt recorded as the chunk's segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedSegment {

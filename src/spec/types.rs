@@ -36,6 +36,10 @@ pub struct JobSpec {
     /// URL notified (signed JSON POST) when the job succeeds, fails or is cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
+    /// What the job was planned from, for people (the job list): the composition's folder
+    /// or page as given, or the renderer command. Workers do not read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 fn default_concurrency() -> u32 {
@@ -79,6 +83,7 @@ impl JobSpec {
             retry: RetryPolicy::default(),
             concurrency: 1,
             webhook: None,
+            source: None,
         }
     }
 

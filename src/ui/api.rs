@@ -67,6 +67,13 @@ fn job_value(
     if detail {
         status::add_attempts(&mut v, &attempts);
     }
+    v["live"] = match super::live::unavailable(job) {
+        None => json!({
+            "playlist": format!("/jobs/{}/live.m3u8", job.id),
+            "codecs": if detail { super::live::codecs(chunks) } else { None },
+        }),
+        Some(why) => json!({"unavailable": why}),
+    };
     Ok(v)
 }
 

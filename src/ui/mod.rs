@@ -8,6 +8,7 @@
 mod api;
 mod assets;
 pub mod guard;
+pub mod live;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +51,27 @@ pub(crate) struct Ctx {
     store: Arc<SqliteStore>,
     home: PathBuf,
     exe: PathBuf,
+    /// Storages opened for live media, by URL (an S3 or GCS client is built once).
+    storages: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::storage::Storage>>>,
+}
+
+impl Ctx {
+    /// The storage at `url`, opened once.
+    pub(crate) fn storage(
+        &self,
+        url: &str,
+    ) -> Result<Arc<crate::storage::Storage>, crate::storage::StorageError> {
+        let mut open = self
+            .storages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = open.get(url) {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(crate::storage::Storage::open(url)?);
+        open.insert(url.to_string(), s.clone());
+        Ok(s)
+    }
 }
 
 /// Binds the address (refusing a non-loopback one without a token).
@@ -76,11 +98,14 @@ pub async fn serve(
         store,
         home: cfg.home,
         exe: cfg.exe,
+        storages: Default::default(),
     });
     let app = axum::Router::new()
         .route("/", get(assets::index))
         .route("/jobs/{id}", get(api::job_page))
         .route("/jobs/{id}/output", get(api::output))
+        .route("/jobs/{id}/live.m3u8", get(live::playlist))
+        .route("/jobs/{id}/live/{file}", get(live::media))
         .route("/assets/{name}", get(assets::asset))
         .route("/api/jobs", get(api::jobs))
         .route("/api/jobs/{id}", get(api::job))

@@ -158,6 +158,30 @@ impl Env {
     }
 
     /// `status ID --json`.
+    /// Starts `args` (a render) in the background with these variables, and waits until
+    /// the store has its job: the process and the job id.
+    pub fn spawn_render(
+        &self,
+        args: &[&str],
+        vars: &[(&'static str, String)],
+    ) -> (std::process::Child, String) {
+        let before = self.status_ids();
+        let child = self
+            .cmd(args)
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let id = loop {
+            if let Some(id) = self.status_ids().into_iter().find(|i| !before.contains(i)) {
+                break id;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        (child, id)
+    }
+
     pub fn status(&self, id: &str) -> serde_json::Value {
         let out = self.ok(&["status", id, "--json"]);
         serde_json::from_slice(&out.stdout).expect("status json")
@@ -644,5 +668,59 @@ impl Drop for BusyLoops {
         for t in self.1.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// A running `helios-infra ui` on a free loopback port, stopped when dropped.
+pub struct Ui {
+    pub child: std::process::Child,
+    pub addr: String,
+}
+
+impl Ui {
+    pub fn start(env: &Env, extra: &[&str]) -> Ui {
+        Self::start_with_env(env, extra, &[])
+    }
+
+    /// With these variables in its environment (its storage's endpoint and credentials).
+    pub fn start_with_env(env: &Env, extra: &[&str], vars: &[(&'static str, String)]) -> Ui {
+        use std::io::BufRead;
+        let mut args = vec!["ui", "--listen", "127.0.0.1:0", "--json"];
+        args.extend(extra);
+        let mut child = env
+            .cmd(&args)
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).expect("listening event");
+        let url = v["url"].as_str().unwrap();
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        Ui { child, addr }
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        http(&self.addr, "GET", path, headers, b"")
+    }
+
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path, &[]);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -43,6 +43,9 @@ async function listJobs() {
     const tr = el('tr', { 'data-job': j.id });
     const link = el('a', { href: '/jobs/' + encodeURIComponent(j.id) }, j.id);
     const td = el('td'); td.append(link); tr.append(td);
+    tr.append(el('td', { class: 'composition', title: j.composition || '' }, j.composition || '—'));
+    tr.append(el('td', { class: 'output', title: j.output }, j.output));
+    tr.append(el('td', { class: 'created' }, new Date(j.created_ms).toLocaleString()));
     tr.append(el('td', {}, j.batch ? `${j.batch} #${j.batch_row}` : ''));
     tr.append(el('td', { class: 'state ' + j.state }, j.display_state || j.state));
     tr.append(el('td', {}, pct(j)));
@@ -166,16 +169,107 @@ function renderJob(job) {
   const out = $('#output');
   out.replaceChildren();
   const video = $('#preview');
+  const output = `/jobs/${encodeURIComponent(job.id)}/output`;
   if (job.state === 'succeeded' && job.downloaded) {
-    const a = el('a', { href: `/jobs/${encodeURIComponent(job.id)}/output` }, job.output);
-    out.append(a);
-    if (!video.src) video.src = `/jobs/${encodeURIComponent(job.id)}/output`;
-    video.hidden = false;
+    out.append(el('a', { href: output }, job.output));
   } else {
     out.textContent = job.state === 'succeeded' ? (job.output_url || job.output) : `${job.output} (when the job succeeds)`;
-    video.hidden = true;
   }
+  $('#live-text').textContent = job.live && job.live.playlist
+    ? `${job.playable_frames}/${job.frames} frames playable — HLS: ${location.origin}${job.live.playlist}`
+    : (job.live && job.live.unavailable) || '';
+  live.update(job, video, output);
 }
+
+// The player: the committed prefix of a running job through Media Source Extensions (the
+// segments are fragmented MP4 on the job's timeline, behind one init), or the live HLS
+// playlist where the browser plays HLS itself; the finished output once it is here.
+const live = {
+  ms: null, sb: null, appended: -1, busy: false, done: false, native: false,
+  update(job, video, output) {
+    const finished = job.state === 'succeeded' && job.downloaded;
+    if (this.done) return;
+    if (!this.ms && !this.native) {
+      // Nothing to stream into: the page opened on a finished job, or no live video.
+      if (finished) return this.finish(video, output);
+      const codecs = job.live && job.live.codecs;
+      if (!codecs || !job.live.playlist) { video.hidden = true; return; }
+      const type = `video/mp4; codecs="${codecs}"`;
+      if (window.MediaSource && MediaSource.isTypeSupported(type)) {
+        this.ms = new MediaSource();
+        video.src = URL.createObjectURL(this.ms);
+        this.ms.addEventListener('sourceopen', () => {
+          this.sb = this.ms.addSourceBuffer(type);
+          this.pump(job, video, output);
+        }, { once: true });
+      } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
+        this.native = true;
+        video.src = job.live.playlist;
+      } else { video.hidden = true; return; }
+      video.hidden = false;
+      video.muted = true;
+      video.dataset.live = 'true';
+    }
+    this.job = job;
+    if (this.sb) this.pump(job, video, output);
+    else if (this.native && finished) this.finish(video, output);
+  },
+  // Appends the playable segments not yet appended, in order, one at a time.
+  async pump(job, video, output) {
+    if (this.busy || !this.sb) return;
+    this.busy = true;
+    try {
+      if (this.appended < 0) {
+        const r = await fetch(`/jobs/${encodeURIComponent(job.id)}/live/init.mp4`, { credentials: 'same-origin' });
+        if (!r.ok) return;
+        await this.append(await r.arrayBuffer());
+        this.appended = 0;
+      }
+      for (;;) {
+        const j = this.job || job;
+        const chunks = [...j.chunks].sort((a, b) => a.index - b.index);
+        let playable = 0;
+        while (playable < chunks.length && chunks[playable].index === playable && chunks[playable].state === 'done') playable++;
+        if (this.appended >= playable) break;
+        const n = this.appended;
+        const r = await fetch(`/jobs/${encodeURIComponent(j.id)}/live/${n}.m4s`, { credentials: 'same-origin' });
+        if (!r.ok) break;
+        await this.append(await r.arrayBuffer());
+        this.appended = n + 1;
+        const b = this.sb.buffered;
+        if (b.length && video.currentTime < b.start(0)) video.currentTime = b.start(0);
+        if (video.paused) video.play().catch(() => {});
+      }
+      const j = this.job || job;
+      if (j.state === 'succeeded' && this.appended === j.chunks.length && this.ms.readyState === 'open') {
+        this.ms.endOfStream();
+        if (j.downloaded) this.finish(video, output);
+      }
+    } finally {
+      this.busy = false;
+    }
+  },
+  append(data) {
+    return new Promise((resolve, reject) => {
+      this.sb.addEventListener('updateend', resolve, { once: true });
+      this.sb.addEventListener('error', reject, { once: true });
+      this.sb.appendBuffer(data);
+    });
+  },
+  // The output (with its audio) takes over where the live video was.
+  finish(video, output) {
+    this.done = true;
+    const at = video.currentTime || 0;
+    const playing = !video.paused;
+    video.dataset.live = 'false';
+    video.src = output;
+    video.hidden = false;
+    video.addEventListener('loadedmetadata', () => {
+      if (at) video.currentTime = Math.min(at, video.duration || at);
+      if (playing) video.play().catch(() => {});
+    }, { once: true });
+  },
+};
 
 async function act(id, what) {
   let query = '';
