@@ -272,6 +272,7 @@ pub async fn submit(
     let batch = ulid::Ulid::new().to_string();
     for mut r in planned {
         r.spec.video.segments = a.stitch.segments(&r.output, &r.spec.video);
+        r.output = super::plan::hls_media(&r.output, &mut r.spec);
         let job = orch
             .submit_row(
                 r.spec,

@@ -674,10 +674,12 @@ async fn submit_and_run(
     ctx: &State,
     adapter: &AdapterArgs,
     budget: &args::BudgetArgs,
-    spec: spec::JobSpec,
+    mut spec: spec::JobSpec,
     output: &Path,
     download: bool,
 ) -> anyhow::Result<i32> {
+    let media = plan::hls_media(output, &mut spec);
+    let output = media.as_path();
     let config = adapter.config(None)?;
     let budgeted =
         estimate::Budgeted::new(cli.json, &ctx.storage, budget, &config, &spec, &spec.chunks)

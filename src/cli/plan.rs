@@ -1089,6 +1089,19 @@ pub fn check_output(output: &Path, spec: &JobSpec) -> anyhow::Result<()> {
             }
             let codec = spec.video.codec;
             let ok = codec.containers();
+            if ext == "m3u8" {
+                let joinable = matches!(
+                    codec,
+                    crate::spec::Codec::H264
+                        | crate::spec::Codec::H265
+                        | crate::spec::Codec::Vp9
+                        | crate::spec::Codec::Av1
+                );
+                if !joinable || spec.video.lossless {
+                    bail!("-o {shown}: HLS output is fragmented MP4 of H.264, H.265, VP9 or AV1 (not --lossless); this job is {}{}", codec.name(), if spec.video.lossless { ", lossless" } else { "" });
+                }
+                return Ok(());
+            }
             let fits = ok.contains(&ext.as_str()) || (ext == "m4v" && ok.contains(&"mp4"));
             if !fits {
                 bail!(
@@ -1151,4 +1164,20 @@ fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// For an HLS output (`-o out.m3u8`): marks the job to write its rendition and returns the
+/// media file the playlists address (`out.mp4`, beside the playlist); any other output is
+/// returned as it is.
+pub fn hls_media(output: &Path, spec: &mut JobSpec) -> std::path::PathBuf {
+    let hls = output
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("m3u8"));
+    if hls {
+        spec.output.hls = true;
+        output.with_extension("mp4")
+    } else {
+        output.to_path_buf()
+    }
 }

@@ -176,6 +176,20 @@ pub fn job_json(
     v["assembly"] = json!(assembly(job).0);
     v["output_url"] = json!(output_url(job));
     v["output_kind"] = json!(job.spec.output.kind);
+    if job.spec.output.hls {
+        // The rendition's playlist, beside the MP4 it addresses.
+        v["hls_playlist"] = json!(if job.download {
+            std::path::Path::new(&job.output)
+                .with_extension("m3u8")
+                .display()
+                .to_string()
+        } else {
+            output_url(job)
+                .rsplit_once('.')
+                .map(|(stem, _)| format!("{stem}.m3u8"))
+                .unwrap_or_default()
+        });
+    }
     if with_chunks {
         v["chunks"] = chunks
             .iter()

@@ -890,6 +890,117 @@ pub fn build_mfra(tracks: &[(u32, Vec<IndexEntry>)]) -> Vec<u8> {
     make_box(b"mfra", &payload)
 }
 
+/// One track of a (multi-track) init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackInfo {
+    /// Track id (`tkhd`).
+    pub id: u32,
+    /// Media timescale (`mdhd`).
+    pub timescale: u32,
+    /// Handler type (`hdlr`): `vide`, `soun`, …
+    pub handler: [u8; 4],
+}
+
+/// Every track of an init (`ftyp moov`, or the start of a file up to its `moov`'s end).
+pub fn tracks(d: &[u8]) -> Result<Vec<TrackInfo>, Fmp4Error> {
+    let top = boxes(d, 0..d.len())?;
+    let moov = only(&top, b"moov", "the init")?;
+    let mut out = Vec::new();
+    for trak in children(d, moov)?.iter().filter(|b| b.is(b"trak")) {
+        let tk = children(d, trak)?;
+        let tkhd = only(&tk, b"tkhd", "trak")?;
+        let (v, _) = full(d, tkhd)?;
+        let id = u32_at(d, tkhd.body + if v == 1 { 20 } else { 12 })?;
+        let mdia = children(d, only(&tk, b"mdia", "trak")?)?;
+        let mdhd = only(&mdia, b"mdhd", "mdia")?;
+        let (v, _) = full(d, mdhd)?;
+        let timescale = u32_at(d, mdhd.body + if v == 1 { 20 } else { 12 })?;
+        let hdlr = only(&mdia, b"hdlr", "mdia")?;
+        let h = d
+            .get(hdlr.body + 8..hdlr.body + 12)
+            .ok_or_else(|| Fmp4Error("hdlr is too short".into()))?;
+        out.push(TrackInfo {
+            id,
+            timescale,
+            handler: [h[0], h[1], h[2], h[3]],
+        });
+    }
+    Ok(out)
+}
+
+/// The init of one track of a multi-track init: `ftyp`, and `moov` with its `mvhd`, that
+/// track's `trak`, `mvex` with only that track's `trex`, and whatever else `moov` holds
+/// (`udta`). Fragments of that track play behind it unchanged (same track id).
+pub fn keep_track(d: &[u8], id: u32) -> Result<Vec<u8>, Fmp4Error> {
+    let top = boxes(d, 0..d.len())?;
+    let ftyp = only(&top, b"ftyp", "the init")?;
+    let moov = only(&top, b"moov", "the init")?;
+    let ids: Vec<u32> = tracks(d)?.iter().map(|t| t.id).collect();
+    if !ids.contains(&id) {
+        return bad(format!("the init has no track {id} (it has {ids:?})"));
+    }
+    let mut payload = Vec::new();
+    let mut trak_index = 0;
+    for b in children(d, moov)? {
+        if b.is(b"trak") {
+            if ids[trak_index] == id {
+                payload.extend_from_slice(&d[b.start..b.end]);
+            }
+            trak_index += 1;
+        } else if b.is(b"mvex") {
+            let mut mvex = Vec::new();
+            for c in children(d, &b)? {
+                if c.is(b"trex") && u32_at(d, c.body + 4)? != id {
+                    continue;
+                }
+                mvex.extend_from_slice(&d[c.start..c.end]);
+            }
+            payload.extend(make_box(b"mvex", &mvex));
+        } else {
+            payload.extend_from_slice(&d[b.start..b.end]);
+        }
+    }
+    let mut out = d[ftyp.start..ftyp.end].to_vec();
+    out.extend(make_box(b"moov", &payload));
+    Ok(out)
+}
+
+/// The random-access index of a file from its `mfra` box (`d` holds the box whole): per
+/// track, each indexed fragment's decode time and `moof` offset.
+pub fn read_mfra(d: &[u8]) -> Result<Vec<(u32, Vec<IndexEntry>)>, Fmp4Error> {
+    let top = boxes(d, 0..d.len())?;
+    let mfra = only(&top, b"mfra", "the index")?;
+    let mut out = Vec::new();
+    for tfra in children(d, mfra)?.iter().filter(|b| b.is(b"tfra")) {
+        let (v, _) = full(d, tfra)?;
+        let id = u32_at(d, tfra.body + 4)?;
+        let sizes = u32_at(d, tfra.body + 8)?;
+        // Bytes of the traf, trun and sample numbers after each entry's time and offset.
+        let tail =
+            ((sizes >> 4) & 3) as usize + ((sizes >> 2) & 3) as usize + (sizes & 3) as usize + 3;
+        let n = u32_at(d, tfra.body + 12)? as usize;
+        let mut at = tfra.body + 16;
+        let mut entries = Vec::with_capacity(n.min(1 << 20));
+        for _ in 0..n {
+            let (time, offset) = if v == 1 {
+                (u64_at(d, at)?, u64_at(d, at + 8)?)
+            } else {
+                (u32_at(d, at)? as u64, u32_at(d, at + 4)? as u64)
+            };
+            at += if v == 1 { 16 } else { 8 } + tail;
+            if at > tfra.end {
+                return bad("tfra is shorter than its entries");
+            }
+            entries.push(IndexEntry {
+                time,
+                moof_offset: offset,
+            });
+        }
+        out.push((id, entries));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ mod assemble;
 pub mod backoff;
 pub mod events;
 mod gif;
+mod hls;
 pub mod lock;
 mod place;
 mod run;

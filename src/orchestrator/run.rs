@@ -263,14 +263,25 @@ impl Orchestrator {
             crate::failpoint::hit("before-stitch");
             match self.stitch(job, storage).await? {
                 Ok(output) => {
+                    // An HLS output: the playlists over the joined MP4 are what was asked.
+                    let (output, url) = if job.spec.output.hls {
+                        let playlist = super::hls::write(job, storage).await?;
+                        let shown = match job.download {
+                            true => PathBuf::from(&playlist),
+                            false => output,
+                        };
+                        (shown, playlist)
+                    } else {
+                        (output, output_location(job, storage).await)
+                    };
                     return Ok(Outcome {
                         job: job.id.clone(),
                         output,
                         downloaded: job.download,
-                        url: output_location(job, storage).await,
+                        url,
                         frames: job.spec.frame_count(),
                         chunks_rendered: rendered,
-                    })
+                    });
                 }
                 Err(problems) => {
                     last_problem = problems

@@ -102,6 +102,10 @@ pub struct OutputSpec {
     /// GIF: the loop count written in the file (0 = forever); absent = plays once.
     #[serde(default, rename = "loop", skip_serializing_if = "Option::is_none")]
     pub loop_count: Option<u32>,
+    /// Video: also deliver the finished output as an HLS rendition (`-o out.m3u8`): VOD
+    /// playlists next to the byte-joined MP4, addressing its fragments by byte range.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hls: bool,
 }
 
 impl OutputSpec {

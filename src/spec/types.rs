@@ -377,8 +377,9 @@ impl SegmentFormat {
         *self == SegmentFormat::File
     }
 
-    /// The format for an output file: fragmented for `.mp4`/`.m4v` outputs of H.264, H.265,
-    /// VP9 or AV1; whole files (concat) for other containers and for lossless jobs.
+    /// The format for an output file: fragmented for `.mp4`/`.m4v` (and HLS `.m3u8`) outputs
+    /// of H.264, H.265, VP9 or AV1; whole files (concat) for other containers and for
+    /// lossless jobs.
     pub fn for_output(output: &std::path::Path, video: &VideoSpec) -> Self {
         let ext = output
             .extension()
@@ -389,7 +390,7 @@ impl SegmentFormat {
             video.codec,
             Codec::H264 | Codec::H265 | Codec::Vp9 | Codec::Av1
         );
-        if matches!(ext.as_str(), "mp4" | "m4v") && joinable_codec && !video.lossless {
+        if matches!(ext.as_str(), "mp4" | "m4v" | "m3u8") && joinable_codec && !video.lossless {
             SegmentFormat::Fragmented
         } else {
             SegmentFormat::File

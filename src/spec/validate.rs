@@ -486,6 +486,12 @@ pub fn has_alpha(pix: &str) -> bool {
 /// The `output` section, and how it fits `video`.
 fn check_output(spec: &JobSpec, err: &mut impl FnMut(&str, String)) {
     let (o, v) = (&spec.output, &spec.video);
+    if o.hls && (o.kind != OutputKind::Video || v.segments != super::SegmentFormat::Fragmented) {
+        err(
+            "output.hls",
+            "an HLS rendition addresses the fragments of a byte-joined video: it needs a video job with video.segments \"fragmented\"".into(),
+        );
+    }
     let image = o.kind.is_image();
     match (image, o.format) {
         (true, None) => err(
