@@ -785,6 +785,18 @@ fn write_key(env: &Env, file: &str, email: &str, url: &str) -> String {
     path
 }
 
+impl Drop for Setup {
+    /// The revisions' processes outlive the fake's server threads: stop them with the test.
+    fn drop(&mut self) {
+        let mut st = self
+            .fake
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.revisions.clear();
+    }
+}
+
 impl Setup {
     fn vars(&self, key: &str) -> Vec<(&'static str, String)> {
         vec![
