@@ -130,7 +130,9 @@ block=$(
   echo
   echo "$table"
   echo
-  echo "$within of ${#rows[@]} runs within the first chunk plus 1 s."
+  echo "$within of ${#rows[@]} runs within the first chunk plus 1 s. A plan of one chunk (the 10 s"
+  echo "example's default on 2 cores) has nothing to show before its only chunk, so it plays when"
+  echo "the whole video does; with chunks to wait for, the video plays after the first one."
   echo "<!-- live:end -->"
 )
 printf '%s\n' "$block" >"$work/block.md"
