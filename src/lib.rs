@@ -5,6 +5,7 @@
 //! [`cli`].
 
 pub mod adapters;
+pub mod backoff;
 pub mod cli;
 pub mod cost;
 pub mod deploy;
@@ -18,6 +19,7 @@ pub mod spec;
 pub mod stitch;
 pub mod storage;
 pub mod ui;
+pub mod view;
 pub mod worker;
 
 /// An error and its sources on one line, `: `-separated (an SDK's service error names its

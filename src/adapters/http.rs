@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 
 use super::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
-use crate::orchestrator::backoff;
+use crate::backoff;
 use crate::spec::RetryPolicy;
 use crate::worker::protocol::WorkerResponse;
 

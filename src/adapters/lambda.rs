@@ -16,7 +16,7 @@ use aws_sdk_lambda::types::InvocationType;
 
 use super::http::ThrottlePolicy;
 use super::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
-use crate::orchestrator::backoff;
+use crate::backoff;
 use crate::worker::protocol::WorkerResponse;
 
 /// Settings of the Lambda adapter.

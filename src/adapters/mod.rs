@@ -3,6 +3,7 @@
 //! the same [`ChunkRequest`] and returns the worker's report or its classified failure.
 
 pub mod cloudrun_job;
+pub mod config;
 pub mod google_auth;
 pub mod http;
 pub mod kubernetes;

@@ -13,12 +13,13 @@ use serde_json::json;
 use super::args::{BatchArgs, Cli};
 use super::plan::{self, Resolved, Source};
 use super::rows::{self, Pattern, Row};
-use super::{status, stop_signal, State};
+use super::{stop_signal, State};
 use crate::orchestrator::{
     BatchRow, JobRecord, JobState, JobStore, Orchestrator, OrchestratorError,
 };
 use crate::render::browser::{HeliosMetadata, Inspector};
 use crate::spec::{BrowserComposition, JobSpec, Props};
+use crate::view as status;
 
 /// How the error of a row refused at plan time starts: such a job never runs (its props
 /// cannot render), on `resume` either.

@@ -11,7 +11,7 @@ mod helios_job;
 mod plan;
 pub mod progress;
 mod rows;
-pub(crate) mod status;
+use crate::view as status;
 mod vendor;
 
 use std::path::{Path, PathBuf};

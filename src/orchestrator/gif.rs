@@ -39,7 +39,7 @@ impl Orchestrator {
                 });
             }
             if attempt > 1 {
-                tokio::time::sleep(super::backoff::delay(&job.spec.retry, attempt - 1)).await;
+                tokio::time::sleep(crate::backoff::delay(&job.spec.retry, attempt - 1)).await;
             }
             // Task names carry a run-unique id: palette attempts count from 1 every run.
             let _ticket = self

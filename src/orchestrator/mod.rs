@@ -4,7 +4,6 @@
 //! committed segments are stitched.
 
 mod assemble;
-pub mod backoff;
 pub mod events;
 mod gif;
 mod hls;

@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::spend::{Meter, OverCap, Ticket, Work};
 use super::{
-    backoff, webhook, AttemptOutcome, ChunkState, CommittedSegment, Event, JobLock, JobRecord,
-    JobState, JobStore, Orchestrator, OrchestratorError, Outcome, Speculation, StoreError,
+    webhook, AttemptOutcome, ChunkState, CommittedSegment, Event, JobLock, JobRecord, JobState,
+    JobStore, Orchestrator, OrchestratorError, Outcome, Speculation, StoreError,
 };
 use crate::adapters::{ChunkReport, ChunkRequest, FailureKind, WorkerAdapter, WorkerFailure};
+use crate::backoff;
 use crate::media;
 use crate::spec::{self, AudioSource, Chunk, JobSpec, SegmentFormat};
 use crate::stitch::{bytejoin, check_segments, AudioInput, AudioMix, Segment, SegmentProblem};

@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::backoff;
+use crate::backoff;
 use crate::spec::RetryPolicy;
 
 /// Header carrying the signature.

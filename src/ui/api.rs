@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use super::{assets, Ctx};
-use crate::cli::status;
 use crate::orchestrator::{ChunkRecord, JobRecord, JobStore, StoreError};
+use crate::view as status;
 
 /// How often a live page's job is re-read from the store.
 const POLL: Duration = Duration::from_millis(250);
@@ -67,7 +67,7 @@ fn job_value(
     if detail {
         status::add_attempts(&mut v, &attempts);
     }
-    v["live"] = match super::live::unavailable(job) {
+    v["live"] = match status::live_unavailable(job) {
         None => json!({
             "playlist": format!("/jobs/{}/live.m3u8", job.id),
             "codecs": if detail { super::live::codecs(chunks) } else { None },

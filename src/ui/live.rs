@@ -19,24 +19,6 @@ use crate::media::hls;
 use crate::orchestrator::{
     playable_prefix, ChunkRecord, JobRecord, JobState, JobStore, StoreError,
 };
-use crate::spec::{OutputKind, SegmentFormat};
-
-/// Why a job has no live video, if it has none.
-pub fn unavailable(job: &JobRecord) -> Option<String> {
-    if job.spec.output.kind != OutputKind::Video {
-        return Some(format!(
-            "job {} renders {:?} output, not a video: there is nothing to play live",
-            job.id, job.spec.output.kind
-        ));
-    }
-    if job.spec.video.segments != SegmentFormat::Fragmented {
-        return Some(format!(
-            "job {}'s segments are whole files joined by FFmpeg's concat demuxer; live playback needs byte-joinable segments (fragmented MP4: an .mp4, .m4v or .m3u8 output of H.264, H.265, VP9 or AV1, not --lossless)",
-            job.id
-        ));
-    }
-    None
-}
 
 /// The shared init of the job's segments (from the first committed report that has one).
 fn init_of<'a>(prefix: &[&'a ChunkRecord]) -> Option<&'a str> {
@@ -99,7 +81,7 @@ fn read(ctx: &Ctx, id: &str) -> Result<(JobRecord, Vec<ChunkRecord>), (StatusCod
         StoreError::NoSuchJob(_) => (StatusCode::NOT_FOUND, "no such job".into()),
         other => (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     })?;
-    if let Some(why) = unavailable(&job) {
+    if let Some(why) = crate::view::live_unavailable(&job) {
         return Err((StatusCode::CONFLICT, why));
     }
     let chunks = ctx

@@ -1,10 +1,12 @@
-//! `status`: jobs and chunks from the job store.
+//! A job as people and the API see it — the view `status` prints and the dashboard serves:
+//! state, progress, playable prefix, spend, cost, how it is stitched, its chunks and attempts,
+//! all read from the job store (and the reports in storage).
 
 use std::path::Path;
 
 use serde_json::json;
 
-use super::adapter::{AdapterConfig, AdapterKind};
+use crate::adapters::config::{AdapterConfig, AdapterKind};
 use crate::orchestrator::{AttemptRecord, ChunkRecord, ChunkState, JobLock, JobRecord, JobState};
 
 use crate::orchestrator::spend::scope_of;
@@ -391,7 +393,7 @@ pub fn job_detail(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> Stri
         .iter()
         .map(|c| c.chunk.len())
         .sum();
-    if crate::ui::live::unavailable(job).is_none() {
+    if live_unavailable(job).is_none() {
         s.push_str(&format!(
             "playable: {playable} of {} frames (from the first; watch at /jobs/{}/live.m3u8 in `helios-infra ui`)\n",
             job.spec.frame_count(),
@@ -444,4 +446,21 @@ pub fn job_detail(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> Stri
         ));
     }
     s
+}
+
+/// Why a job has no live video, if it has none.
+pub fn live_unavailable(job: &JobRecord) -> Option<String> {
+    if job.spec.output.kind != crate::spec::OutputKind::Video {
+        return Some(format!(
+            "job {} renders {:?} output, not a video: there is nothing to play live",
+            job.id, job.spec.output.kind
+        ));
+    }
+    if job.spec.video.segments != crate::spec::SegmentFormat::Fragmented {
+        return Some(format!(
+            "job {}'s segments are whole files joined by FFmpeg's concat demuxer; live playback needs byte-joinable segments (fragmented MP4: an .mp4, .m4v or .m3u8 output of H.264, H.265, VP9 or AV1, not --lossless)",
+            job.id
+        ));
+    }
+    None
 }
