@@ -584,6 +584,23 @@ fn cloud_run(
     }
 }
 
+/// A create needs the name free, an update needs it taken.
+fn create_or_update(name: &str, exists: bool, create: bool) -> Result<(), Answer> {
+    match (create, exists) {
+        (true, true) => Err(google_error(
+            409,
+            "ALREADY_EXISTS",
+            &format!("Resource '{name}' already exists."),
+        )),
+        (false, false) => Err(google_error(
+            404,
+            "NOT_FOUND",
+            &format!("Resource '{name}' was not found"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_account(st: &State0, account: &str) -> Result<(), Answer> {
     if st.accounts.contains(account) {
         Ok(())
@@ -603,19 +620,8 @@ fn put_service(fake: &Arc<Fake>, name: &str, body: &Value, create: bool) -> Answ
     };
     let mut st = fake.state.lock().unwrap();
     let exists = st.services.contains_key(name);
-    if create && exists {
-        return google_error(
-            409,
-            "ALREADY_EXISTS",
-            &format!("Resource '{name}' already exists."),
-        );
-    }
-    if !create && !exists {
-        return google_error(
-            404,
-            "NOT_FOUND",
-            &format!("Resource '{name}' was not found"),
-        );
+    if let Err(e) = create_or_update(name, exists, create) {
+        return e;
     }
     if !create && svc.name != name {
         return google_error(400, "INVALID_ARGUMENT", "service.name must match the URL");
@@ -691,19 +697,8 @@ fn put_job(fake: &Arc<Fake>, name: &str, body: &Value, create: bool) -> Answer {
     };
     let mut st = fake.state.lock().unwrap();
     let exists = st.jobs.contains_key(name);
-    if create && exists {
-        return google_error(
-            409,
-            "ALREADY_EXISTS",
-            &format!("Resource '{name}' already exists."),
-        );
-    }
-    if !create && !exists {
-        return google_error(
-            404,
-            "NOT_FOUND",
-            &format!("Resource '{name}' was not found"),
-        );
+    if let Err(e) = create_or_update(name, exists, create) {
+        return e;
     }
     let Some(t) = job.template.as_ref().and_then(|e| e.template.as_ref()) else {
         return google_error(400, "INVALID_ARGUMENT", "template.template is required");

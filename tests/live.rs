@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::peers::*;
 use common::*;
 
@@ -18,59 +16,10 @@ fn listed(playlist: &str) -> Vec<String> {
         .collect()
 }
 
-/// The hashes of the first `frames` frames FFmpeg decodes from `url` (all with `None`).
+/// The hashes of the first `frames` frames FFmpeg's HLS demuxer decodes from `url`, from
+/// the playlist's first segment (all with `None`).
 fn hls_frames(url: &str, frames: Option<usize>) -> Vec<String> {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args([
-        "-v",
-        "error",
-        "-nostdin",
-        "-live_start_index",
-        "0",
-        "-i",
-        url,
-    ]);
-    if let Some(n) = frames {
-        cmd.args(["-frames:v", &n.to_string()]);
-    }
-    let out = cmd
-        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ffmpeg {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.rsplit(',').next().unwrap().trim().to_string())
-        .collect()
-}
-
-fn render_args<'a>(
-    out: &'a str,
-    frames: &'a str,
-    chunks: &'a str,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut v = vec![
-        "render",
-        "-o",
-        out,
-        "--frames",
-        frames,
-        "--size",
-        "64x64",
-        "--chunks",
-        chunks,
-        "--preset",
-        "ultrafast",
-    ];
-    v.extend_from_slice(extra);
-    v
+    framemd5_of(url, &["-live_start_index", "0"], frames)
 }
 
 fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {

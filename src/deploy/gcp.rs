@@ -233,30 +233,9 @@ const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 impl StorageApi {
     fn new() -> Result<Self, DeployError> {
-        let emulator = std::env::var("STORAGE_EMULATOR_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .map(|h| {
-                if h.contains("://") {
-                    h
-                } else {
-                    format!("http://{h}")
-                }
-            });
-        let (base, creds) = match emulator {
-            Some(b) => (b, None),
-            None => {
-                let base = std::env::var("GOOGLE_BASE_URL")
-                    .unwrap_or_else(|_| "https://storage.googleapis.com".into());
-                let creds = google_cloud_auth::credentials::Builder::default()
-                    .with_scopes([SCOPE])
-                    .build_access_token_credentials()
-                    .map_err(|e| {
-                        DeployError::Invalid(format!("no Google credentials ({e}): set GOOGLE_APPLICATION_CREDENTIALS to a key file, or run `gcloud auth application-default login`"))
-                    })?;
-                (base, Some(creds))
-            }
-        };
+        let (base, creds) = crate::storage::gcs::endpoint(SCOPE).map_err(|e| {
+            DeployError::Invalid(format!("{e}: set GOOGLE_APPLICATION_CREDENTIALS to a key file, or run `gcloud auth application-default login`"))
+        })?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -808,43 +787,65 @@ fn service_template(d: &GcpDeployment) -> RevisionTemplate {
     t
 }
 
+/// The owned settings of the one container (image, args, cpu, memory) that differ.
+fn container_diff(containers: &[Container], args: &[&str], d: &GcpDeployment) -> Vec<String> {
+    let c = containers.first().cloned().unwrap_or_default();
+    let limits = c.resources.map(|r| r.limits).unwrap_or_default();
+    [
+        (containers.len() != 1, "containers"),
+        (c.image != d.image, "image"),
+        (!c.command.is_empty() || c.args != args, "args"),
+        (limits.get("cpu") != Some(&d.cpu), "cpu"),
+        (limits.get("memory") != Some(&d.memory), "memory"),
+    ]
+    .into_iter()
+    .filter(|(differs, _)| *differs)
+    .map(|(_, what)| what.to_string())
+    .collect()
+}
+
+/// The fetched container with the owned settings replaced (the rest kept).
+fn owned_container(containers: &[Container], wanted: Container, d: &GcpDeployment) -> Container {
+    let mut c = containers.first().cloned().unwrap_or_default();
+    c.image = wanted.image;
+    c.command.clear();
+    c.args = wanted.args;
+    let r = c.resources.get_or_insert_with(Default::default);
+    r.limits.insert("cpu".into(), d.cpu.clone());
+    r.limits.insert("memory".into(), d.memory.clone());
+    c
+}
+
 /// The owned settings of a service that differ from what is wanted.
 pub fn service_diff(cur: &Service, d: &GcpDeployment) -> Vec<String> {
-    let mut out = Vec::new();
     let t = cur.template.clone().unwrap_or_default();
-    let c = t.containers.first().cloned().unwrap_or_default();
-    let limits = c
-        .resources
-        .as_ref()
-        .map(|r| r.limits.clone())
-        .unwrap_or_default();
-    let mut differs = |yes: bool, what: &str| {
-        if yes {
-            out.push(what.to_string());
-        }
-    };
-    differs(t.containers.len() != 1, "containers");
-    differs(c.image != d.image, "image");
-    differs(!c.command.is_empty() || c.args != SERVICE_ARGS, "args");
-    differs(
-        c.ports.first().map(|p| p.container_port) != Some(PORT),
-        "port",
-    );
-    differs(limits.get("cpu") != Some(&d.cpu), "cpu");
-    differs(limits.get("memory") != Some(&d.memory), "memory");
-    differs(t.max_instance_request_concurrency != 1, "concurrency");
-    differs(t.service_account != d.worker_email(), "service account");
-    differs(
-        t.timeout.as_ref().map(|x| x.seconds()) != Some(d.timeout_s as i64),
-        "timeout",
-    );
-    if let Some(n) = d.max_instances {
-        differs(
-            t.scaling.as_ref().map(|s| s.max_instance_count) != Some(n),
+    let mut out = container_diff(&t.containers, &SERVICE_ARGS, d);
+    let port = t
+        .containers
+        .first()
+        .and_then(|c| c.ports.first())
+        .map(|p| p.container_port);
+    let scaling = t.scaling.as_ref().map(|s| s.max_instance_count);
+    let checks = [
+        (port != Some(PORT), "port"),
+        (t.max_instance_request_concurrency != 1, "concurrency"),
+        (t.service_account != d.worker_email(), "service account"),
+        (
+            t.timeout.as_ref().map(|x| x.seconds()) != Some(d.timeout_s as i64),
+            "timeout",
+        ),
+        (
+            d.max_instances.is_some() && scaling != d.max_instances,
             "max instances",
-        );
-    }
-    differs(cur.invoker_iam_disabled, "invoker IAM check");
+        ),
+        (cur.invoker_iam_disabled, "invoker IAM check"),
+    ];
+    out.extend(
+        checks
+            .into_iter()
+            .filter(|(x, _)| *x)
+            .map(|(_, w)| w.to_string()),
+    );
     out
 }
 
@@ -861,16 +862,13 @@ fn with_owned(mut svc: Service, d: &GcpDeployment) -> Service {
     if d.max_instances.is_some() {
         t.scaling = wanted.scaling;
     }
-    let mut c = t.containers.first().cloned().unwrap_or_default();
     let w = wanted.containers.into_iter().next().unwrap_or_default();
-    c.image = w.image;
-    c.command.clear();
-    c.args = w.args;
-    c.ports = w.ports;
-    let r = c.resources.get_or_insert_with(Default::default);
-    r.limits.insert("cpu".into(), d.cpu.clone());
-    r.limits.insert("memory".into(), d.memory.clone());
-    r.cpu_idle = true;
+    let ports = w.ports.clone();
+    let mut c = owned_container(&t.containers, w, d);
+    c.ports = ports;
+    if let Some(r) = c.resources.as_mut() {
+        r.cpu_idle = true;
+    }
     t.containers = vec![c];
     svc.template = Some(t);
     svc.invoker_iam_disabled = false;
@@ -971,34 +969,27 @@ fn job_template(d: &GcpDeployment) -> ExecutionTemplate {
 
 /// The owned settings of a job that differ from what is wanted.
 pub fn job_diff(cur: &Job, d: &GcpDeployment) -> Vec<String> {
-    let mut out = Vec::new();
     let et = cur.template.clone().unwrap_or_default();
     let t = et.template.clone().unwrap_or_default();
-    let c = t.containers.first().cloned().unwrap_or_default();
-    let limits = c
-        .resources
-        .as_ref()
-        .map(|r| r.limits.clone())
-        .unwrap_or_default();
-    let mut differs = |yes: bool, what: &str| {
-        if yes {
-            out.push(what.to_string());
-        }
-    };
-    differs(t.containers.len() != 1, "containers");
-    differs(c.image != d.image, "image");
-    differs(!c.command.is_empty() || c.args != JOB_ARGS, "args");
-    differs(limits.get("cpu") != Some(&d.cpu), "cpu");
-    differs(limits.get("memory") != Some(&d.memory), "memory");
-    differs(t.max_retries() != Some(&0), "max retries");
-    differs(t.service_account != d.worker_email(), "service account");
-    differs(
-        t.timeout.as_ref().map(|x| x.seconds()) != Some(d.timeout_s as i64),
-        "timeout",
+    let mut out = container_diff(&t.containers, &JOB_ARGS, d);
+    let checks = [
+        (t.max_retries() != Some(&0), "max retries"),
+        (t.service_account != d.worker_email(), "service account"),
+        (
+            t.timeout.as_ref().map(|x| x.seconds()) != Some(d.timeout_s as i64),
+            "timeout",
+        ),
+        (
+            d.max_instances.is_some_and(|n| et.parallelism != n),
+            "parallelism",
+        ),
+    ];
+    out.extend(
+        checks
+            .into_iter()
+            .filter(|(x, _)| *x)
+            .map(|(_, w)| w.to_string()),
     );
-    if let Some(n) = d.max_instances {
-        differs(et.parallelism != n, "parallelism");
-    }
     out
 }
 
@@ -1013,14 +1004,8 @@ fn job_with_owned(mut job: Job, d: &GcpDeployment) -> Job {
     t.service_account = w.service_account;
     t.retries = Some(Retries::MaxRetries(0));
     t.timeout = w.timeout;
-    let mut c = t.containers.first().cloned().unwrap_or_default();
     let wc = w.containers.into_iter().next().unwrap_or_default();
-    c.image = wc.image;
-    c.command.clear();
-    c.args = wc.args;
-    let r = c.resources.get_or_insert_with(Default::default);
-    r.limits.insert("cpu".into(), d.cpu.clone());
-    r.limits.insert("memory".into(), d.memory.clone());
+    let c = owned_container(&t.containers, wc, d);
     t.containers = vec![c];
     et.template = Some(t);
     job.template = Some(et);

@@ -64,6 +64,32 @@ struct ObjectMeta {
     md5_hash: Option<String>,
 }
 
+/// Cloud Storage's JSON API: `STORAGE_EMULATOR_HOST` (an emulator, no credentials), else
+/// `GOOGLE_BASE_URL` or storage.googleapis.com with application default credentials for
+/// `scope`. Returns the base URL and the credentials.
+pub(crate) fn endpoint(scope: &str) -> Result<(String, Option<AccessTokenCredentials>), String> {
+    let emulator = std::env::var("STORAGE_EMULATOR_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            if h.contains("://") {
+                h
+            } else {
+                format!("http://{h}")
+            }
+        });
+    if let Some(base) = emulator {
+        return Ok((base, None));
+    }
+    let base = std::env::var("GOOGLE_BASE_URL")
+        .unwrap_or_else(|_| "https://storage.googleapis.com".into());
+    let creds = Builder::default()
+        .with_scopes([scope])
+        .build_access_token_credentials()
+        .map_err(|e| format!("no Google credentials for Cloud Storage: {e}"))?;
+    Ok((base, Some(creds)))
+}
+
 impl GcsBucket {
     /// Opens the bucket of a `gs://bucket/prefix` URL, or `None` for any other URL.
     pub fn open(url: &str) -> Result<Option<Self>, StorageError> {
@@ -72,31 +98,11 @@ impl GcsBucket {
         };
         let rest = rest.trim_end_matches('/');
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let emulator = std::env::var("STORAGE_EMULATOR_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .map(|h| {
-                if h.contains("://") {
-                    h
-                } else {
-                    format!("http://{h}")
-                }
-            });
-        let (base, creds) = match emulator {
-            Some(base) => (base, None),
-            None => {
-                let base = std::env::var("GOOGLE_BASE_URL")
-                    .unwrap_or_else(|_| "https://storage.googleapis.com".into());
-                let creds = Builder::default()
-                    .with_scopes(["https://www.googleapis.com/auth/devstorage.read_write"])
-                    .build_access_token_credentials()
-                    .map_err(|e| StorageError::BadUrl {
-                        url: url.to_string(),
-                        reason: format!("no Google credentials for Cloud Storage: {e}"),
-                    })?;
-                (base, Some(creds))
-            }
-        };
+        let (base, creds) = endpoint("https://www.googleapis.com/auth/devstorage.read_write")
+            .map_err(|reason| StorageError::BadUrl {
+                url: url.to_string(),
+                reason,
+            })?;
         // No timeout on a whole request: an output of gigabytes streams for minutes. A
         // stalled connection is caught by the read timeout instead.
         let http = reqwest::Client::builder()

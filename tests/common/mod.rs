@@ -10,16 +10,26 @@ use std::process::{Command, Output};
 /// `render -o OUT` of 60 frames at 64×64 in 6 chunks (x264 ultrafast), then `extra`: the
 /// small job the fault-injection tests run through the test renderer.
 pub fn small_render_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    render_args(out, "0..60", "6", extra)
+}
+
+/// `render -o OUT` of `frames` at 64×64 in `chunks` chunks (x264 ultrafast), then `extra`.
+pub fn render_args<'a>(
+    out: &'a str,
+    frames: &'a str,
+    chunks: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut v = vec![
         "render",
         "-o",
         out,
         "--frames",
-        "0..60",
+        frames,
         "--size",
         "64x64",
         "--chunks",
-        "6",
+        chunks,
         "--preset",
         "ultrafast",
     ];
@@ -280,9 +290,18 @@ pub fn with_renderer<'a>(args: &[&'a str], argv: &'a [String]) -> Vec<&'a str> {
 
 /// Decoded frame hashes (`-f framemd5`), one per frame, without the header.
 pub fn framemd5(path: &Path) -> Vec<String> {
+    framemd5_of(path.to_str().unwrap(), &[], None)
+}
+
+/// [`framemd5`] of any input FFmpeg opens (a URL), with input options `pre`, of the first
+/// `frames` frames (all with `None`).
+pub fn framemd5_of(input: &str, pre: &[&str], frames: Option<usize>) -> Vec<String> {
+    let n = frames.map(|n| n.to_string());
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-i"])
-        .arg(path)
+        .args(["-v", "error", "-nostdin"])
+        .args(pre)
+        .args(["-i", input])
+        .args(n.iter().flat_map(|n| ["-frames:v", n.as_str()]))
         .args(["-map", "0:v:0", "-f", "framemd5", "-"])
         .output()
         .expect("ffmpeg");
@@ -423,6 +442,32 @@ pub fn frame_brightness(path: &Path) -> Vec<f64> {
 }
 
 /// Root mean square of samples `[from, to)` seconds at 48 kHz.
+/// Checks that `samples` (48 kHz) are a continuous 440 Hz sine of amplitude 0.5: no jump
+/// between samples steeper than the sine's own (with room for AAC's coding noise) — a gap or
+/// click at a boundary jumps by up to the amplitude — and the sine's level in every whole
+/// second but the last.
+pub fn assert_continuous_sine(samples: &[f32]) {
+    let allowed = 0.5 * 2.0 * std::f64::consts::PI * 440.0 / 48000.0 * 1.3 + 0.01;
+    let (worst_at, worst) = samples[..samples.len().saturating_sub(1024)]
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs() as f64)
+        .enumerate()
+        .fold((0, 0.0), |acc, (i, d)| if d > acc.1 { (i, d) } else { acc });
+    assert!(
+        worst <= allowed,
+        "discontinuity of {worst:.4} at {:.4}s (allowed {allowed:.4})",
+        worst_at as f64 / 48000.0
+    );
+    let seconds = samples.len() / 48000;
+    for second in 0..seconds.saturating_sub(1) {
+        let r = rms(samples, second as f64 + 0.1, second as f64 + 0.9);
+        assert!(
+            (r - 0.5 / 2f64.sqrt()).abs() < 0.02,
+            "rms {r} in second {second}"
+        );
+    }
+}
+
 pub fn rms(samples: &[f32], from: f64, to: f64) -> f64 {
     let (a, b) = ((from * 48000.0) as usize, (to * 48000.0) as usize);
     let s = &samples[a..b];
