@@ -875,6 +875,66 @@ fn with_owned(mut svc: Service, d: &GcpDeployment) -> Service {
     svc
 }
 
+/// The calls of one kind of Cloud Run resource, for messages.
+struct Calls {
+    get: &'static str,
+    patch: &'static str,
+    create: &'static str,
+}
+
+/// Reconciles one Cloud Run resource read as `got`: unchanged when `diff` finds nothing,
+/// else (unless `dry_run`) `update` with the fetched resource's owned settings replaced by
+/// `owned`, or `create` when there is none. Returns what happened and the resource as it is.
+#[allow(clippy::too_many_arguments)]
+async fn reconcile<T, UF, CF>(
+    got: google_cloud_gax::Result<T>,
+    diff: impl Fn(&T) -> Vec<String>,
+    owned: impl Fn(T) -> T,
+    update: impl Fn(T) -> UF,
+    create: impl Fn() -> CF,
+    (fresh, dry_run): (bool, bool),
+    resource: &str,
+    calls: Calls,
+    fix: &str,
+) -> Result<(Change, Option<T>), DeployError>
+where
+    T: Clone,
+    UF: Future<Output = google_cloud_gax::Result<T>>,
+    CF: Future<Output = google_cloud_gax::Result<T>>,
+{
+    match got {
+        Ok(cur) => {
+            let changed = diff(&cur);
+            if changed.is_empty() {
+                return Ok((Change::Unchanged, Some(cur)));
+            }
+            if dry_run {
+                return Ok((Change::Updated(changed), Some(cur)));
+            }
+            let updated = owned(cur);
+            let now = while_propagating(fresh, || update(updated.clone()))
+                .await
+                .map_err(|e| gax_failure(resource, calls.patch, &e, fix))?;
+            Ok((Change::Updated(changed), Some(now)))
+        }
+        Err(e) if is_not_found(&e) => {
+            if dry_run {
+                return Ok((Change::Created, None));
+            }
+            let now = while_propagating(fresh, &create)
+                .await
+                .map_err(|e| gax_failure(resource, calls.create, &e, fix))?;
+            Ok((Change::Created, Some(now)))
+        }
+        Err(e) => Err(gax_failure(
+            resource,
+            calls.get,
+            &e,
+            "check --project, --region and the credentials",
+        )),
+    }
+}
+
 async fn service(
     c: &Clients,
     d: &GcpDeployment,
@@ -882,62 +942,48 @@ async fn service(
     dry_run: bool,
 ) -> Result<(Step, Option<Service>), DeployError> {
     let resource = format!("service {}", d.service);
-    let name = d.service_name();
     let desired = serde_json::to_value(Service::new().set_template(service_template(d))).ok();
     const FIX: &str = "check that the image exists in Artifact Registry and that the credentials may act as the workers' account (roles/iam.serviceAccountUser on it); a revision that does not start is described in the service's logs (gcloud run services logs read)";
-    let got = c.services.get_service().set_name(&name).send().await;
-    let (change, svc) = match got {
-        Ok(cur) => {
-            let diff = service_diff(&cur, d);
-            if diff.is_empty() {
-                (Change::Unchanged, Some(cur))
-            } else if dry_run {
-                (Change::Updated(diff), Some(cur))
-            } else {
-                let updated = with_owned(cur, d);
-                let svc = while_propagating(fresh, || {
-                    c.services
-                        .update_service()
-                        .set_service(updated.clone())
-                        .poller()
-                        .until_done()
-                })
-                .await
-                .map_err(|e| gax_failure(&resource, "services.patch", &e, FIX))?;
-                (Change::Updated(diff), Some(svc))
-            }
-        }
-        Err(e) if is_not_found(&e) => {
-            if dry_run {
-                (Change::Created, None)
-            } else {
-                let svc = while_propagating(fresh, || {
-                    c.services
-                        .create_service()
-                        .set_parent(d.parent())
-                        .set_service_id(&d.service)
-                        .set_service(
-                            Service::new()
-                                .set_template(service_template(d))
-                                .set_client("helios-infra"),
-                        )
-                        .poller()
-                        .until_done()
-                })
-                .await
-                .map_err(|e| gax_failure(&resource, "services.create", &e, FIX))?;
-                (Change::Created, Some(svc))
-            }
-        }
-        Err(e) => {
-            return Err(gax_failure(
-                &resource,
-                "services.get",
-                &e,
-                "check --project, --region and the credentials",
-            ))
-        }
-    };
+    let got = c
+        .services
+        .get_service()
+        .set_name(d.service_name())
+        .send()
+        .await;
+    let (change, svc) = reconcile(
+        got,
+        |cur| service_diff(cur, d),
+        |cur| with_owned(cur, d),
+        |svc| {
+            c.services
+                .update_service()
+                .set_service(svc)
+                .poller()
+                .until_done()
+        },
+        || {
+            c.services
+                .create_service()
+                .set_parent(d.parent())
+                .set_service_id(&d.service)
+                .set_service(
+                    Service::new()
+                        .set_template(service_template(d))
+                        .set_client("helios-infra"),
+                )
+                .poller()
+                .until_done()
+        },
+        (fresh, dry_run),
+        &resource,
+        Calls {
+            get: "services.get",
+            patch: "services.patch",
+            create: "services.create",
+        },
+        FIX,
+    )
+    .await?;
     Ok((
         Step {
             resource,
@@ -1019,59 +1065,37 @@ async fn job(
     dry_run: bool,
 ) -> Result<Step, DeployError> {
     let resource = format!("job {}", d.job);
-    let name = d.job_name();
     let desired = serde_json::to_value(Job::new().set_template(job_template(d))).ok();
     const FIX: &str = "check that the image exists in Artifact Registry and that the credentials may act as the workers' account (roles/iam.serviceAccountUser on it)";
-    let change = match c.jobs.get_job().set_name(&name).send().await {
-        Ok(cur) => {
-            let diff = job_diff(&cur, d);
-            if !diff.is_empty() && !dry_run {
-                let updated = job_with_owned(cur, d);
-                while_propagating(fresh, || {
-                    c.jobs
-                        .update_job()
-                        .set_job(updated.clone())
-                        .poller()
-                        .until_done()
-                })
-                .await
-                .map_err(|e| gax_failure(&resource, "jobs.patch", &e, FIX))?;
-            }
-            if diff.is_empty() {
-                Change::Unchanged
-            } else {
-                Change::Updated(diff)
-            }
-        }
-        Err(e) if is_not_found(&e) => {
-            if !dry_run {
-                while_propagating(fresh, || {
-                    c.jobs
-                        .create_job()
-                        .set_parent(d.parent())
-                        .set_job_id(&d.job)
-                        .set_job(
-                            Job::new()
-                                .set_template(job_template(d))
-                                .set_client("helios-infra"),
-                        )
-                        .poller()
-                        .until_done()
-                })
-                .await
-                .map_err(|e| gax_failure(&resource, "jobs.create", &e, FIX))?;
-            }
-            Change::Created
-        }
-        Err(e) => {
-            return Err(gax_failure(
-                &resource,
-                "jobs.get",
-                &e,
-                "check --project, --region and the credentials",
-            ))
-        }
-    };
+    let got = c.jobs.get_job().set_name(d.job_name()).send().await;
+    let (change, _) = reconcile(
+        got,
+        |cur| job_diff(cur, d),
+        |cur| job_with_owned(cur, d),
+        |job| c.jobs.update_job().set_job(job).poller().until_done(),
+        || {
+            c.jobs
+                .create_job()
+                .set_parent(d.parent())
+                .set_job_id(&d.job)
+                .set_job(
+                    Job::new()
+                        .set_template(job_template(d))
+                        .set_client("helios-infra"),
+                )
+                .poller()
+                .until_done()
+        },
+        (fresh, dry_run),
+        &resource,
+        Calls {
+            get: "jobs.get",
+            patch: "jobs.patch",
+            create: "jobs.create",
+        },
+        FIX,
+    )
+    .await?;
     Ok(Step {
         resource,
         change,
