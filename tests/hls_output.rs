@@ -200,3 +200,41 @@ fn with_no_download_the_rendition_is_written_in_the_bucket_next_to_the_output() 
     );
     assert_eq!(framemd5(&copy.join("output.m3u8")).len(), 60);
 }
+
+#[test]
+fn run_and_batch_write_hls_renditions_too() {
+    let env = Env::new();
+    let r = env.renderer("ok");
+    env.ok(&with_renderer(
+        &[
+            "plan", "--emit", "job.json", "--frames", "0..30", "--size", "64x64", "--chunks", "3",
+        ],
+        &r,
+    ));
+    env.ok(&["run", "job.json", "-o", "run.m3u8"]);
+    let playlist = std::fs::read_to_string(env.path("run.m3u8")).unwrap();
+    assert_eq!(durations(&playlist).0.len(), 3, "{playlist}");
+    assert_eq!(
+        framemd5(&env.path("run.m3u8")),
+        framemd5(&env.path("run.mp4"))
+    );
+
+    // A batch: a rendition per row, named by the output pattern.
+    let rows = "{\"title\":\"One\",\"score\":1}\n{\"title\":\"Two\",\"score\":2}\n";
+    std::fs::write(env.path("rows.jsonl"), rows).unwrap();
+    env.ok(&[
+        "batch",
+        &title_card(),
+        "--props-file",
+        "rows.jsonl",
+        "-o",
+        "rows/{row}.m3u8",
+        "--frames",
+        "0..2",
+    ]);
+    for row in ["1", "2"] {
+        let hls = framemd5(&env.path(&format!("rows/{row}.m3u8")));
+        assert_eq!(hls.len(), 2, "row {row}");
+        assert_eq!(hls, framemd5(&env.path(&format!("rows/{row}.mp4"))));
+    }
+}

@@ -233,3 +233,25 @@ fn the_live_playlist_reads_its_segments_from_s3() {
     let url = format!("http://{}/jobs/{id}/live.m3u8", ui.addr);
     assert_eq!(hls_frames(&url, None), framemd5(&env.path("s3.mp4")));
 }
+
+#[test]
+fn the_live_playlist_reads_its_segments_from_cloud_storage() {
+    let gcs = fake_gcs("live-gcs");
+    let vars = vec![("STORAGE_EMULATOR_HOST", gcs.endpoint.clone())];
+    let env = Env::new();
+    let r = env.renderer("ok");
+    let args = with_renderer(
+        &render_args("gs.mp4", "0..30", "3", &["--storage", "gs://live-gcs/p"]),
+        &r,
+    );
+    let out = env
+        .cmd(&args)
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let id = env.only_job();
+    let ui = Ui::start_with_env(&env, &[], &vars);
+    let url = format!("http://{}/jobs/{id}/live.m3u8", ui.addr);
+    assert_eq!(hls_frames(&url, None), framemd5(&env.path("gs.mp4")));
+}
