@@ -124,6 +124,12 @@ pub fn shown_state(job: &JobRecord, locks: &Path) -> &'static str {
     }
 }
 
+/// The chunks and frames that play now: the committed prefix from the first frame.
+fn playable(chunks: &[ChunkRecord]) -> (usize, u64) {
+    let prefix = crate::orchestrator::playable_prefix(chunks);
+    (prefix.len(), prefix.iter().map(|c| c.chunk.len()).sum())
+}
+
 fn frames_done(chunks: &[ChunkRecord]) -> u64 {
     chunks
         .iter()
@@ -147,6 +153,7 @@ pub fn job_json(
             crate::spec::Composition::Browser(b) => b.entry.clone(),
             crate::spec::Composition::Command(c) => c.argv.join(" "),
         });
+    let playable = playable(chunks);
     let mut v = json!({
         "id": job.id,
         "composition": composition,
@@ -159,10 +166,8 @@ pub fn job_json(
         "frames": job.spec.frame_count(),
         "frames_done": frames_done(chunks),
         // The contiguous prefix of committed chunks from the first frame: what plays now.
-        "playable_frames": crate::orchestrator::playable_prefix(chunks)
-            .iter()
-            .map(|c| c.chunk.len())
-            .sum::<u64>(),
+        "playable_chunks": playable.0,
+        "playable_frames": playable.1,
         "chunk_count": chunks.len(),
         "chunks_done": chunks.iter().filter(|c| c.state == ChunkState::Done).count(),
         "error": job.error,
@@ -389,10 +394,7 @@ pub fn job_detail(job: &JobRecord, chunks: &[ChunkRecord], locks: &Path) -> Stri
         stitch_method(job).1,
         assembly(job).1
     ));
-    let playable: u64 = crate::orchestrator::playable_prefix(chunks)
-        .iter()
-        .map(|c| c.chunk.len())
-        .sum();
+    let (_, playable) = playable(chunks);
     if live_unavailable(job).is_none() {
         s.push_str(&format!(
             "playable: {playable} of {} frames (from the first; watch at /jobs/{}/live.m3u8 in `helios-infra ui`)\n",

@@ -54,17 +54,7 @@ fn render_with_audio(
 #[test]
 fn continuous_sine_has_no_seam_at_any_chunk_boundary_and_matches_the_video_length() {
     let env = Env::new();
-    let sine = env.path("sine.wav");
-    // 440 Hz at amplitude 0.5.
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=f=440:r=48000:d=12",
-        "-af",
-        "volume=4",
-        sine.to_str().unwrap(),
-    ]);
+    write_test_tone(&env.path("sine.wav"));
     render_with_audio(
         &env,
         "out.mp4",

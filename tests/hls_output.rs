@@ -89,17 +89,7 @@ fn an_hls_output_decodes_to_the_frames_of_the_same_job_written_as_mp4() {
 #[test]
 fn an_hls_output_with_audio_plays_its_tone_in_sync() {
     let env = Env::new();
-    let sine = env.path("sine.wav");
-    // 440 Hz at amplitude 0.5.
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=f=440:r=48000:d=12",
-        "-af",
-        "volume=4",
-        sine.to_str().unwrap(),
-    ]);
+    write_test_tone(&env.path("sine.wav"));
     let r = env.renderer("ok");
     env.ok(&with_renderer(
         &render_args("tone.m3u8", "0..300", "10", &["--audio", "sine.wav"]),

@@ -1090,14 +1090,7 @@ pub fn check_output(output: &Path, spec: &JobSpec) -> anyhow::Result<()> {
             let codec = spec.video.codec;
             let ok = codec.containers();
             if ext == "m3u8" {
-                let joinable = matches!(
-                    codec,
-                    crate::spec::Codec::H264
-                        | crate::spec::Codec::H265
-                        | crate::spec::Codec::Vp9
-                        | crate::spec::Codec::Av1
-                );
-                if !joinable || spec.video.lossless {
+                if !codec.joins_by_bytes() || spec.video.lossless {
                     bail!("-o {shown}: HLS output is fragmented MP4 of H.264, H.265, VP9 or AV1 (not --lossless); this job is {}{}", codec.name(), if spec.video.lossless { ", lossless" } else { "" });
                 }
                 return Ok(());

@@ -124,6 +124,13 @@ fn full(d: &[u8], b: &BoxRef) -> Result<(u8, u32), Fmp4Error> {
     Ok(((v >> 24) as u8, v & 0x00ff_ffff))
 }
 
+/// The 32-bit field after a full box's creation and modification times (32 or 64 bits
+/// each by version): the timescale of `mvhd` and `mdhd`, the track id of `tkhd`.
+fn after_times(d: &[u8], b: &BoxRef) -> Result<u32, Fmp4Error> {
+    let (v, _) = full(d, b)?;
+    u32_at(d, b.body + if v == 1 { 20 } else { 12 })
+}
+
 /// Sample defaults of a track (`trex`), used where a fragment does not override them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TrackDefaults {
@@ -153,18 +160,14 @@ pub fn read_init(d: &[u8]) -> Result<InitInfo, Fmp4Error> {
     let top = boxes(d, 0..d.len())?;
     let moov = only(&top, b"moov", "the file")?;
     let mk = children(d, moov)?;
-    let mvhd = only(&mk, b"mvhd", "moov")?;
-    let (v, _) = full(d, mvhd)?;
-    let movie_timescale = u32_at(d, mvhd.body + if v == 1 { 20 } else { 12 })?;
+    let movie_timescale = after_times(d, only(&mk, b"mvhd", "moov")?)?;
     let traks: Vec<_> = mk.iter().filter(|b| b.is(b"trak")).collect();
     if traks.len() != 1 {
         return bad(format!("expected one track, found {}", traks.len()));
     }
     let tk = children(d, traks[0])?;
     let mdia = children(d, only(&tk, b"mdia", "trak")?)?;
-    let mdhd = only(&mdia, b"mdhd", "mdia")?;
-    let (v, _) = full(d, mdhd)?;
-    let timescale = u32_at(d, mdhd.body + if v == 1 { 20 } else { 12 })?;
+    let timescale = after_times(d, only(&mdia, b"mdhd", "mdia")?)?;
     let mvex = children(d, only(&mk, b"mvex", "moov (not a fragmented MP4)")?)?;
     let trex = only(&mvex, b"trex", "mvex")?;
     let defaults = TrackDefaults {
@@ -908,13 +911,9 @@ pub fn tracks(d: &[u8]) -> Result<Vec<TrackInfo>, Fmp4Error> {
     let mut out = Vec::new();
     for trak in children(d, moov)?.iter().filter(|b| b.is(b"trak")) {
         let tk = children(d, trak)?;
-        let tkhd = only(&tk, b"tkhd", "trak")?;
-        let (v, _) = full(d, tkhd)?;
-        let id = u32_at(d, tkhd.body + if v == 1 { 20 } else { 12 })?;
+        let id = after_times(d, only(&tk, b"tkhd", "trak")?)?;
         let mdia = children(d, only(&tk, b"mdia", "trak")?)?;
-        let mdhd = only(&mdia, b"mdhd", "mdia")?;
-        let (v, _) = full(d, mdhd)?;
-        let timescale = u32_at(d, mdhd.body + if v == 1 { 20 } else { 12 })?;
+        let timescale = after_times(d, only(&mdia, b"mdhd", "mdia")?)?;
         let hdlr = only(&mdia, b"hdlr", "mdia")?;
         let h = d
             .get(hdlr.body + 8..hdlr.body + 12)

@@ -117,11 +117,11 @@ async fn index(
 }
 
 /// One rendition's segments: byte ranges and times (track units) from its index entries,
-/// grouped where `cut` says a segment starts; `end` is where the track's bytes end and
-/// `end_time` its last time.
+/// grouped where `cut` (asked of each entry after the first, in order) says a segment
+/// starts; `end` is where the track's bytes end and `end_time` its last time.
 fn segments(
     entries: &[IndexEntry],
-    cut: impl Fn(u64) -> bool,
+    mut cut: impl FnMut(u64) -> bool,
     end: u64,
     end_time: u64,
     uri: &str,
@@ -280,21 +280,15 @@ pub(super) async fn write(job: &JobRecord, storage: &Storage) -> Result<String, 
             let cut_every = span.max(1);
             let first_time = a_entries.first().map(|e| e.time).unwrap_or(0);
             let mut next_cut = first_time + cut_every;
-            let cuts: std::collections::BTreeSet<u64> = a_entries
-                .iter()
-                .filter(|e| {
-                    if e.time >= next_cut {
-                        next_cut = e.time + cut_every;
-                        true
-                    } else {
-                        false
-                    }
-                })
-                .map(|e| e.time)
-                .collect();
             let audio_segments = segments(
                 a_entries,
-                |t| cuts.contains(&t),
+                |t| {
+                    let cut = t >= next_cut;
+                    if cut {
+                        next_cut = t + cut_every;
+                    }
+                    cut
+                },
                 index_start,
                 end_time,
                 &names.media,

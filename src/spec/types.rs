@@ -271,6 +271,12 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// Whether its segments can be fragmented MP4 joined by their bytes (and played as
+    /// HLS fMP4).
+    pub fn joins_by_bytes(self) -> bool {
+        matches!(self, Codec::H264 | Codec::H265 | Codec::Vp9 | Codec::Av1)
+    }
+
     /// Every codec, for help texts and errors.
     pub const ALL: [Codec; 6] = [
         Codec::H264,
@@ -386,11 +392,10 @@ impl SegmentFormat {
             .and_then(|e| e.to_str())
             .map(|e| e.to_ascii_lowercase())
             .unwrap_or_default();
-        let joinable_codec = matches!(
-            video.codec,
-            Codec::H264 | Codec::H265 | Codec::Vp9 | Codec::Av1
-        );
-        if matches!(ext.as_str(), "mp4" | "m4v" | "m3u8") && joinable_codec && !video.lossless {
+        if matches!(ext.as_str(), "mp4" | "m4v" | "m3u8")
+            && video.codec.joins_by_bytes()
+            && !video.lossless
+        {
             SegmentFormat::Fragmented
         } else {
             SegmentFormat::File

@@ -442,6 +442,20 @@ pub fn frame_brightness(path: &Path) -> Vec<f64> {
 }
 
 /// Root mean square of samples `[from, to)` seconds at 48 kHz.
+/// Writes the tone [`assert_continuous_sine`] checks: 12 s of 440 Hz at amplitude 0.5,
+/// 48 kHz.
+pub fn write_test_tone(path: &Path) {
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:r=48000:d=12",
+        "-af",
+        "volume=4",
+        path.to_str().unwrap(),
+    ]);
+}
+
 /// Checks that `samples` (48 kHz) are a continuous 440 Hz sine of amplitude 0.5: no jump
 /// between samples steeper than the sine's own (with room for AAC's coding noise) — a gap or
 /// click at a boundary jumps by up to the amplitude — and the sine's level in every whole

@@ -185,7 +185,7 @@ function renderJob(job) {
 // segments are fragmented MP4 on the job's timeline, behind one init), or the live HLS
 // playlist where the browser plays HLS itself; the finished output once it is here.
 const live = {
-  ms: null, sb: null, appended: -1, busy: false, done: false, native: false,
+  ms: null, sb: null, job: null, appended: -1, busy: false, done: false, native: false,
   update(job, video, output) {
     const finished = job.state === 'succeeded' && job.downloaded;
     if (this.done) return;
@@ -200,7 +200,7 @@ const live = {
         video.src = URL.createObjectURL(this.ms);
         this.ms.addEventListener('sourceopen', () => {
           this.sb = this.ms.addSourceBuffer(type);
-          this.pump(job, video, output);
+          this.pump(video, output);
         }, { once: true });
       } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
         this.native = true;
@@ -211,28 +211,25 @@ const live = {
       video.dataset.live = 'true';
     }
     this.job = job;
-    if (this.sb) this.pump(job, video, output);
+    if (this.sb) this.pump(video, output);
     else if (this.native && finished) this.finish(video, output);
   },
-  // Appends the playable segments not yet appended, in order, one at a time.
-  async pump(job, video, output) {
+  // Appends the playable segments not yet appended (the API's committed prefix), in
+  // order, one at a time, following the latest state of the job.
+  async pump(video, output) {
     if (this.busy || !this.sb) return;
     this.busy = true;
     try {
+      const id = encodeURIComponent(this.job.id);
       if (this.appended < 0) {
-        const r = await fetch(`/jobs/${encodeURIComponent(job.id)}/live/init.mp4`, { credentials: 'same-origin' });
+        const r = await fetch(`/jobs/${id}/live/init.mp4`, { credentials: 'same-origin' });
         if (!r.ok) return;
         await this.append(await r.arrayBuffer());
         this.appended = 0;
       }
-      for (;;) {
-        const j = this.job || job;
-        const chunks = [...j.chunks].sort((a, b) => a.index - b.index);
-        let playable = 0;
-        while (playable < chunks.length && chunks[playable].index === playable && chunks[playable].state === 'done') playable++;
-        if (this.appended >= playable) break;
+      while (this.appended < this.job.playable_chunks) {
         const n = this.appended;
-        const r = await fetch(`/jobs/${encodeURIComponent(j.id)}/live/${n}.m4s`, { credentials: 'same-origin' });
+        const r = await fetch(`/jobs/${id}/live/${n}.m4s`, { credentials: 'same-origin' });
         if (!r.ok) break;
         await this.append(await r.arrayBuffer());
         this.appended = n + 1;
@@ -240,8 +237,8 @@ const live = {
         if (b.length && video.currentTime < b.start(0)) video.currentTime = b.start(0);
         if (video.paused) video.play().catch(() => {});
       }
-      const j = this.job || job;
-      if (j.state === 'succeeded' && this.appended === j.chunks.length && this.ms.readyState === 'open') {
+      const j = this.job;
+      if (j.state === 'succeeded' && this.appended === j.chunk_count && this.ms.readyState === 'open') {
         this.ms.endOfStream();
         if (j.downloaded) this.finish(video, output);
       }
