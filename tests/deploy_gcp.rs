@@ -179,12 +179,7 @@ async fn front(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .to_string();
+    let token = bearer(&headers);
     let (port, url, allowed) = {
         let st = fake.state.lock().unwrap();
         let members: Vec<String> = st

@@ -48,11 +48,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, Json<Value>) {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if auth != format!("Bearer {TOKEN}") {
+    if bearer(&headers) != TOKEN {
         return k8s_status(401, "Unauthorized", "Unauthorized".into());
     }
     let path = uri.path().trim_end_matches('/').to_string();

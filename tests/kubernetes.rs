@@ -382,12 +382,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, Json<Value>) {
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .to_string();
+    let bearer = bearer(&headers);
     if bearer != TOKEN && Some(&bearer) != fake.forbidden_token.as_ref() {
         return k8s_status(401, "Unauthorized", "Unauthorized".into());
     }

@@ -651,6 +651,16 @@ pub fn read_request(conn: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)>
     }
 }
 
+/// The bearer token of a request a test's fake received (empty when there is none).
+pub fn bearer(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Serves `app` on a loopback port from its own thread and runtime (a test's fake of a
 /// cloud API); returns its base URL.
 pub fn serve_on_loopback(app: axum::Router) -> String {
