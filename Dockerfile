@@ -6,7 +6,8 @@
 #   Lambda:            image config Command = ["worker", "lambda"].
 FROM rust:1-bookworm AS build
 WORKDIR /src
-RUN apt-get update && apt-get install -y --no-install-recommends cmake clang && rm -rf /var/lib/apt/lists/*
+# The job store links the system's SQLite, archives its zstd (scripts/setup.sh installs the same).
+RUN apt-get update && apt-get install -y --no-install-recommends libsqlite3-dev libzstd-dev pkg-config && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
@@ -16,7 +17,7 @@ FROM debian:bookworm-slim
 # The workers' font set (README, "Fonts"): the same on a laptop (scripts/setup.sh), in
 # Lambda, Cloud Run and Kubernetes.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg chromium-headless-shell ca-certificates \
+ && apt-get install -y --no-install-recommends ffmpeg chromium-headless-shell ca-certificates libsqlite3-0 libzstd1 \
     fonts-dejavu-core fonts-liberation fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/helios-infra /usr/local/bin/helios-infra

@@ -1,49 +1,81 @@
 #!/usr/bin/env bash
-# What a new user's first build costs: a cold `cargo build --release --locked` of the
-# previous release (PREV_REV, from a git worktree) and of this revision, one after the
-# other in the same run, each into an empty target directory. Crates are fetched first, so
-# only compiling is timed. The second build runs with --timings; the crates that take
-# longest are listed. Rewrites the <!-- build:start --> ... <!-- build:end --> block of
+# What a new user's first video costs: README's first command (setup, `cargo build
+# --release`, the bundled render) run as README writes it, for the previous release
+# (PREV_REV, from a git worktree) and for this revision, one after the other in the same
+# run, each with an empty target directory. Crates are fetched first, so the build is
+# compiling only; setup finds its packages installed (what apt would download on a fresh
+# machine is not timed). Each part is timed on its own; this revision's build also writes
+# cargo's --timings report, whose longest units are listed. Every render's output is
+# checked (frame count). Rewrites the <!-- build:start --> ... <!-- build:end --> block of
 # docs/BENCHMARKS.md.
 #
 #   bash scripts/bench-build.sh
 #
-# Knobs: PREV_REV (4eef91b, the last revision without the Kubernetes adapter), JOBS (cargo
-# -j, default: all cores). About 35 minutes on 2 cores; run it on an otherwise idle machine.
+# Knobs: PREV_REV (e2f59e4, the release before the first-build work), JOBS (cargo -j,
+# default: all cores). About 20 minutes on 2 cores; run it on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 
-prev_rev=${PREV_REV:-4eef91b}
+prev_rev=${PREV_REV:-e2f59e4}
 jobs=${JOBS:-$(nproc)}
 log() { echo "bench-build: $*" >&2; }
 
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 rev=$(git rev-parse --short HEAD)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock || rev+=" + uncommitted changes"
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock scripts/setup.sh README.md ||
+  log "uncommitted changes are not measured: this revision is HEAD ($rev)"
 work=$(mktemp -d)
 trap 'git worktree remove --force "$work/prev" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 git worktree add --detach "$work/prev" "$prev_rev" >/dev/null 2>&1
 
-# cold DIR NAME [cargo args]: seconds of a cold release build of DIR.
-cold() {
-  local dir=$1 name=$2
-  shift 2
-  (cd "$dir" && cargo fetch --locked -q)
-  log "cold build of $name ($dir)"
-  local t0 t1
-  t0=$(date +%s.%N)
-  (cd "$dir" && CARGO_TARGET_DIR="$work/target-$name" cargo build --release --locked -q -j "$jobs" "$@")
-  t1=$(date +%s.%N)
-  awk "BEGIN { printf \"%.0f\", $t1 - $t0 }"
+# README's first command: the first ```sh block after "Render the bundled example".
+readme_command() {
+  awk '/Render the bundled example/ { f = 1 } f && /^```sh/ { getline; print; exit }' "$1/README.md"
 }
 
-prev_s=$(cold "$work/prev" prev)
-new_s=$(cold "$root" new --timings)
-log "previous release $prev_s s, this revision $new_s s"
+# first_video DIR NAME: times each `&&` part of DIR's README command 1 with an empty target
+# directory; prints "setup build render total" in seconds and leaves the output in $work.
+first_video() {
+  local dir=$1 name=$2
+  (cd "$dir" && cargo fetch --locked -q)
+  local cmd; cmd=$(readme_command "$dir")
+  [[ -n $cmd ]] || { log "no README command in $dir"; exit 1; }
+  log "$name: $cmd"
+  local parts=() part times=() t0 t1
+  # Split on "&&": the README command is a chain of simple commands.
+  while IFS= read -r part; do parts+=("$part"); done < <(sed 's/ && /\n/g' <<<"$cmd")
+  for part in "${parts[@]}"; do
+    read -r -a argv <<<"$part"
+    # The build: this revision's also writes cargo's timing report.
+    if [[ ${argv[0]} == cargo && ${argv[1]} == build && $name == new ]]; then argv+=(--timings); fi
+    [[ ${argv[0]} == cargo ]] && argv+=(-j "$jobs")
+    t0=$(date +%s.%N)
+    (cd "$dir" && CARGO_TARGET_DIR="$dir/target" "${argv[@]}" >"$work/$name.log" 2>&1) ||
+      { log "$name: '$part' failed:"; tail -n 20 "$work/$name.log" >&2; exit 1; }
+    t1=$(date +%s.%N)
+    times+=("$(awk "BEGIN { printf \"%.0f\", $t1 - $t0 }")")
+  done
+  local total=0 t
+  for t in "${times[@]}"; do total=$((total + t)); done
+  echo "${times[*]} $total"
+}
+
+# Each release in its own worktree, whose target/ is an empty directory: README's render
+# part runs target/release/helios-infra, the binary just built.
+git worktree add --detach "$work/new" HEAD >/dev/null 2>&1
+trap 'git worktree remove --force "$work/prev" >/dev/null 2>&1 || true; git worktree remove --force "$work/new" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+read -r p_setup p_build p_render p_total < <(first_video "$work/prev" prev)
+cp "$work/prev/dom-css.mp4" "$work/prev-out.mp4"
+read -r n_setup n_build n_render n_total < <(first_video "$work/new" new)
+cp "$work/new/dom-css.mp4" "$work/new-out.mp4"
+log "previous: build $p_build s, command $p_total s; this: build $n_build s, command $n_total s"
+
+count() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$1" 2>/dev/null || echo 0; }
+p_frames=$(count "$work/prev-out.mp4") n_frames=$(count "$work/new-out.mp4")
 
 # The longest compile units of this revision's build, from cargo's timing report.
-timings=$(ls -t "$work"/target-new/cargo-timings/cargo-timing-*.html | head -1)
+timings=$(ls -t "$work"/new/target/cargo-timings/cargo-timing-*.html | head -1)
 top=$(python3 - "$timings" <<'EOF'
 import json, re, sys
 html = open(sys.argv[1]).read()
@@ -55,21 +87,22 @@ for u in units[:12]:
 EOF
 )
 fmt() { printf '%d m %02d s' $(($1 / 60)) $(($1 % 60)); }
-ratio=$(awk "BEGIN { printf \"%.3f\", $new_s / $prev_s }")
+ratio() { awk "BEGIN { printf \"%.3f\", $1 / $2 }"; }
 
 block=$(mktemp)
 cat > "$block" <<EOF
 <!-- build:start -->
-### A new user's first build: cold \`cargo build --release\`
+### A new user's first video: README's first command
 
 \`bash scripts/bench-build.sh\` — $started, revision $rev against $prev_rev, $(nproc) cores,
-\`-j $jobs\`, one run each, one after the other, each into an empty target directory
-(crates fetched beforehand: compiling only).
+\`-j $jobs\`, one run each, one after the other. Each release runs its own README's first command
+(\`$(readme_command "$root")\`), part by part, with an empty target directory; crates were
+fetched beforehand (compiling only), and setup found its packages installed.
 
-| build | wall time | ÷ previous |
-|---|---:|---:|
-| previous release ($prev_rev: no Kubernetes adapter) | $(fmt "$prev_s") | 1.000× |
-| this revision ($rev) | $(fmt "$new_s") | ${ratio}× |
+| release | setup | \`cargo build --release\` | render (10 s example) | command 1 in all | build ÷ previous | output frames |
+|---|---:|---:|---:|---:|---:|---:|
+| previous ($prev_rev) | ${p_setup} s | $(fmt "$p_build") | ${p_render} s | $(fmt "$p_total") | 1.000× | $p_frames |
+| this ($rev) | ${n_setup} s | $(fmt "$n_build") | ${n_render} s | $(fmt "$n_total") | $(ratio "$n_build" "$p_build")× | $n_frames |
 
 The longest compile units of this revision's build (cargo \`--timings\`; they overlap on
 $(nproc) cores, so they do not add up to the wall time):
@@ -80,4 +113,4 @@ $top
 <!-- build:end -->
 EOF
 python3 scripts/replace-block.py build "$block"
-log "wrote the build block of docs/BENCHMARKS.md (ratio $ratio)"
+log "wrote the build block of docs/BENCHMARKS.md"

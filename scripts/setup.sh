@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what helios-infra needs on a Debian/Ubuntu machine: FFmpeg (ffmpeg, ffprobe),
+# Installs what helios-infra needs on a Debian/Ubuntu machine: SQLite's and zstd's development
+# files (the build links them), FFmpeg (ffmpeg, ffprobe),
 # Chromium's headless shell and the workers' font set (for HTML compositions): DejaVu,
 # Liberation (metric-compatible with Arial, Times New Roman, Courier New) and Noto (Latin,
 # Greek, Cyrillic and most other scripts; CJK; colour emoji) — the same as the Dockerfile's. With --test, also what the
@@ -21,6 +22,11 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missi
 [ -d /usr/share/fonts/truetype/noto ] || missing+=(fonts-noto-core)
 [ -d /usr/share/fonts/opentype/noto ] || missing+=(fonts-noto-cjk)
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
+# Building links the system's SQLite (the job store) and zstd (archives) instead of
+# compiling their C sources: a shorter first build.
+[ -e /usr/include/sqlite3.h ] || missing+=(libsqlite3-dev)
+[ -e /usr/include/zstd.h ] || missing+=(libzstd-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 if [ $want_test = 1 ]; then
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)

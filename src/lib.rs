@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod failpoint;
 pub mod media;
 pub mod model;
+pub mod net;
 pub mod orchestrator;
 pub mod process;
 pub mod render;

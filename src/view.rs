@@ -169,6 +169,13 @@ pub fn job_json(
         "playable_chunks": playable.0,
         "playable_frames": playable.1,
         "chunk_count": chunks.len(),
+        // The plan: workers at once and, for a page, browsers per worker (null: the
+        // worker chooses from its own cores).
+        "concurrency": job.spec.concurrency,
+        "browsers": match &job.spec.composition {
+            crate::spec::Composition::Browser(b) => json!(b.browsers),
+            crate::spec::Composition::Command(_) => serde_json::Value::Null,
+        },
         "chunks_done": chunks.iter().filter(|c| c.state == ChunkState::Done).count(),
         "error": job.error,
         "created_ms": job.created_ms,

@@ -83,13 +83,14 @@ async fn s3_and_gcs_storage_against_loopback_peers() {
     conformance("gs://helios-gcs/gcs/prefix").await;
     // What went through the GCS client is in the bucket, under its prefix, and the parts of
     // the multipart upload are gone.
-    let listed: serde_json::Value =
-        reqwest::get(format!("{}/storage/v1/b/helios-gcs/o", gcs.endpoint))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let listed: serde_json::Value = http_client()
+        .get(format!("{}/storage/v1/b/helios-gcs/o", gcs.endpoint))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let names: Vec<&str> = listed["items"]
         .as_array()
         .unwrap()

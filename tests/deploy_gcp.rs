@@ -215,7 +215,7 @@ async fn front(
     let Some(port) = port else {
         return (StatusCode::SERVICE_UNAVAILABLE, "no revision").into_response();
     };
-    let mut req = reqwest::Client::new().request(
+    let mut req = http_client().request(
         reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(),
         format!(
             "http://127.0.0.1:{port}{}",
@@ -255,7 +255,7 @@ async fn to_gcs(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut req = reqwest::Client::new().request(
+    let mut req = http_client().request(
         reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(),
         format!(
             "{}{}",

@@ -17,7 +17,7 @@ use helios_infra::storage::gcs::GcsBucket;
 use md5::{Digest, Md5};
 
 async fn upload(base: &str, bucket: &str, name: &str, data: Vec<u8>) {
-    let resp = reqwest::Client::new()
+    let resp = http_client()
         .post(format!("{base}/upload/storage/v1/b/{bucket}/o"))
         .query(&[("uploadType", "media"), ("name", name)])
         .body(data)
@@ -55,15 +55,17 @@ async fn seventy_objects_compose_in_order_as_a_tree_and_md5s_read_back() {
         .unwrap();
     // 70 sources: three groups of at most 32, then one compose of the three.
     assert_eq!(made.len(), 3, "{made:?}");
-    let body = reqwest::get(format!(
-        "{}/storage/v1/b/composed/o/team%2Fjobs%2Fj%2Foutput.mp4?alt=media",
-        peer.endpoint
-    ))
-    .await
-    .unwrap()
-    .bytes()
-    .await
-    .unwrap();
+    let body = http_client()
+        .get(format!(
+            "{}/storage/v1/b/composed/o/team%2Fjobs%2Fj%2Foutput.mp4?alt=media",
+            peer.endpoint
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(body.len(), expected.len());
     assert!(body[..] == expected[..], "composed bytes differ");
 
@@ -185,7 +187,9 @@ fn flip_last_byte(peer: &Peer, bucket: &str, name: &str) {
     rt.block_on(async {
         let enc = name.replace('/', "%2F");
         let url = format!("{}/storage/v1/b/{bucket}/o/{enc}?alt=media", peer.endpoint);
-        let mut data = reqwest::get(url)
+        let mut data = http_client()
+            .get(url)
+            .send()
             .await
             .unwrap()
             .bytes()

@@ -104,6 +104,7 @@ impl CloudRunJobAdapter {
             .is_some_and(|e| e.starts_with("http://"));
         macro_rules! client {
             ($t:ty) => {{
+                crate::net::use_ring();
                 let mut b = <$t>::builder();
                 if let Some(ep) = &opts.endpoint {
                     b = b.with_endpoint(ep.trim_end_matches('/'));

@@ -88,7 +88,7 @@ impl GoogleIdTokens {
                     .unwrap_or_else(|_| "metadata.google.internal".into()),
             ),
         };
-        let client = reqwest::Client::builder()
+        let client = crate::net::http_client()
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| auth_failure(e.to_string()))?;

@@ -96,7 +96,7 @@ impl HttpAdapter {
                 "no worker URLs given",
             ));
         }
-        let client = reqwest::Client::builder()
+        let client = crate::net::http_client()
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| {

@@ -161,9 +161,7 @@ pub struct KubernetesAdapter {
 /// A client from the kubeconfig (`context`, else the current one) or the in-cluster
 /// service account, and the namespace it defaults to. `deploy kubernetes` uses it too.
 pub async fn client(context: Option<&str>) -> Result<(kube::Client, String), SetupError> {
-    // Both of rustls' crypto back ends are compiled in (the AWS SDK brings aws-lc, the
-    // rest ring), so the kube client's TLS needs a process default chosen for it.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::net::use_ring();
     let config = match context {
         Some(ctx) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
             context: Some(ctx.to_string()),

@@ -42,11 +42,7 @@ pub struct LambdaAdapter {
 impl LambdaAdapter {
     /// Builds a client from the standard AWS configuration chain.
     pub async fn new(options: LambdaOptions) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(r) = &options.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        let shared = loader.load().await;
+        let shared = crate::net::aws_config(options.region.as_deref()).await;
         // Retries are ours (logged, with full jitter); the SDK makes one try per call.
         let config = aws_sdk_lambda::config::Builder::from(&shared)
             .retry_config(aws_config::retry::RetryConfig::disabled())

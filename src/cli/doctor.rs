@@ -150,11 +150,7 @@ pub async fn run(storage_url: &str, args: &AdapterArgs) -> Vec<Check> {
 
 /// Whose AWS credentials these are (STS GetCallerIdentity).
 async fn aws_identity(region: Option<&str>) -> Check {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(r) = region {
-        loader = loader.region(aws_config::Region::new(r.to_string()));
-    }
-    let shared = loader.load().await;
+    let shared = crate::net::aws_config(region).await;
     let sts = aws_sdk_sts::Client::new(&shared);
     match sts.get_caller_identity().send().await {
         Ok(who) => Check::pass(

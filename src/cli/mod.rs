@@ -49,6 +49,7 @@ pub const EXIT_FATAL: i32 = 65;
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    crate::net::use_ring();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,7 +63,11 @@ pub fn main() -> i32 {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            let text = error_chain(&e);
+            eprintln!("error: {text}");
+            if let Some(hint) = crate::net::tls_hint(&text) {
+                eprintln!("hint: {hint}");
+            }
             match e.downcast_ref::<OrchestratorError>() {
                 Some(OrchestratorError::Cancelled { .. }) => EXIT_CANCELLED,
                 Some(OrchestratorError::OverBudget { .. }) => EXIT_STOPPED,

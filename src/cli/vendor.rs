@@ -27,7 +27,7 @@ pub async fn vendor(
     if urls.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let client = reqwest::Client::builder()
+    let client = crate::net::http_client()
         .timeout(std::time::Duration::from_secs(120))
         .build()
         .context("cannot make an HTTP client to vendor the page's remote resources")?;

@@ -124,11 +124,7 @@ impl Clients {
             .await
             .map_err(|e| DeployError::Invalid(e.to_string()))?
             .ok_or_else(|| DeployError::Invalid(format!("{bucket} is not a bucket name")))?;
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(r) = region {
-            loader = loader.region(aws_config::Region::new(r.to_string()));
-        }
-        let shared = loader.load().await;
+        let shared = crate::net::aws_config(region).await;
         let lambda = LambdaAdapter::new(LambdaOptions {
             function: String::new(),
             region: region.map(str::to_string),

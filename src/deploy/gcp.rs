@@ -236,7 +236,7 @@ impl StorageApi {
         let (base, creds) = crate::storage::gcs::endpoint(SCOPE).map_err(|e| {
             DeployError::Invalid(format!("{e}: set GOOGLE_APPLICATION_CREDENTIALS to a key file, or run `gcloud auth application-default login`"))
         })?;
-        let http = reqwest::Client::builder()
+        let http = crate::net::http_client()
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| DeployError::Invalid(format!("HTTP client: {e}")))?;
@@ -370,6 +370,7 @@ impl Clients {
         macro_rules! client {
             ($t:ty, $endpoint:expr) => {{
                 let endpoint: Option<&String> = $endpoint;
+                crate::net::use_ring();
                 let mut b = <$t>::builder();
                 if let Some(ep) = endpoint {
                     b = b.with_endpoint(ep.trim_end_matches('/'));
@@ -445,6 +446,7 @@ async fn invoker_member(flag: Option<&str>) -> Result<String, DeployError> {
             ))),
         };
     }
+    crate::net::use_ring();
     let signer = google_cloud_auth::credentials::Builder::default()
         .build_signer()
         .map_err(|e| ask(e.to_string()))?;

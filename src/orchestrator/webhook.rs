@@ -75,7 +75,7 @@ pub async fn deliver(hook: &Webhook, note: &Notification) -> bool {
     let Ok(body) = serde_json::to_vec(note) else {
         return false;
     };
-    let Ok(client) = reqwest::Client::builder()
+    let Ok(client) = crate::net::http_client()
         .timeout(Duration::from_secs(30))
         .build()
     else {

@@ -30,6 +30,8 @@ pub(super) fn open(url: &str) -> Result<Storage, StorageError> {
     if bucket.is_empty() {
         return Err(bad("no bucket name".into()));
     }
+    // object_store's HTTPS client takes rustls' process default.
+    crate::net::use_ring();
     let store: Arc<dyn ObjectStore> = match scheme {
         "s3" => {
             let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);

@@ -83,6 +83,7 @@ pub(crate) fn endpoint(scope: &str) -> Result<(String, Option<AccessTokenCredent
     }
     let base = std::env::var("GOOGLE_BASE_URL")
         .unwrap_or_else(|_| "https://storage.googleapis.com".into());
+    crate::net::use_ring();
     let creds = Builder::default()
         .with_scopes([scope])
         .build_access_token_credentials()
@@ -105,7 +106,7 @@ impl GcsBucket {
             })?;
         // No timeout on a whole request: an output of gigabytes streams for minutes. A
         // stalled connection is caught by the read timeout instead.
-        let http = reqwest::Client::builder()
+        let http = crate::net::http_client()
             .connect_timeout(Duration::from_secs(20))
             .read_timeout(Duration::from_secs(120))
             .build()

@@ -50,16 +50,12 @@ impl S3Bucket {
         };
         let rest = rest.trim_end_matches('/');
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         let region = region.map(str::to_string).or_else(|| {
             std::env::var("AWS_REGION")
                 .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
                 .ok()
         });
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        let shared = loader.load().await;
+        let shared = crate::net::aws_config(region.as_deref()).await;
         let mut config = aws_sdk_s3::config::Builder::from(&shared);
         let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
             .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))

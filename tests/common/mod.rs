@@ -7,6 +7,13 @@ pub mod peers;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A reqwest client for a test's own requests. The crate builds reqwest without a TLS
+/// provider of its own, so the process default is installed first, as the binary does.
+pub fn http_client() -> reqwest::Client {
+    helios_infra::net::use_ring();
+    reqwest::Client::new()
+}
+
 /// `render -o OUT` of 60 frames at 64×64 in 6 chunks (x264 ultrafast), then `extra`: the
 /// small job the fault-injection tests run through the test renderer.
 pub fn small_render_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {

@@ -70,12 +70,31 @@ impl Drop for Peer {
 /// then exits, and the port answers for someone else): that start is abandoned and tried
 /// again on a new port, up to three times.
 pub fn moto(bucket: &str) -> Peer {
+    moto_on(bucket, None)
+}
+
+/// moto's server speaking HTTPS with `tls`'s certificate (for 127.0.0.1), one bucket created.
+pub fn moto_https(bucket: &str, tls: &TestCa) -> Peer {
+    moto_on(bucket, Some(tls))
+}
+
+fn moto_on(bucket: &str, tls: Option<&TestCa>) -> Peer {
     let bin = peers_bin();
     let mut last = String::new();
     for _ in 0..3 {
         let port = free_port();
+        let mut args = vec![
+            "-H".to_string(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ];
+        if let Some(t) = tls {
+            args.extend(["-c".into(), t.cert.display().to_string()]);
+            args.extend(["-k".into(), t.key.display().to_string()]);
+        }
         let mut child = Command::new(bin.join("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -84,10 +103,12 @@ pub fn moto(bucket: &str) -> Peer {
             last = format!("moto_server exited early: {status}");
             continue;
         }
-        let endpoint = format!("http://127.0.0.1:{port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://127.0.0.1:{port}");
         let script = format!(
             "import boto3; boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', \
-             aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket='{bucket}')"
+             aws_access_key_id='test', aws_secret_access_key='test', verify={}).create_bucket(Bucket='{bucket}')",
+            boto3_verify(&endpoint)
         );
         let out = Command::new(bin.join("python"))
             .args(["-c", &script])
@@ -331,7 +352,7 @@ pub fn get_json(url: &str) -> serde_json::Value {
         .build()
         .unwrap();
     rt.block_on(async {
-        let resp = reqwest::get(url).await.unwrap();
+        let resp = super::http_client().get(url).send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
         assert!(status.is_success(), "GET {url}: {status}: {text}");
@@ -412,8 +433,9 @@ pub fn s3_access_denied() -> String {
 /// returns what it prints.
 pub fn boto3_aws(peer: &Peer, code: &str) -> String {
     let script = format!(
-        "import boto3, json\nkw = dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\niam = boto3.client('iam', **kw)\nlam = boto3.client('lambda', **kw)\nsts = boto3.client('sts', **kw)\ns3 = boto3.client('s3', **kw)\n{code}",
-        peer.endpoint
+        "import boto3, json\nkw = dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test', verify={})\niam = boto3.client('iam', **kw)\nlam = boto3.client('lambda', **kw)\nsts = boto3.client('sts', **kw)\ns3 = boto3.client('s3', **kw)\n{code}",
+        peer.endpoint,
+        boto3_verify(&peer.endpoint)
     );
     let out = Command::new(peers_bin().join("python"))
         .args(["-c", &script])
@@ -425,4 +447,98 @@ pub fn boto3_aws(peer: &Peer, code: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// boto3's `verify`: the test scaffolding (creating and listing buckets) does not check
+/// an HTTPS peer's certificate; the clients under test do.
+fn boto3_verify(endpoint: &str) -> &'static str {
+    if endpoint.starts_with("https://") {
+        "False"
+    } else {
+        "None"
+    }
+}
+
+/// A certificate authority made for one test, and a server certificate it signed for
+/// 127.0.0.1 and localhost (made with the openssl command).
+pub struct TestCa {
+    _dir: tempfile::TempDir,
+    /// The authority's certificate (PEM): what a client must trust.
+    pub ca: std::path::PathBuf,
+    /// The server's certificate and key (PEM).
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=helios test CA",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &p("server.key"),
+            "-out",
+            &p("server.csr"),
+        ]);
+        std::fs::write(
+            dir.path().join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("server.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p("ext.cnf"),
+            "-out",
+            &p("server.pem"),
+        ]);
+        Self {
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join("server.pem"),
+            key: dir.path().join("server.key"),
+            _dir: dir,
+        }
+    }
 }
