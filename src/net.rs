@@ -1,7 +1,7 @@
 //! One TLS stack for every HTTPS client in the process: rustls with ring.
 //!
 //! The cloud SDKs default to aws-lc, whose C build is the longest build script of a first
-//! `cargo build` (docs/BENCHMARKS.md, "A new user's first build"), while kube, our own
+//! `cargo build` (docs/BENCHMARKS.md, "A new user's first video"), while kube, our own
 //! token signing and object_store already use ring. So every client is built on ring:
 //! the AWS SDK through an explicit HTTP client, everything else (reqwest, tonic, the Google
 //! auth crate, kube) through rustls' process-wide default provider, installed here.
