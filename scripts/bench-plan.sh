@@ -26,24 +26,16 @@ batch_rows=${BATCH_ROWS:-40}
 read -r -a batch_grid <<<"${BATCH_GRID:-1:3 2:1 2:2 3:1 4:1}"
 fps=30
 
-log() { echo "bench-plan: $*" >&2; }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { print $* }"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ex_dir() { echo "examples/compositions/${1%@*}"; }
-ex_flags() { [[ $1 == *@readback ]] && echo "--capture-canvas #stage" || true; }
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 frames_for() { if [[ $1 == 1280x720 ]]; then echo "$frames_720"; else echo "$frames_1080"; fi; }
 
-started=$(date -u '+%Y-%m-%d %H:%M UTC')
-rev=$(git rev-parse --short HEAD)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock || rev+=" + uncommitted changes"
+bench_context
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 log "building this revision ($rev)"
 cargo build --release --locked -q
-target=${CARGO_TARGET_DIR:-target}
-[[ $target == /* ]] || target=$root/$target
 cp "$target/release/helios-infra" "$work/helios-infra"
 bin=$work/helios-infra
 bash scripts/build-examples.sh >&2

@@ -40,13 +40,8 @@ read -r -a sizes <<<"${SIZES:-1280x720 1920x1080}"
 run_helios=${HELIOS:-1}
 fps=30
 
-log() { echo "bench-throughput: $*" >&2; }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { print $* }"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ex_dir() { echo "examples/compositions/${1%@*}"; }
-# Extra render flags of an example variant (word-split on purpose: no spaces inside).
-ex_flags() { [[ $1 == *@readback ]] && echo "--capture-canvas #stage" || true; }
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 ex_ceiling_env() { [[ $1 == *@readback ]] && echo "CAPTURE_CANVAS=#stage" || echo "CAPTURE_CANVAS_UNSET=1"; }
 # What the previous release renders for an example: the same. Except dom-canvas@readback (the
 # dom-css scene drawn into a <canvas layoutsubtree>), which needs HTML-in-Canvas, which the

@@ -18,3 +18,8 @@ bench_context() {
   [[ $target == /* ]] || target=$root/$target
   export CARGO_TARGET_DIR=$target
 }
+# ex_dir EX: the folder of an example variant (`canvas@readback` is the canvas example).
+ex_dir() { echo "examples/compositions/${1%@*}"; }
+# ex_flags EX: extra render flags of an example variant (word-split on purpose: no spaces
+# inside).
+ex_flags() { [[ $1 == *@readback ]] && echo "--capture-canvas #stage" || true; }
