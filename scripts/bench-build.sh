@@ -19,15 +19,19 @@ root=$PWD
 
 prev_rev=${PREV_REV:-e2f59e4}
 jobs=${JOBS:-$(nproc)}
-log() { echo "bench-build: $*" >&2; }
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 rev=$(git rev-parse --short HEAD)
 git diff --quiet HEAD -- src Cargo.toml Cargo.lock scripts/setup.sh README.md ||
   log "uncommitted changes are not measured: this revision is HEAD ($rev)"
 work=$(mktemp -d)
-trap 'git worktree remove --force "$work/prev" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+# Each release in its own worktree, whose target/ is an empty directory: README's render
+# part runs target/release/helios-infra, the binary just built.
+trap 'for w in prev new; do git worktree remove --force "$work/$w" >/dev/null 2>&1 || true; done; rm -rf "$work"' EXIT
 git worktree add --detach "$work/prev" "$prev_rev" >/dev/null 2>&1
+git worktree add --detach "$work/new" HEAD >/dev/null 2>&1
 
 # README's first command: the first ```sh block after "Render the bundled example".
 readme_command() {
@@ -35,7 +39,7 @@ readme_command() {
 }
 
 # first_video DIR NAME: times each `&&` part of DIR's README command 1 with an empty target
-# directory; prints "setup build render total" in seconds and leaves the output in $work.
+# directory; prints "setup build render total" in seconds. The output stays in DIR.
 first_video() {
   local dir=$1 name=$2
   (cd "$dir" && cargo fetch --locked -q)
@@ -50,10 +54,10 @@ first_video() {
     # The build: this revision's also writes cargo's timing report.
     if [[ ${argv[0]} == cargo && ${argv[1]} == build && $name == new ]]; then argv+=(--timings); fi
     [[ ${argv[0]} == cargo ]] && argv+=(-j "$jobs")
-    t0=$(date +%s.%N)
+    t0=$(now)
     (cd "$dir" && CARGO_TARGET_DIR="$dir/target" "${argv[@]}" >"$work/$name.log" 2>&1) ||
       { log "$name: '$part' failed:"; tail -n 20 "$work/$name.log" >&2; exit 1; }
-    t1=$(date +%s.%N)
+    t1=$(now)
     times+=("$(awk "BEGIN { printf \"%.0f\", $t1 - $t0 }")")
   done
   local total=0 t
@@ -61,18 +65,12 @@ first_video() {
   echo "${times[*]} $total"
 }
 
-# Each release in its own worktree, whose target/ is an empty directory: README's render
-# part runs target/release/helios-infra, the binary just built.
-git worktree add --detach "$work/new" HEAD >/dev/null 2>&1
-trap 'git worktree remove --force "$work/prev" >/dev/null 2>&1 || true; git worktree remove --force "$work/new" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 read -r p_setup p_build p_render p_total < <(first_video "$work/prev" prev)
-cp "$work/prev/dom-css.mp4" "$work/prev-out.mp4"
 read -r n_setup n_build n_render n_total < <(first_video "$work/new" new)
-cp "$work/new/dom-css.mp4" "$work/new-out.mp4"
 log "previous: build $p_build s, command $p_total s; this: build $n_build s, command $n_total s"
 
 count() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$1" 2>/dev/null || echo 0; }
-p_frames=$(count "$work/prev-out.mp4") n_frames=$(count "$work/new-out.mp4")
+p_frames=$(count "$work/prev/dom-css.mp4") n_frames=$(count "$work/new/dom-css.mp4")
 
 # The longest compile units of this revision's build, from cargo's timing report.
 timings=$(ls -t "$work"/new/target/cargo-timings/cargo-timing-*.html | head -1)

@@ -448,7 +448,6 @@ pub fn frame_brightness(path: &Path) -> Vec<f64> {
         .collect()
 }
 
-/// Root mean square of samples `[from, to)` seconds at 48 kHz.
 /// Writes the tone [`assert_continuous_sine`] checks: 12 s of 440 Hz at amplitude 0.5,
 /// 48 kHz.
 pub fn write_test_tone(path: &Path) {
@@ -489,6 +488,7 @@ pub fn assert_continuous_sine(samples: &[f32]) {
     }
 }
 
+/// Root mean square of samples `[from, to)` seconds at 48 kHz.
 pub fn rms(samples: &[f32], from: f64, to: f64) -> f64 {
     let (a, b) = ((from * 48000.0) as usize, (to * 48000.0) as usize);
     let s = &samples[a..b];
