@@ -7,5 +7,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    helios_infra::process::disable_transparent_huge_pages();
     std::process::exit(helios_infra::cli::main());
 }

@@ -7,6 +7,19 @@ use std::process::{ExitStatus, Stdio};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
+/// Turns transparent huge pages off for this process and every process it starts (the flag
+/// is inherited across fork and exec: FFmpeg, Chromium). A worker frees and touches fresh
+/// multi-megabyte frame buffers every frame, and so does FFmpeg; with huge pages each such
+/// touch had the kernel zero a whole 2 MiB page, about 11 ms of CPU a 720p frame between
+/// the worker and FFmpeg (perf, docs/BENCHMARKS.md). Best effort: a kernel that refuses
+/// leaves things as they were.
+pub fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        tracing::debug!("cannot turn transparent huge pages off: {e}");
+    }
+}
+
 /// Lines of stderr kept for error messages.
 pub const TAIL_LINES: usize = 20;
 
