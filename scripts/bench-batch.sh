@@ -138,7 +138,7 @@ block=$work/block.md
   echo
   echo "| how | wall time | per variant | chunks/s | worker occupancy | speed-up |"
   echo "|---|---:|---:|---:|---:|---:|"
-  row sep "$n × \`render\` (its default plan here: 1 worker, 3 browsers)"
+  row sep "$n × \`render\` (its default plan here: 1 worker, 2 browsers)"
   row batch "\`batch\` (its default plan here: $(nproc) worker slots, 1 browser each)"
   row batch2 "\`batch --concurrency 1 --browsers 3\`"
   echo "<!-- batch:end -->"

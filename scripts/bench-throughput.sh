@@ -125,7 +125,7 @@ if [[ $run_helios == 1 ]]; then
     log "Helios dom mode cannot render here, skipped: $dom_note"
   fi
 fi
-default_browsers=$(nproc | awk '{ n = $1 + 1; if (n < 2) n = 2; if (n > 4) n = 4; print n }')
+default_browsers=$(nproc | awk '{ n = $1; if (n < 2) n = 2; if (n > 4) n = 4; print n }')
 
 for rep in $(seq "$reps"); do
   for ex in "${examples[@]}"; do

@@ -23,9 +23,10 @@ const DEFAULT_SIZE: (u32, u32) = (1280, 720);
 const MIN_DEFAULT_CHUNK_FRAMES: u64 = 30;
 
 /// Cores one local worker of an HTML composition is planned to have: its browsers and its
-/// encoder share them. Measured on 2 cores (docs/BENCHMARKS.md): one chunk on one worker
-/// with three browsers beat every split into more workers or chunks, which pay for extra
-/// browser start-ups, encoders and segments.
+/// encoder share them. Measured on 2 cores (docs/BENCHMARKS.md, "Is the default plan the
+/// fastest?"): one chunk on one worker with two browsers is the best plan of the grid or
+/// within its noise on every row; splits into more workers or chunks pay for extra browser
+/// start-ups, encoders and segments.
 const CORES_PER_BROWSER_WORKER: u32 = 4;
 
 /// Workers at once when not given: an HTML composition's worker keeps several cores busy

@@ -45,11 +45,13 @@ pub const MIN_FRAMES_PER_BROWSER: u64 = pipeline::MIN_BLOCK;
 /// encoder per worker does not keep up with more.
 const MAX_DEFAULT_BROWSERS: u32 = 4;
 
-/// Browser processes for a worker with `cores` cores: one more than its cores (a browser
-/// leaves its core idle while it waits on round trips; on 2 cores three browsers measured
-/// fastest), at least two, at most [`MAX_DEFAULT_BROWSERS`].
+/// Browser processes for a worker with `cores` cores: one a core, at least two (one browser
+/// waiting on a round trip leaves the other busy), at most [`MAX_DEFAULT_BROWSERS`]. On 2
+/// cores two browsers beat three on every example and size of the plan benchmark once the
+/// worker's own CPU a frame had come down (docs/BENCHMARKS.md, "Is the default plan the
+/// fastest?"): a third browser only adds a launch and competes with the encoder.
 pub fn browsers_for_cores(cores: u32) -> u32 {
-    cores.saturating_add(1).clamp(2, MAX_DEFAULT_BROWSERS)
+    cores.clamp(2, MAX_DEFAULT_BROWSERS)
 }
 
 /// Browser processes per worker when the spec does not say: chosen from the cores this
