@@ -105,6 +105,18 @@ render() { # BIN OUT DIR SIZE N [FLAGS...]
   local home; home=$(mktemp -d "$work/home.XXXXXX")
   "$b" --home "$home" render "$dir" -o "$out" --frames "0..$n" --size "$size" --fps "$fps" "$@"
   local rc=$?
+  # This revision's one chunk, as its worker reports it (launch to verified segment): its
+  # frames/s without planning, the estimate's probe, stitching and download.
+  if ((rc == 0)) && [[ $b == "$bin" ]]; then
+    python3 - "$b" "$home" >>"$out.worker" <<'PY' || true
+import json, subprocess, sys
+b, home = sys.argv[1], sys.argv[2]
+st = lambda *a: json.loads(subprocess.run([b, "--home", home, "status", *a, "--json"], check=True, capture_output=True).stdout)
+chunks = st(st()[-1]["id"])["chunks"]
+if len(chunks) == 1 and chunks[0].get("stages"):
+    print(chunks[0]["stages"]["frames_per_s"])
+PY
+  fi
   if [[ -z ${KEEP_HOME:-} ]]; then rm -rf "$home"; else echo "$home" >"$out.home"; fi
   return $rc
 }
@@ -226,7 +238,10 @@ for ex in "${examples[@]}"; do
     cap=$(awk -v c="$(median "${ct[@]}")" -v f="$fc" 'BEGIN { print (f > 0 ? c / f : 0) }')
     enc=$(cpu_per_frame "$k/encoder" "$n")
     bound=$(awk -v n="$(nproc)" -v a="$cap" -v b="$enc" 'BEGIN { print (a + b > 0 ? n / (a + b) : 0) }')
-    bound_rows+="| $ex | ${size/x/×} | $(printf '%.1f' "$(calc "$cap * 1000")") | $(printf '%.1f' "$(calc "$enc * 1000")") | $(printf '%.1f' "$bound") | $(printf '%.1f' "$(calc "2 * $fp")") | $(ratio "$bound" "$fp") | $(ratio "$fnw" "$fp") | $(ratio "$bound" "$fc") | $(ratio "$fnw" "$bound") |"$'\n'
+    # shellcheck disable=SC2046
+    fw=$(median $(cat "$work/$ex-$size-new.mp4.worker" 2>/dev/null || echo 0))
+    outside=$(awk -v n="$n" -v a="$fnw" -v w="$fw" 'BEGIN { if (a > 0 && w > 0) printf "%.1f s", n / a - n / w; else print "—" }')
+    bound_rows+="| $ex | ${size/x/×} | $(printf '%.1f' "$(calc "$cap * 1000")") | $(printf '%.1f' "$(calc "$enc * 1000")") | $(printf '%.1f' "$bound") | $(printf '%.1f' "$(calc "2 * $fp")") | $(ratio "$bound" "$fp") | $(ratio "$fnw" "$fp") | $(ratio "$bound" "$fc") | $(ratio "$fnw" "$bound") | $(printf '%.1f' "$fw") | $(ratio "$fw" "$bound") | $outside |"$'\n'
     p=$work/$ex-$size-prev.mp4
     checks+="| $ex | ${size/x/×} | $(count "$p") | $(count "$work/$ex-$size-new.mp4") | $(same_frames "$work/$ex-$size-new.mp4" "$p") of $n | $(psnr "$work/$ex-$size-new.mp4" "$p") | $(count "$work/$ex-$size-default.mp4") |"$'\n'
   done
@@ -326,8 +341,14 @@ Where bound ÷ previous is under 2×, twice the previous release is out of reach
 cores for that capture path with the encoder unchanged; bound ÷ ceiling is the most any
 pipeline can reach of the ceiling.
 
-| example | size | capture CPU (ms/frame) | encoder CPU (ms/frame) | bound (frames/s) | 2 × previous | bound ÷ previous | this ÷ previous | bound ÷ ceiling | this ÷ bound |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|
+**Worker** is this revision's one chunk as its worker reports it (\`status ID --json\`,
+\`stages.frames_per_s\`: browser launch to verified segment, median of the repetitions);
+**outside the worker** is the rest of the render's wall time: planning (the page loaded once
+to read its metadata), the estimate's 30-frame probe, starting the worker process, stitching
+and download.
+
+| example | size | capture CPU (ms/frame) | encoder CPU (ms/frame) | bound (frames/s) | 2 × previous | bound ÷ previous | this ÷ previous | bound ÷ ceiling | this ÷ bound | worker (frames/s) | worker ÷ bound | outside the worker |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $bound_rows
 ### Where a frame's time goes (1280×720, one chunk, one worker)
 
