@@ -82,6 +82,26 @@ if [[ $run_helios == 1 ]]; then
   (cd scripts/bench-helios && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts >&2)
 fi
 
+# chunk_stages BIN HOME: the `stages` of the first chunk of the newest job in HOME, as JSON
+# (`{}` when it has none).
+chunk_stages() {
+  local id
+  id=$("$1" --home "$2" status --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["id"])')
+  "$1" --home "$2" status "$id" --json | python3 -c 'import json, sys; print(json.dumps((lambda d: d["chunks"] if isinstance(d.get("chunks"), list) else d["chunk_list"])(json.load(sys.stdin))[0].get("stages", {})))'
+}
+# worker_fps OUT: after a timed one-chunk run of this revision (with KEEP_HOME, so render left
+# its home in OUT.home), appends that chunk's frames/s as its worker reports it (browser launch
+# to verified segment: no planning, probe, stitching or download) to OUT.worker. Read here,
+# outside the timing, so the lookup does not count against the run.
+keep_homes=${KEEP_HOME:-}
+worker_fps() {
+  local out=$1 home
+  [[ -f $out.home ]] || return 0
+  home=$(<"$out.home")
+  chunk_stages "$bin" "$home" | python3 -c 'import json, sys; f = json.load(sys.stdin).get("frames_per_s"); f and print(f)' >>"$out.worker" || true
+  [[ -n $keep_homes ]] || rm -rf "$home" "$out.home"
+}
+
 # timed LABEL KEY CMD...: runs CMD, appends wall seconds and cores busy to times[KEY] and
 # cpu[KEY]; on failure logs its output and records the error in failed[KEY].
 declare -A times cpu failed
@@ -105,18 +125,6 @@ render() { # BIN OUT DIR SIZE N [FLAGS...]
   local home; home=$(mktemp -d "$work/home.XXXXXX")
   "$b" --home "$home" render "$dir" -o "$out" --frames "0..$n" --size "$size" --fps "$fps" "$@"
   local rc=$?
-  # This revision's one chunk, as its worker reports it (launch to verified segment): its
-  # frames/s without planning, the estimate's probe, stitching and download.
-  if ((rc == 0)) && [[ $b == "$bin" ]]; then
-    python3 - "$b" "$home" >>"$out.worker" <<'PY' || true
-import json, subprocess, sys
-b, home = sys.argv[1], sys.argv[2]
-st = lambda *a: json.loads(subprocess.run([b, "--home", home, "status", *a, "--json"], check=True, capture_output=True).stdout)
-chunks = st(st()[-1]["id"])["chunks"]
-if len(chunks) == 1 and chunks[0].get("stages"):
-    print(chunks[0]["stages"]["frames_per_s"])
-PY
-  fi
   if [[ -z ${KEEP_HOME:-} ]]; then rm -rf "$home"; else echo "$home" >"$out.home"; fi
   return $rc
 }
@@ -148,7 +156,8 @@ for rep in $(seq "$reps"); do
       log "rep $rep/$reps: $k, $n frames (load $(cut -d' ' -f1-3 /proc/loadavg))"
       pex=$(prev_ex "$ex")
       timed "$k/prev" render "$prev" "$work/$ex-$size-prev.mp4" "$(ex_dir "$pex")" "$size" "$n" --chunks 1 --concurrency 1 $(ex_flags "$pex")
-      timed "$k/new" render "$bin" "$work/$ex-$size-new.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1 $(ex_flags "$ex")
+      KEEP_HOME=1 timed "$k/new" render "$bin" "$work/$ex-$size-new.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1 $(ex_flags "$ex")
+      worker_fps "$work/$ex-$size-new.mp4"
       timed "$k/default" render "$bin" "$work/$ex-$size-default.mp4" "$dir" "$size" "$n" $(ex_flags "$ex")
       timed "$k/ceiling" env "$(ex_ceiling_env "$ex")" "$ceiling" "$dir" "$size" "$n" "$default_browsers"
       # The encoder alone, at the worker's settings, on the same picture as raw RGBA frames
@@ -188,8 +197,7 @@ for ex in "${examples[@]}"; do
     breakdown[$ex/$v]=$(python3 scripts/cpu-by-process.py -- "$b" --home "$home" render "$(ex_dir "$e")" \
       -o "$work/cpu.mp4" --frames "0..$n" --size 1280x720 --fps "$fps" --chunks 1 --concurrency 1 $(ex_flags "$e"))
     if [[ $v == new ]]; then
-      id=$("$bin" --home "$home" status --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["id"])')
-      stages[$ex]=$("$bin" --home "$home" status "$id" --json | python3 -c 'import json, sys; print(json.dumps((lambda d: d["chunks"] if isinstance(d.get("chunks"), list) else d["chunk_list"])(json.load(sys.stdin))[0].get("stages", {})))')
+      stages[$ex]=$(chunk_stages "$bin" "$home")
     fi
     rm -rf "$home"
   done
