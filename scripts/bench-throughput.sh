@@ -25,7 +25,7 @@
 # Knobs: PREV_REV (6ca873d, the commit before the throughput work), REPS (3), FRAMES_720
 # (300), FRAMES_1080 (150), EXAMPLES ("canvas dom-css helios-core"), SIZES
 # ("1280x720 1920x1080"), HELIOS (1: run the Helios renderer), CARGO_TARGET_DIR.
-# Needs what scripts/bench-browser.sh needs. About 30-40 minutes on 2 cores.
+# Needs what scripts/bench-browser.sh needs. About 60-70 minutes on 2 cores (two release builds included).
 set -euo pipefail
 export npm_config_update_notifier=false
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -158,7 +158,10 @@ for rep in $(seq "$reps"); do
       timed "$k/prev" render "$prev" "$work/$ex-$size-prev.mp4" "$(ex_dir "$pex")" "$size" "$n" --chunks 1 --concurrency 1 $(ex_flags "$pex")
       KEEP_HOME=1 timed "$k/new" render "$bin" "$work/$ex-$size-new.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1 $(ex_flags "$ex")
       worker_fps "$work/$ex-$size-new.mp4"
+      timed "$k/new-np" render "$bin" "$work/$ex-$size-new-np.mp4" "$dir" "$size" "$n" --chunks 1 --concurrency 1 --no-probe $(ex_flags "$ex")
       timed "$k/default" render "$bin" "$work/$ex-$size-default.mp4" "$dir" "$size" "$n" $(ex_flags "$ex")
+      # What a render costs whatever its length: the same render of 2 frames, no probe.
+      timed "$k/fixed" render "$bin" "$work/$ex-$size-fixed.mp4" "$dir" "$size" 2 --chunks 1 --concurrency 1 --no-probe $(ex_flags "$ex")
       timed "$k/ceiling" env "$(ex_ceiling_env "$ex")" "$ceiling" "$dir" "$size" "$n" "$default_browsers"
       # The encoder alone, at the worker's settings, on the same picture as raw RGBA frames
       # (the previous release's output decoded; its frames are what the worker feeds FFmpeg,
@@ -234,7 +237,7 @@ rows= checks= notes= bound_rows=
 for ex in "${examples[@]}"; do
   for size in "${sizes[@]}"; do
     n=$(frames_for "$size") k=$ex/$size hk=$(prev_ex "$ex") hk=${hk%@*}/$size
-    fp=$(fps_of "$k/prev" "$n") fnw=$(fps_of "$k/new" "$n") fd=$(fps_of "$k/default" "$n")
+    fp=$(fps_of "$k/prev" "$n") fnw=$(fps_of "$k/new" "$n") fd=$(fps_of "$k/default" "$n") fnp=$(fps_of "$k/new-np" "$n")
     fhd=$(fps_of "$hk/helios-dom" "$n") fhc=$(fps_of "$hk/helios-canvas" "$n") fc=${ceiling_fps[$k]}
     hd="—" hc="—"
     if [[ $run_helios == 1 ]]; then
@@ -249,7 +252,10 @@ for ex in "${examples[@]}"; do
     # shellcheck disable=SC2046
     fw=$(median $(cat "$work/$ex-$size-new.mp4.worker" 2>/dev/null || echo 0))
     outside=$(awk -v n="$n" -v a="$fnw" -v w="$fw" 'BEGIN { if (a > 0 && w > 0) printf "%.1f s", n / a - n / w; else print "—" }')
-    bound_rows+="| $ex | ${size/x/×} | $(printf '%.1f' "$(calc "$cap * 1000")") | $(printf '%.1f' "$(calc "$enc * 1000")") | $(printf '%.1f' "$bound") | $(printf '%.1f' "$(calc "2 * $fp")") | $(ratio "$bound" "$fp") | $(ratio "$fnw" "$fp") | $(ratio "$bound" "$fc") | $(ratio "$fnw" "$bound") | $(printf '%.1f' "$fw") | $(ratio "$fw" "$bound") | $outside |"$'\n'
+    read -r -a ft <<<"${times[$k/fixed]:-0}"
+    fixed=$(median "${ft[@]}")
+    reach=$(awk -v n="$n" -v b="$bound" -v f="$fixed" 'BEGIN { if (b > 0) printf "%.2f×", (n / b) / (n / b + f); else print "—" }')
+    bound_rows+="| $ex | ${size/x/×} | $(printf '%.1f' "$(calc "$cap * 1000")") | $(printf '%.1f' "$(calc "$enc * 1000")") | $(printf '%.1f' "$bound") | $(printf '%.1f' "$(calc "2 * $fp")") | $(ratio "$bound" "$fp") | $(ratio "$fnw" "$fp") | $(ratio "$bound" "$fc") | $(ratio "$fnw" "$bound") | $(ratio "$fnp" "$bound") | $(ratio "$fd" "$bound") | $(printf '%.1f' "$fw") | $(ratio "$fw" "$bound") | $outside | $(printf '%.2f s' "$fixed") | $reach |"$'\n'
     p=$work/$ex-$size-prev.mp4
     checks+="| $ex | ${size/x/×} | $(count "$p") | $(count "$work/$ex-$size-new.mp4") | $(same_frames "$work/$ex-$size-new.mp4" "$p") of $n | $(psnr "$work/$ex-$size-new.mp4" "$p") | $(count "$work/$ex-$size-default.mp4") |"$'\n'
   done
@@ -352,11 +358,18 @@ pipeline can reach of the ceiling.
 **Worker** is this revision's one chunk as its worker reports it (\`status ID --json\`,
 \`stages.frames_per_s\`: browser launch to verified segment, median of the repetitions);
 **outside the worker** is the rest of the render's wall time: planning (the page loaded once
-to read its metadata), the estimate's 30-frame probe, starting the worker process, stitching
-and download.
+to read its metadata), the estimate's 30-frame probe (thrown away: the one-chunk plan was
+asked for), starting the worker process, stitching and download. **No probe ÷ bound** is
+the same one-chunk render with \`--no-probe\`. **Defaults ÷ bound** is the
+render with no plan flags, whose probe renders its first 30 frames as its chunk 0, kept.
+**A 2-frame render** is the same one-chunk render of 2 frames with \`--no-probe\` (median wall
+time): what a render costs whatever its length (planning, the worker's start, Chromium's
+launch and page load, the encoder's start and end, stitching). **Reachable ÷ bound** is the
+most a render of this length can reach of the bound if every frame cost only its capture and
+encoding and the render had no probe: (frames ÷ bound) ÷ (frames ÷ bound + a 2-frame render).
 
-| example | size | capture CPU (ms/frame) | encoder CPU (ms/frame) | bound (frames/s) | 2 × previous | bound ÷ previous | this ÷ previous | bound ÷ ceiling | this ÷ bound | worker (frames/s) | worker ÷ bound | outside the worker |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| example | size | capture CPU (ms/frame) | encoder CPU (ms/frame) | bound (frames/s) | 2 × previous | bound ÷ previous | this ÷ previous | bound ÷ ceiling | this ÷ bound | no probe ÷ bound | defaults ÷ bound | worker (frames/s) | worker ÷ bound | outside the worker | a 2-frame render | reachable ÷ bound |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $bound_rows
 ### Where a frame's time goes (1280×720, one chunk, one worker)
 

@@ -243,6 +243,107 @@ fn an_html_render_is_probed_and_its_estimate_is_kept_with_the_job() {
 }
 
 #[test]
+fn a_renders_probe_is_its_first_chunk_rendered_once_and_frame_exact() {
+    let env = Env::new();
+    let clock = example("clock");
+    let base = [
+        "--frames",
+        "0..96",
+        "--size",
+        "1280x720",
+        "--fps",
+        "30",
+        "--lossless",
+    ];
+    // No chunking asked for: the estimate's probe renders the job's first 30 frames as its
+    // chunk 0, which the job keeps (attempt 1, billed in the ledger) and does not render again.
+    let mut a = vec!["--json", "render", clock.as_str(), "-o", "kept.mp4"];
+    a.extend(base);
+    let out = env.ok(&a);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("kept as the job's first chunk"), "{stderr}");
+    let id = env.only_job();
+    let st = env.status(&id);
+    let chunks = st["chunks"].as_array().unwrap();
+    // Its events tell every chunk, the kept one included, as a render's do.
+    let events = json_lines(&out.stdout);
+    let done: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "chunk_done")
+        .map(|e| (e["chunk"].as_u64().unwrap(), e["attempt"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(done.len(), chunks.len(), "{events:?}");
+    assert!(done.contains(&(0, 1)), "{events:?}");
+    assert_eq!(events[0]["event"], "job_started");
+    assert_eq!(events[0]["frames_done"], 0);
+    assert_eq!(
+        (
+            &chunks[0]["start"],
+            &chunks[0]["end"],
+            &chunks[0]["attempts"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(30),
+            &serde_json::json!(1)
+        ),
+        "{st}"
+    );
+    // The rest is planned after it, tiling the frames.
+    let mut next = 30;
+    for c in &chunks[1..] {
+        assert_eq!(c["start"], next, "{st}");
+        next = c["end"].as_u64().unwrap();
+        assert_eq!(c["attempts"], 1, "{st}");
+    }
+    assert_eq!(next, 96, "{st}");
+    let ledger = st["spend"]["ledger"].as_array().unwrap();
+    let chunk0: Vec<_> = ledger
+        .iter()
+        .filter(|e| e["task"].as_str().unwrap().starts_with("chunk 0 "))
+        .collect();
+    assert_eq!(chunk0.len(), 1, "chunk 0 is rendered once: {st}");
+    assert_eq!(
+        chunk0[0]["task"],
+        "chunk 0 attempt 1 (the estimate's probe)"
+    );
+    assert_eq!(chunk0[0]["frames"], 30);
+    assert!(chunk0[0]["billed_ms"].as_u64().unwrap() > 0, "{st}");
+    // Every frame shows its own index, across the probe's chunk and the next.
+    let readings = clock_readings(&env.path("kept.mp4"), 1280, 720);
+    assert_eq!(readings.len(), 96);
+    for (i, rows) in readings.iter().enumerate() {
+        assert_eq!(rows[0], i as u32, "frame {i}: rAF time reads {}", rows[0]);
+    }
+
+    // With the chunks asked for, the probe is thrown away and the plan is the one asked
+    // for; the frames are the same.
+    let mut b = vec!["render", clock.as_str(), "-o", "one.mp4", "--chunks", "1"];
+    b.extend(base);
+    let out = env.ok(&b);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("a probe of 30 frames") && !stderr.contains("kept as"),
+        "{stderr}"
+    );
+    let one = env.status(&env.status_ids().into_iter().find(|j| *j != id).unwrap());
+    assert_eq!(one["chunks"].as_array().unwrap().len(), 1, "{one}");
+    assert_eq!(
+        framemd5(&env.path("kept.mp4")),
+        framemd5(&env.path("one.mp4"))
+    );
+    // Neither probe left files of its own in storage.
+    let mut jobs: Vec<_> = std::fs::read_dir(env.home().join("storage/jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    jobs.sort();
+    let mut ids = env.status_ids();
+    ids.sort();
+    assert_eq!(jobs, ids);
+}
+
+#[test]
 fn a_batch_cap_covers_all_its_rows_and_resume_with_a_higher_cap_finishes_it() {
     let env = Env::new();
     let comp = title_card();

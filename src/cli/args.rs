@@ -103,7 +103,8 @@ pub struct PlanSettings {
     /// the composition's own props; a Helios composition's schema validates them.
     #[arg(long, value_name = "JSON|@FILE")]
     pub props: Option<String>,
-    /// Number of chunks (balanced).
+    /// Number of chunks (balanced). Without it (or --frames-per-chunk), a render on local
+    /// workers keeps the estimate's probe as an extra first chunk of 30 frames.
     #[arg(long, conflicts_with = "frames_per_chunk")]
     pub chunks: Option<u32>,
     /// Maximum frames per chunk.

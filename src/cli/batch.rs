@@ -264,6 +264,7 @@ pub async fn submit(
                     &config,
                     &first.spec,
                     &chunks,
+                    false,
                 )
                 .await?,
             )

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use super::adapter::AdapterConfig;
 use super::args::BudgetArgs;
 use crate::adapters::local::LocalAdapter;
-use crate::adapters::{ChunkRequest, WorkerAdapter};
+use crate::adapters::{ChunkReport, ChunkRequest, WorkerAdapter};
 use crate::cost::{self, format_usd, Estimate, Pace, PlanShape};
 use crate::orchestrator::spend::ASSUMED_PACE;
 use crate::orchestrator::{ChunkState, JobRecord, JobState, JobStore};
@@ -31,6 +31,68 @@ pub async fn pace(
     spec: &JobSpec,
     storage: &Storage,
 ) -> anyhow::Result<(Pace, String)> {
+    let (pace, from, _) = measure(budget, spec, storage, false).await?;
+    Ok((pace, from))
+}
+
+/// A probe run as the job's own first chunk (attempt 1 of chunk 0, the job's spec as it
+/// is submitted), committed once the job is: its frames are not rendered twice.
+pub struct KeptProbe {
+    /// The worker's report of the attempt.
+    pub report: ChunkReport,
+    /// What the attempt took, from dispatch to report, in milliseconds.
+    pub billed_ms: u64,
+}
+
+/// Whether a new render's probe can be its own first chunk: a local worker renders the
+/// job's frames exactly as the probe does, nothing can refuse the job after the probe (no
+/// `--max-cost`), the job is probed at all, and its output is what the probe makes (a GIF
+/// is probed as video).
+pub fn keeps_probe(budget: &BudgetArgs, config: &AdapterConfig, spec: &JobSpec) -> bool {
+    config.is_local()
+        && budget.max_cost.is_none()
+        && budget.frame_ms.is_none()
+        && !budget.no_probe
+        && matches!(spec.composition, crate::spec::Composition::Browser(_))
+        && spec.frame_count() >= 3 * PROBE_FRAMES
+        && spec.output.kind != OutputKind::Gif
+        && spec.chunks.first().map(|c| c.start) == Some(spec.video.frames.start)
+}
+
+/// Makes the probe's frames the job's first chunk, the rest of the frames planned in as
+/// many chunks as before (none under [`PROBE_FRAMES`] frames), and gives the job its id.
+pub fn carve_probe_chunk(spec: &mut JobSpec) {
+    let frames = spec.video.frames;
+    let probe_end = frames.start + PROBE_FRAMES;
+    let rest = crate::spec::FrameRange::new(probe_end, frames.end);
+    let count = (spec.chunks.len() as u64)
+        .min(rest.len() / PROBE_FRAMES)
+        .max(1) as u32;
+    let mut chunks = vec![Chunk {
+        index: 0,
+        start: frames.start,
+        end: probe_end,
+    }];
+    chunks.extend(
+        crate::spec::plan_chunks(rest, crate::spec::ChunkPlan::Count(count))
+            .into_iter()
+            .map(|c| Chunk {
+                index: c.index + 1,
+                ..c
+            }),
+    );
+    spec.chunks = chunks;
+    spec.id.get_or_insert_with(|| ulid::Ulid::new().to_string());
+}
+
+/// [`pace`], and with `keep` (a spec prepared by [`carve_probe_chunk`]) the probe run as
+/// the job's first chunk and kept.
+async fn measure(
+    budget: &BudgetArgs,
+    spec: &JobSpec,
+    storage: &Storage,
+    keep: bool,
+) -> anyhow::Result<(Pace, String, Option<KeptProbe>)> {
     if let Some(ms) = budget.frame_ms {
         if !(ms.is_finite() && ms > 0.0) {
             bail!("--frame-ms must be a positive number of milliseconds, not {ms}");
@@ -40,10 +102,10 @@ pub async fn pace(
             frame_ms: ms,
             cores: 1.0,
         };
-        return Ok((pace, "--frame-ms".into()));
+        return Ok((pace, "--frame-ms".into(), None));
     }
     if budget.no_probe {
-        return Ok((ASSUMED_PACE, "an assumption (--no-probe)".into()));
+        return Ok((ASSUMED_PACE, "an assumption (--no-probe)".into(), None));
     }
     // A renderer command is the user's program: running it once more than asked could
     // cost money or have effects, so its pace is given (--frame-ms), never probed.
@@ -51,6 +113,7 @@ pub async fn pace(
         return Ok((
             ASSUMED_PACE,
             "an assumption (renderer commands are not probed; --frame-ms gives their pace)".into(),
+            None,
         ));
     }
     // A short job would be rendered again, in good part, by its own probe.
@@ -61,14 +124,26 @@ pub async fn pace(
                 "an assumption (jobs under {} frames are not probed)",
                 3 * PROBE_FRAMES
             ),
+            None,
         ));
     }
-    match probe(spec, storage).await {
+    let probed = if keep {
+        probe_first_chunk(spec, storage)
+            .await
+            .map(|(p, from, kept)| (p, from, Some(kept)))
+    } else {
+        probe(spec, storage).await.map(|(p, from)| (p, from, None))
+    };
+    match probed {
         Ok(p) => Ok(p),
         // The estimate is advice: a probe that fails never stops the render itself.
         Err(e) => {
             eprintln!("warning: {}", super::error_chain(&e));
-            Ok((ASSUMED_PACE, "an assumption (the probe failed)".into()))
+            Ok((
+                ASSUMED_PACE,
+                "an assumption (the probe failed)".into(),
+                None,
+            ))
         }
     }
 }
@@ -97,9 +172,59 @@ pub async fn probe(spec: &JobSpec, storage: &Storage) -> anyhow::Result<(Pace, S
     } else {
         ""
     };
-    let key = keys::job_spec(&id);
+    let timed = run_first_chunk(&probe, storage).await;
+    remove_job_files(storage, &id).await;
+    let timed = timed?;
+    Ok((
+        timed.pace(),
+        format!("a probe of {n} frames on this machine{note}"),
+    ))
+}
+
+/// The probe as the job's own first chunk: `spec` is the job's (from
+/// [`carve_probe_chunk`]); its files are removed if it fails, kept otherwise.
+async fn probe_first_chunk(
+    spec: &JobSpec,
+    storage: &Storage,
+) -> anyhow::Result<(Pace, String, KeptProbe)> {
+    let id = spec
+        .id
+        .clone()
+        .context("the job has no id to probe it under")?;
+    let timed = match run_first_chunk(spec, storage).await {
+        Ok(t) => t,
+        Err(e) => {
+            remove_job_files(storage, &id).await;
+            return Err(e);
+        }
+    };
+    let n = timed.report.frames;
+    Ok((
+        timed.pace(),
+        format!("a probe of {n} frames on this machine, kept as the job's first chunk"),
+        KeptProbe {
+            billed_ms: timed.wall_ms as u64,
+            report: timed.report,
+        },
+    ))
+}
+
+/// A probe's attempt as it ran.
+struct Timed {
+    report: ChunkReport,
+    /// Dispatch to report.
+    wall_ms: f64,
+    /// CPU time of the whole machine meanwhile.
+    cpu_ms: f64,
+}
+
+/// Stores `spec` and runs attempt 1 of its chunk 0 in one local worker process, timed.
+async fn run_first_chunk(spec: &JobSpec, storage: &Storage) -> anyhow::Result<Timed> {
+    let id = spec.id.as_deref().context("the probe has no job id")?;
+    let n = spec.chunks.first().map(|c| c.len()).unwrap_or(0);
+    let key = keys::job_spec(id);
     storage
-        .put(&key, serde_json::to_vec(&probe)?.into())
+        .put(&key, serde_json::to_vec(spec)?.into())
         .await
         .context("cannot store the probe's job spec")?;
     let exe = std::env::current_exe().context("cannot find this program's path")?;
@@ -111,44 +236,60 @@ pub async fn probe(spec: &JobSpec, storage: &Storage) -> anyhow::Result<(Pace, S
         .await;
     let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
     let cpu_ms = (busy_cpu_seconds() - cpu_before).max(0.0) * 1000.0;
-    let prefix = format!("jobs/{id}");
-    for k in storage.list(&prefix).await.unwrap_or_default() {
-        let _ = storage.delete(&k).await;
-    }
-    // A folder leaves its (now empty) directories behind.
-    if let Some(dir) = storage.local_path(&prefix) {
-        let _ = std::fs::remove_dir_all(dir);
-    }
     let report = result.map_err(|f| {
         anyhow::anyhow!(
             "the probe of {n} frames failed: {}\n(--no-probe or --frame-ms MS skip the probe)",
             f.message
         )
     })?;
-    // The browser's own account of its frames: wall time from launch to a verified
-    // segment over the frames; the rest of the attempt is start-up.
-    // A frame's time, as a longer chunk would pace it: the pace at which frames arrive from
-    // the browsers once they are warm (the probe's second half), plus the encoder's time per
-    // frame, which runs beside capture on the same cores. A short probe's frames all sit in
-    // the encoder's lookahead when the last one arrives, so the encoder's tail after it is
-    // their encoding time. What is left of the attempt is start-up.
-    let frame_ms = match &report.stages {
-        Some(st) if st.steady_frame_ms > 0.0 => {
-            st.steady_frame_ms + st.encode_finish_ms as f64 / n as f64
-        }
-        Some(st) if st.frames_per_s > 0.0 => {
-            (n as f64 * 1000.0 / st.frames_per_s - st.launch_ms as f64) / n as f64
-        }
-        _ => (report.timings.render_ms + report.timings.encode_ms) as f64 / n.max(1) as f64,
+    Ok(Timed {
+        report,
+        wall_ms,
+        cpu_ms,
+    })
+}
+
+/// Removes what a probe left under `jobs/ID` (a folder's empty directories too).
+async fn remove_job_files(storage: &Storage, id: &str) {
+    let prefix = format!("jobs/{id}");
+    for k in storage.list(&prefix).await.unwrap_or_default() {
+        let _ = storage.delete(&k).await;
     }
-    .max(0.1);
-    let startup_ms = (wall_ms - n as f64 * frame_ms).max(0.0);
-    let pace = Pace {
-        startup_ms,
-        frame_ms,
-        cores: (cpu_ms / wall_ms.max(1.0)).max(0.1),
-    };
-    Ok((pace, format!("a probe of {n} frames on this machine{note}")))
+    if let Some(dir) = storage.local_path(&prefix) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+impl Timed {
+    /// The pace the attempt shows.
+    fn pace(&self) -> Pace {
+        let n = self.report.frames.max(1);
+        // A frame's time, as a longer chunk would pace it: the pace at which frames arrive
+        // from the browsers once they are warm (the probe's second half), plus the
+        // encoder's time per frame, which runs beside capture on the same cores. A short
+        // probe's frames all sit in the encoder's lookahead when the last one arrives, so
+        // the encoder's tail after it is their encoding time. What is left of the attempt
+        // is start-up.
+        let frame_ms = match &self.report.stages {
+            Some(st) if st.steady_frame_ms > 0.0 => {
+                st.steady_frame_ms + st.encode_finish_ms as f64 / n as f64
+            }
+            Some(st) if st.frames_per_s > 0.0 => {
+                (n as f64 * 1000.0 / st.frames_per_s - st.launch_ms as f64) / n as f64
+            }
+            _ => {
+                let t = &self.report.timings;
+                (t.render_ms + t.encode_ms) as f64 / n as f64
+            }
+        }
+        .max(0.1);
+        let startup_ms = (self.wall_ms - n as f64 * frame_ms).max(0.0);
+        Pace {
+            startup_ms,
+            frame_ms,
+            cores: (self.cpu_ms / self.wall_ms.max(1.0)).max(0.1),
+        }
+    }
 }
 
 /// CPU seconds this machine has been busy (all processes, from `/proc/stat`): a worker's
@@ -298,11 +439,15 @@ pub struct Budgeted {
     pub estimate: Estimate,
     /// Whether events are printed as JSON lines.
     json: bool,
+    /// The probe, run as the job's first chunk, to commit once the job is submitted.
+    pub kept: Option<KeptProbe>,
 }
 
 impl Budgeted {
     /// Estimates `chunks` of `spec` (a job's, or every row's of a batch) on the adapter
-    /// chosen by `adapter`, says it, and refuses a plan over `--max-cost`.
+    /// chosen by `adapter`, says it, and refuses a plan over `--max-cost`. With
+    /// `keep_probe` (a spec prepared by [`carve_probe_chunk`]), the probe is the job's
+    /// first chunk, in [`Budgeted::kept`].
     pub async fn new(
         json: bool,
         storage: &Storage,
@@ -310,9 +455,10 @@ impl Budgeted {
         config: &AdapterConfig,
         spec: &JobSpec,
         chunks: &[Chunk],
+        keep_probe: bool,
     ) -> anyhow::Result<Self> {
         let cap = cap(budget)?;
-        let (pace, from) = pace(budget, spec, storage).await?;
+        let (pace, from, kept) = measure(budget, spec, storage, keep_probe).await?;
         let estimate = of_chunks(spec, chunks, config, pace, &from)?;
         if cap.is_some() && config.price().is_free() {
             eprintln!(
@@ -324,6 +470,7 @@ impl Budgeted {
             cap,
             estimate,
             json,
+            kept,
         })
     }
 

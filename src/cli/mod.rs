@@ -225,6 +225,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             plan::check_output(&output, &spec)?;
             spec.video.segments = a.stitch.segments(&output, &spec.video);
             preflight()?;
+            // Chunks are ours to plan: the estimate's probe may be the first of them.
+            let ours = a.plan.chunks.is_none() && a.plan.frames_per_chunk.is_none();
             submit_and_run(
                 &cli,
                 &ctx,
@@ -232,7 +234,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 &a.budget,
                 spec,
                 &output,
-                !a.no_download,
+                (!a.no_download, ours),
             )
             .await
         }
@@ -275,8 +277,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let local = matches!(a.adapter.adapter, None | Some(AdapterKind::Local));
             let spec = plan::build_spec(&a.plan, &ctx.storage, local, &target).await?;
             let config = a.adapter.config(None)?;
-            estimate::Budgeted::new(false, &ctx.storage, &a.budget, &config, &spec, &spec.chunks)
-                .await?;
+            estimate::Budgeted::new(
+                false,
+                &ctx.storage,
+                &a.budget,
+                &config,
+                &spec,
+                &spec.chunks,
+                false,
+            )
+            .await?;
             let json = serde_json::to_string_pretty(&spec)? + "\n";
             if a.emit.as_os_str() == "-" {
                 print!("{json}");
@@ -329,7 +339,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 &a.budget,
                 spec,
                 &output,
-                !a.no_download,
+                (!a.no_download, false),
             )
             .await
         }
@@ -667,13 +677,14 @@ async fn run_helios_job(
         &a.budget,
         spec,
         &output,
-        !a.no_download,
+        (!a.no_download, false),
     )
     .await
 }
 
 /// Estimates a new job (refusing one whose estimate is over its cap), submits it with its
-/// cap and estimate, and runs it.
+/// cap and estimate, and runs it. With `chunks_ours` (no chunking was asked for), a probe
+/// on local workers renders the job's first frames as its first chunk, kept.
 async fn submit_and_run(
     cli: &Cli,
     ctx: &State,
@@ -681,19 +692,34 @@ async fn submit_and_run(
     budget: &args::BudgetArgs,
     mut spec: spec::JobSpec,
     output: &Path,
-    download: bool,
+    (download, chunks_ours): (bool, bool),
 ) -> anyhow::Result<i32> {
     let media = plan::hls_media(output, &mut spec);
     let output = media.as_path();
     let config = adapter.config(None)?;
-    let budgeted =
-        estimate::Budgeted::new(cli.json, &ctx.storage, budget, &config, &spec, &spec.chunks)
-            .await?;
+    let keep = chunks_ours && estimate::keeps_probe(budget, &config, &spec);
+    if keep {
+        estimate::carve_probe_chunk(&mut spec);
+    }
+    let budgeted = estimate::Budgeted::new(
+        cli.json,
+        &ctx.storage,
+        budget,
+        &config,
+        &spec,
+        &spec.chunks,
+        keep,
+    )
+    .await?;
     let (orch, rx) = ctx.orchestrator(adapter, None).await?;
     let job = orch
         .submit_with(spec, &ctx.storage, output, download)
         .await?;
     budgeted.record(&*ctx.store, &job.id, false).await?;
+    if let Some(kept) = budgeted.kept {
+        orch.keep_attempt(&job.id, kept.report, kept.billed_ms)
+            .await?;
+    }
     run_job(cli, orch, rx, &job.id).await
 }
 

@@ -177,6 +177,9 @@ pub struct Orchestrator {
     pub slots: Option<Arc<tokio::sync::Semaphore>>,
     /// Prices workers' time, keeps the spend ledger and holds jobs to their cost caps.
     pub meter: Arc<spend::Meter>,
+    /// Attempts that ran before their job was submitted (the estimate's probe), by job:
+    /// committed as their chunk's attempt when [`Orchestrator::run`] reaches the chunk.
+    pub kept: std::sync::Mutex<std::collections::HashMap<String, Vec<crate::worker::ChunkReport>>>,
 }
 
 impl Orchestrator {
@@ -199,6 +202,7 @@ impl Orchestrator {
             speculation: None,
             slots: None,
             meter: spend::Meter::new(crate::cost::Price::worker_hour(None)),
+            kept: Default::default(),
         }
     }
 }

@@ -106,6 +106,32 @@ impl Orchestrator {
         Ok(record)
     }
 
+    /// Keeps an attempt that ran before job `id` was submitted (the estimate's probe, run as
+    /// the job's first chunk with the job's own spec): its time goes in the spend ledger
+    /// now, and [`Orchestrator::run`] commits it, verified like any attempt, as its chunk's
+    /// attempt (or renders the chunk if it does not verify).
+    pub async fn keep_attempt(
+        &self,
+        id: &str,
+        report: crate::worker::ChunkReport,
+        billed_ms: u64,
+    ) -> Result<(), OrchestratorError> {
+        let entry = super::SpendEntry {
+            task: format!(
+                "chunk {} attempt {} (the estimate's probe)",
+                report.chunk, report.attempt
+            ),
+            billed_ms,
+            usd: self.meter.price().attempt(billed_ms as f64 / 1000.0),
+            frames: report.frames,
+        };
+        self.store.record_spend(id, &entry).await?;
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.entry(id.to_string()).or_default().push(report);
+        }
+        Ok(())
+    }
+
     /// Runs (or resumes) a job to the end: only chunks that are not done are rendered.
     pub async fn run(&self, id: &str) -> Result<Outcome, OrchestratorError> {
         let _lock = JobLock::acquire(&self.state_dir.join("locks"), id)?;
@@ -459,6 +485,13 @@ impl Orchestrator {
             meter: self.meter.clone(),
             record: job.clone(),
             over: std::sync::Mutex::new(None),
+            kept: std::sync::Mutex::new(
+                self.kept
+                    .lock()
+                    .ok()
+                    .and_then(|mut k| k.remove(&job.id))
+                    .unwrap_or_default(),
+            ),
         });
         let sem = self
             .slots
@@ -803,6 +836,9 @@ struct ChunkCtx {
     record: JobRecord,
     /// The task the cost cap refused, once one was.
     over: std::sync::Mutex<Option<OverCap>>,
+    /// Attempts that ran before the job was submitted, to commit (see
+    /// [`Orchestrator::keep_attempt`]).
+    kept: std::sync::Mutex<Vec<ChunkReport>>,
 }
 
 impl ChunkCtx {
@@ -1017,9 +1053,77 @@ impl ChunkCtx {
         }
     }
 
+    /// Commits the attempt kept for `chunk`, if there is one and it verifies as the chunk's
+    /// first attempt. Returns whether the chunk is committed.
+    async fn commit_kept(&self, chunk: Chunk) -> Result<bool, OrchestratorError> {
+        let report = match self.kept.lock() {
+            Ok(mut kept) => match kept.iter().position(|r| r.chunk == chunk.index) {
+                Some(i) => kept.swap_remove(i),
+                None => return Ok(false),
+            },
+            Err(_) => return Ok(false),
+        };
+        let seg = match verify_report(&report, &self.spec, chunk, report.attempt, &self.storage)
+            .await
+        {
+            Ok(seg) => seg,
+            Err(reason) => {
+                tracing::warn!(job = %self.job, chunk = chunk.index, %reason, "the probe's attempt is not kept: rendering the chunk");
+                return Ok(false);
+            }
+        };
+        let attempt = self.store.begin_attempt(&self.job, chunk.index).await?;
+        if attempt != report.attempt {
+            // Not the chunk's first attempt after all: it is rendered like any other.
+            self.store
+                .end_attempt(
+                    &self.job,
+                    chunk.index,
+                    attempt,
+                    AttemptOutcome::Superseded,
+                    None,
+                )
+                .await?;
+            self.store
+                .release_chunk(&self.job, chunk.index, None)
+                .await?;
+            return Ok(false);
+        }
+        self.emit(Event::ChunkStarted {
+            chunk: chunk.index,
+            attempt,
+        });
+        self.store
+            .end_attempt(
+                &self.job,
+                chunk.index,
+                attempt,
+                AttemptOutcome::Succeeded,
+                None,
+            )
+            .await?;
+        self.store
+            .commit_chunk(&self.job, chunk.index, &seg)
+            .await?;
+        if let Ok(mut d) = self.durations.lock() {
+            d.push(Duration::from_millis(seg.worker_ms));
+        }
+        self.done.fetch_add(1, Ordering::SeqCst);
+        self.emit(Event::ChunkDone {
+            chunk: chunk.index,
+            attempt,
+            frames: seg.frames,
+            worker_ms: seg.worker_ms,
+        });
+        Ok(true)
+    }
+
     /// Attempts a chunk until it is committed, fails fatally or runs out of attempts.
     /// Returns whether the chunk was committed (false: the cost cap stopped it first).
     async fn render_chunk(&self, chunk: Chunk) -> Result<bool, OrchestratorError> {
+        if self.commit_kept(chunk).await? {
+            return Ok(true);
+        }
         let policy = &self.spec.retry;
         let timeout = Duration::from_secs_f64(policy.timeout_s);
         for n in 1..=policy.max_attempts {
