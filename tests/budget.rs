@@ -309,6 +309,22 @@ fn a_renders_probe_is_its_first_chunk_rendered_once_and_frame_exact() {
     );
     assert_eq!(chunk0[0]["frames"], 30);
     assert!(chunk0[0]["billed_ms"].as_u64().unwrap() > 0, "{st}");
+    // Its attempt is recorded as it ran: before the job, for the time it was billed.
+    let a0 = &chunks[0]["attempt_list"][0];
+    let (s0, e0) = (
+        a0["started_ms"].as_i64().unwrap(),
+        a0["ended_ms"].as_i64().unwrap(),
+    );
+    assert_eq!(
+        (e0 - s0) as u64,
+        chunk0[0]["billed_ms"].as_u64().unwrap(),
+        "{st}"
+    );
+    assert!(
+        e0 <= chunks[1]["attempt_list"][0]["started_ms"].as_i64().unwrap(),
+        "{st}"
+    );
+    assert_eq!(a0["outcome"], "succeeded", "{st}");
     // Every frame shows its own index, across the probe's chunk and the next.
     let readings = clock_readings(&env.path("kept.mp4"), 1280, 720);
     assert_eq!(readings.len(), 96);

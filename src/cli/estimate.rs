@@ -13,7 +13,7 @@ use crate::adapters::local::LocalAdapter;
 use crate::adapters::{ChunkReport, ChunkRequest, WorkerAdapter};
 use crate::cost::{self, format_usd, Estimate, Pace, PlanShape};
 use crate::orchestrator::spend::ASSUMED_PACE;
-use crate::orchestrator::{ChunkState, JobRecord, JobState, JobStore};
+use crate::orchestrator::{ChunkState, JobRecord, JobState, JobStore, KeptAttempt};
 use crate::spec::{Chunk, JobSpec, OutputKind, OutputSpec};
 use crate::storage::{keys, Storage};
 
@@ -33,15 +33,6 @@ pub async fn pace(
 ) -> anyhow::Result<(Pace, String)> {
     let (pace, from, _) = measure(budget, spec, storage, false).await?;
     Ok((pace, from))
-}
-
-/// A probe run as the job's own first chunk (attempt 1 of chunk 0, the job's spec as it
-/// is submitted), committed once the job is: its frames are not rendered twice.
-pub struct KeptProbe {
-    /// The worker's report of the attempt.
-    pub report: ChunkReport,
-    /// What the attempt took, from dispatch to report, in milliseconds.
-    pub billed_ms: u64,
 }
 
 /// Whether a new render's probe can be its own first chunk: a local worker renders the
@@ -92,7 +83,7 @@ async fn measure(
     spec: &JobSpec,
     storage: &Storage,
     keep: bool,
-) -> anyhow::Result<(Pace, String, Option<KeptProbe>)> {
+) -> anyhow::Result<(Pace, String, Option<KeptAttempt>)> {
     if let Some(ms) = budget.frame_ms {
         if !(ms.is_finite() && ms > 0.0) {
             bail!("--frame-ms must be a positive number of milliseconds, not {ms}");
@@ -186,7 +177,7 @@ pub async fn probe(spec: &JobSpec, storage: &Storage) -> anyhow::Result<(Pace, S
 async fn probe_first_chunk(
     spec: &JobSpec,
     storage: &Storage,
-) -> anyhow::Result<(Pace, String, KeptProbe)> {
+) -> anyhow::Result<(Pace, String, KeptAttempt)> {
     let id = spec
         .id
         .clone()
@@ -202,8 +193,8 @@ async fn probe_first_chunk(
     Ok((
         timed.pace(),
         format!("a probe of {n} frames on this machine, kept as the job's first chunk"),
-        KeptProbe {
-            billed_ms: timed.wall_ms as u64,
+        KeptAttempt {
+            span_ms: timed.span_ms,
             report: timed.report,
         },
     ))
@@ -214,6 +205,8 @@ struct Timed {
     report: ChunkReport,
     /// Dispatch to report.
     wall_ms: f64,
+    /// When it was dispatched and when it answered, Unix milliseconds.
+    span_ms: (i64, i64),
     /// CPU time of the whole machine meanwhile.
     cpu_ms: f64,
 }
@@ -230,6 +223,7 @@ async fn run_first_chunk(spec: &JobSpec, storage: &Storage) -> anyhow::Result<Ti
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let worker = LocalAdapter::new(exe);
     let cpu_before = busy_cpu_seconds();
+    let dispatched = unix_ms();
     let started = Instant::now();
     let result = worker
         .run_chunk(&ChunkRequest::render(storage.url_for(&key), 0, 1))
@@ -245,8 +239,17 @@ async fn run_first_chunk(spec: &JobSpec, storage: &Storage) -> anyhow::Result<Ti
     Ok(Timed {
         report,
         wall_ms,
+        span_ms: (dispatched, dispatched + wall_ms as i64),
         cpu_ms,
     })
+}
+
+/// Now, in Unix milliseconds (the job store's clock).
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Removes what a probe left under `jobs/ID` (a folder's empty directories too).
@@ -440,7 +443,7 @@ pub struct Budgeted {
     /// Whether events are printed as JSON lines.
     json: bool,
     /// The probe, run as the job's first chunk, to commit once the job is submitted.
-    pub kept: Option<KeptProbe>,
+    pub kept: Option<KeptAttempt>,
 }
 
 impl Budgeted {

@@ -717,8 +717,7 @@ async fn submit_and_run(
         .await?;
     budgeted.record(&*ctx.store, &job.id, false).await?;
     if let Some(kept) = budgeted.kept {
-        orch.keep_attempt(&job.id, kept.report, kept.billed_ms)
-            .await?;
+        orch.keep_attempt(&job.id, kept).await?;
     }
     run_job(cli, orch, rx, &job.id).await
 }

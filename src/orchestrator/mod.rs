@@ -179,7 +179,16 @@ pub struct Orchestrator {
     pub meter: Arc<spend::Meter>,
     /// Attempts that ran before their job was submitted (the estimate's probe), by job:
     /// committed as their chunk's attempt when [`Orchestrator::run`] reaches the chunk.
-    pub kept: std::sync::Mutex<std::collections::HashMap<String, Vec<crate::worker::ChunkReport>>>,
+    pub kept: std::sync::Mutex<std::collections::HashMap<String, Vec<KeptAttempt>>>,
+}
+
+/// An attempt that ran before its job was submitted (see [`Orchestrator::keep_attempt`]).
+#[derive(Debug, Clone)]
+pub struct KeptAttempt {
+    /// The worker's report.
+    pub report: crate::worker::ChunkReport,
+    /// When it was dispatched and when it answered, Unix milliseconds.
+    pub span_ms: (i64, i64),
 }
 
 impl Orchestrator {

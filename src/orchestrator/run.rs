@@ -113,9 +113,11 @@ impl Orchestrator {
     pub async fn keep_attempt(
         &self,
         id: &str,
-        report: crate::worker::ChunkReport,
-        billed_ms: u64,
+        kept_attempt: super::KeptAttempt,
     ) -> Result<(), OrchestratorError> {
+        let report = &kept_attempt.report;
+        let (started, ended) = kept_attempt.span_ms;
+        let billed_ms = (ended - started).max(0) as u64;
         let entry = super::SpendEntry {
             task: format!(
                 "chunk {} attempt {} (the estimate's probe)",
@@ -127,7 +129,7 @@ impl Orchestrator {
         };
         self.store.record_spend(id, &entry).await?;
         if let Ok(mut kept) = self.kept.lock() {
-            kept.entry(id.to_string()).or_default().push(report);
+            kept.entry(id.to_string()).or_default().push(kept_attempt);
         }
         Ok(())
     }
@@ -838,7 +840,7 @@ struct ChunkCtx {
     over: std::sync::Mutex<Option<OverCap>>,
     /// Attempts that ran before the job was submitted, to commit (see
     /// [`Orchestrator::keep_attempt`]).
-    kept: std::sync::Mutex<Vec<ChunkReport>>,
+    kept: std::sync::Mutex<Vec<super::KeptAttempt>>,
 }
 
 impl ChunkCtx {
@@ -1056,8 +1058,8 @@ impl ChunkCtx {
     /// Commits the attempt kept for `chunk`, if there is one and it verifies as the chunk's
     /// first attempt. Returns whether the chunk is committed.
     async fn commit_kept(&self, chunk: Chunk) -> Result<bool, OrchestratorError> {
-        let report = match self.kept.lock() {
-            Ok(mut kept) => match kept.iter().position(|r| r.chunk == chunk.index) {
+        let super::KeptAttempt { report, span_ms } = match self.kept.lock() {
+            Ok(mut kept) => match kept.iter().position(|k| k.report.chunk == chunk.index) {
                 Some(i) => kept.swap_remove(i),
                 None => return Ok(false),
             },
@@ -1103,11 +1105,12 @@ impl ChunkCtx {
             )
             .await?;
         self.store
+            .set_attempt_span(&self.job, chunk.index, attempt, span_ms.0, span_ms.1)
+            .await?;
+        self.store
             .commit_chunk(&self.job, chunk.index, &seg)
             .await?;
-        if let Ok(mut d) = self.durations.lock() {
-            d.push(Duration::from_millis(seg.worker_ms));
-        }
+        // Its duration is not a straggler's yardstick: the probe's chunk is shorter.
         self.done.fetch_add(1, Ordering::SeqCst);
         self.emit(Event::ChunkDone {
             chunk: chunk.index,

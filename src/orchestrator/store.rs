@@ -308,6 +308,16 @@ pub trait JobStore: Send + Sync {
         outcome: AttemptOutcome,
         failure: Option<(&str, &str)>,
     ) -> Result<(), StoreError>;
+    /// Sets when an attempt started and ended (Unix milliseconds), for an attempt that ran
+    /// before it was recorded: the estimate's probe, kept as its job's first chunk.
+    async fn set_attempt_span(
+        &self,
+        id: &str,
+        index: u32,
+        attempt: u32,
+        started_ms: i64,
+        ended_ms: i64,
+    ) -> Result<(), StoreError>;
     /// Ends every attempt of the job (or of one chunk) still running with `outcome`.
     async fn end_running_attempts(
         &self,
@@ -1014,6 +1024,26 @@ impl JobStore for SqliteStore {
                 kind,
                 error
             ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_attempt_span(
+        &self,
+        id: &str,
+        index: u32,
+        attempt: u32,
+        started_ms: i64,
+        ended_ms: i64,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE attempts SET started_ms = ?4, ended_ms = ?5
+                 WHERE job_id = ?1 AND idx = ?2 AND attempt = ?3",
+            )?
+            .execute(params![id, index, attempt, started_ms, ended_ms])?;
             Ok(())
         })
         .await
