@@ -549,3 +549,51 @@ pub async fn before_resume(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ChunkPlan, Fps, FrameRange};
+
+    fn spec(frames: FrameRange, chunks: u32) -> JobSpec {
+        JobSpec::command(
+            &["render", "{start}", "{output}"],
+            320,
+            240,
+            Fps::new(30, 1),
+            frames,
+            ChunkPlan::Count(chunks),
+        )
+    }
+
+    #[test]
+    fn the_probes_chunk_comes_first_and_the_rest_keeps_the_planned_count() {
+        for (frames, planned, want) in [
+            (FrameRange::new(0, 300), 1, vec![(0, 30), (30, 300)]),
+            (
+                FrameRange::new(100, 400),
+                2,
+                vec![(100, 130), (130, 265), (265, 400)],
+            ),
+            // Never chunks under the probe's 30 frames: 60 frames after it make 2, not 4.
+            (FrameRange::new(0, 90), 4, vec![(0, 30), (30, 60), (60, 90)]),
+        ] {
+            let mut s = spec(frames, planned);
+            carve_probe_chunk(&mut s);
+            let got: Vec<_> = s.chunks.iter().map(|c| (c.start, c.end)).collect();
+            assert_eq!(got, want, "{frames:?} in {planned}");
+            assert!(s
+                .chunks
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.index as usize == i));
+            assert!(s.id.is_some());
+            crate::spec::validate(&s).unwrap();
+        }
+        // An id already given is kept.
+        let mut s = spec(FrameRange::new(0, 300), 1);
+        s.id = Some("given".into());
+        carve_probe_chunk(&mut s);
+        assert_eq!(s.id.as_deref(), Some("given"));
+    }
+}
