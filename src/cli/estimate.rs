@@ -42,10 +42,7 @@ pub async fn pace(
 pub fn keeps_probe(budget: &BudgetArgs, config: &AdapterConfig, spec: &JobSpec) -> bool {
     config.is_local()
         && budget.max_cost.is_none()
-        && budget.frame_ms.is_none()
-        && !budget.no_probe
-        && matches!(spec.composition, crate::spec::Composition::Browser(_))
-        && spec.frame_count() >= 3 * PROBE_FRAMES
+        && matches!(unprobed(budget, spec), Ok(None))
         && spec.output.kind != OutputKind::Gif
         && spec.chunks.first().map(|c| c.start) == Some(spec.video.frames.start)
 }
@@ -76,14 +73,9 @@ pub fn carve_probe_chunk(spec: &mut JobSpec) {
     spec.id.get_or_insert_with(|| ulid::Ulid::new().to_string());
 }
 
-/// [`pace`], and with `keep` (a spec prepared by [`carve_probe_chunk`]) the probe run as
-/// the job's first chunk and kept.
-async fn measure(
-    budget: &BudgetArgs,
-    spec: &JobSpec,
-    storage: &Storage,
-    keep: bool,
-) -> anyhow::Result<(Pace, String, Option<KeptAttempt>)> {
+/// The pace of a job that is not probed, and where it comes from (`--frame-ms`,
+/// `--no-probe`, a renderer command, a short job); `None` when the job is probed.
+fn unprobed(budget: &BudgetArgs, spec: &JobSpec) -> anyhow::Result<Option<(Pace, String)>> {
     if let Some(ms) = budget.frame_ms {
         if !(ms.is_finite() && ms > 0.0) {
             bail!("--frame-ms must be a positive number of milliseconds, not {ms}");
@@ -93,30 +85,42 @@ async fn measure(
             frame_ms: ms,
             cores: 1.0,
         };
-        return Ok((pace, "--frame-ms".into(), None));
+        return Ok(Some((pace, "--frame-ms".into())));
     }
     if budget.no_probe {
-        return Ok((ASSUMED_PACE, "an assumption (--no-probe)".into(), None));
+        return Ok(Some((ASSUMED_PACE, "an assumption (--no-probe)".into())));
     }
     // A renderer command is the user's program: running it once more than asked could
     // cost money or have effects, so its pace is given (--frame-ms), never probed.
     if matches!(spec.composition, crate::spec::Composition::Command(_)) {
-        return Ok((
+        return Ok(Some((
             ASSUMED_PACE,
             "an assumption (renderer commands are not probed; --frame-ms gives their pace)".into(),
-            None,
-        ));
+        )));
     }
     // A short job would be rendered again, in good part, by its own probe.
     if spec.frame_count() < 3 * PROBE_FRAMES {
-        return Ok((
+        return Ok(Some((
             ASSUMED_PACE,
             format!(
                 "an assumption (jobs under {} frames are not probed)",
                 3 * PROBE_FRAMES
             ),
-            None,
-        ));
+        )));
+    }
+    Ok(None)
+}
+
+/// [`pace`], and with `keep` (a spec prepared by [`carve_probe_chunk`]) the probe run as
+/// the job's first chunk and kept.
+async fn measure(
+    budget: &BudgetArgs,
+    spec: &JobSpec,
+    storage: &Storage,
+    keep: bool,
+) -> anyhow::Result<(Pace, String, Option<KeptAttempt>)> {
+    if let Some((pace, from)) = unprobed(budget, spec)? {
+        return Ok((pace, from, None));
     }
     let probed = if keep {
         probe_first_chunk(spec, storage)
@@ -194,7 +198,10 @@ async fn probe_first_chunk(
         timed.pace(),
         format!("a probe of {n} frames on this machine, kept as the job's first chunk"),
         KeptAttempt {
-            span_ms: timed.span_ms,
+            span_ms: (
+                timed.dispatched_ms,
+                timed.dispatched_ms + timed.wall_ms as i64,
+            ),
             report: timed.report,
         },
     ))
@@ -205,8 +212,8 @@ struct Timed {
     report: ChunkReport,
     /// Dispatch to report.
     wall_ms: f64,
-    /// When it was dispatched and when it answered, Unix milliseconds.
-    span_ms: (i64, i64),
+    /// When it was dispatched, Unix milliseconds.
+    dispatched_ms: i64,
     /// CPU time of the whole machine meanwhile.
     cpu_ms: f64,
 }
@@ -223,7 +230,7 @@ async fn run_first_chunk(spec: &JobSpec, storage: &Storage) -> anyhow::Result<Ti
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let worker = LocalAdapter::new(exe);
     let cpu_before = busy_cpu_seconds();
-    let dispatched = unix_ms();
+    let dispatched_ms = crate::orchestrator::now_ms();
     let started = Instant::now();
     let result = worker
         .run_chunk(&ChunkRequest::render(storage.url_for(&key), 0, 1))
@@ -239,17 +246,9 @@ async fn run_first_chunk(spec: &JobSpec, storage: &Storage) -> anyhow::Result<Ti
     Ok(Timed {
         report,
         wall_ms,
-        span_ms: (dispatched, dispatched + wall_ms as i64),
+        dispatched_ms,
         cpu_ms,
     })
-}
-
-/// Now, in Unix milliseconds (the job store's clock).
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Removes what a probe left under `jobs/ID` (a folder's empty directories too).

@@ -27,7 +27,7 @@ use crate::storage::StorageError;
 pub use events::{Event, EventSink};
 pub use lock::{JobLock, LockError};
 pub use store::{
-    playable_prefix, AttemptOutcome, AttemptRecord, BatchRow, ChunkRecord, ChunkState,
+    now_ms, playable_prefix, AttemptOutcome, AttemptRecord, BatchRow, ChunkRecord, ChunkState,
     CommittedSegment, CostPlan, JobRecord, JobState, JobStore, SpendEntry, Spent, SqliteStore,
     StoreError, StoreStats,
 };

@@ -422,7 +422,8 @@ pub struct StoreStats {
     pub changes: u64,
 }
 
-fn now_ms() -> i64 {
+/// Now, in Unix milliseconds: the clock of every time the store records.
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
